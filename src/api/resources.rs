@@ -1,0 +1,156 @@
+//! CRUD for every resource type: `GET` one or a page, `PUT` create-or-update (201/200),
+//! `DELETE`. A request that fails any check changes nothing.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{ApiContext, ApiError, Reply, Request};
+use crate::model::{rest, validate_name, Resource, ResourceKey, ResourceType, ValidationError};
+use crate::store::StoreError;
+
+/// Kuma's page size defaults (`pkg/api-server/pagination.go`).
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// `GET`, `PUT` or `DELETE` of one resource.
+pub fn one(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &str) -> Result<Reply, ApiError> {
+    match req.method.as_str() {
+        "GET" => get(ctx, rtype, mesh, name),
+        "PUT" => put(ctx, req, rtype, mesh, name),
+        "DELETE" => delete(ctx, rtype, mesh, name),
+        other => Err(ApiError::method_not_allowed(format!("{other} is not allowed here; use GET, PUT or DELETE"))),
+    }
+}
+
+fn get(ctx: &ApiContext, rtype: ResourceType, mesh: &str, name: &str) -> Result<Reply, ApiError> {
+    let res = ctx.store.get(&ResourceKey::new(rtype, mesh, name))?;
+    Ok(Reply::json(200, rest::to_json(&res)))
+}
+
+/// A page of resources (`?size`, `?offset`), sorted by mesh then name.
+pub fn list(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: Option<&str>) -> Result<Reply, ApiError> {
+    let items = ctx.store.list(rtype, mesh)?;
+    let json_items: Vec<Value> = items.iter().map(|r| rest::to_json(r)).collect();
+    page(req, json_items)
+}
+
+/// Slices `items` by the request's `size`/`offset` into Kuma's `{total, items, next}`.
+pub fn page(req: &Request, items: Vec<Value>) -> Result<Reply, ApiError> {
+    let size = match req.query_param("size") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "size",
+                    format!("invalid page size {text:?}: must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                ))
+            }
+        },
+    };
+    let offset = match req.query_param("offset") {
+        None | Some("") => 0,
+        Some(text) => text.parse::<usize>().map_err(|_| {
+            ApiError::invalid_field("offset", format!("invalid offset {text:?}: must be a whole number"))
+        })?,
+    };
+    let total = items.len();
+    let end = offset.saturating_add(size).min(total);
+    let next = (end < total).then(|| next_url(req, end, size));
+    let page: Vec<Value> = items.into_iter().skip(offset).take(size).collect();
+    Ok(Reply::json(200, json!({ "total": total, "items": page, "next": next })))
+}
+
+/// The same URL with `offset` moved on, absolute as Kuma builds it (host from `Host`).
+fn next_url(req: &Request, offset: usize, size: usize) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in req.query.iter().filter(|(k, _)| k != "offset" && k != "size") {
+        query.append_pair(k, v);
+    }
+    query.append_pair("size", &size.to_string());
+    query.append_pair("offset", &offset.to_string());
+    let host = req.host.as_deref().unwrap_or("localhost");
+    format!("http://{host}{}?{}", req.path, query.finish())
+}
+
+fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &str) -> Result<Reply, ApiError> {
+    let config = ctx.config();
+    if config.api_server.read_only {
+        return Err(ApiError::method_not_allowed("the API server is read-only (apiServer.readOnly)"));
+    }
+    if rtype.is_read_only() {
+        return Err(ApiError::method_not_allowed(format!("{} is written by the control plane only", rtype.name())));
+    }
+    let mut url_errors = ValidationError::default();
+    if !rtype.is_global() {
+        if let Err(e) = validate_name("mesh", mesh) {
+            url_errors.add_nested("", e);
+        }
+    }
+    if let Err(e) = validate_name("name", name) {
+        url_errors.add_nested("", e);
+    }
+    url_errors.into_result()?;
+
+    let body = req.body.as_deref().unwrap_or("");
+    if body.trim().is_empty() {
+        return Err(ApiError::bad_request("the request body is empty; send the resource as JSON or YAML"));
+    }
+    let document = rest::parse_document(body).map_err(ApiError::bad_request)?;
+    let envelope = rest::from_json(document)?;
+    let mut mismatch = ValidationError::default();
+    if envelope.rtype != rtype {
+        mismatch.add(
+            "type",
+            format!("the body is a {} but the URL is for {}", envelope.rtype.name(), rtype.name()),
+        );
+    }
+    if envelope.name != name {
+        mismatch.add("name", format!("name from the URL ({name:?}) does not match the body ({:?})", envelope.name));
+    }
+    if let Some(body_mesh) = &envelope.mesh {
+        if !rtype.is_global() && body_mesh != mesh {
+            mismatch.add("mesh", format!("mesh from the URL ({mesh:?}) does not match the body ({body_mesh:?})"));
+        }
+    }
+    mismatch.into_result()?;
+
+    let key = ResourceKey::new(rtype, mesh, name);
+    match ctx.store.get(&key) {
+        Ok(current) => {
+            ctx.store.update(&key, envelope.spec, current.meta.version)?;
+            Ok(Reply::empty(200))
+        }
+        Err(StoreError::NotFound(_)) => {
+            ctx.store.create(&key.mesh, &key.name, envelope.spec)?;
+            Ok(Reply::empty(201))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn delete(ctx: &ApiContext, rtype: ResourceType, mesh: &str, name: &str) -> Result<Reply, ApiError> {
+    let config = ctx.config();
+    if config.api_server.read_only {
+        return Err(ApiError::method_not_allowed("the API server is read-only (apiServer.readOnly)"));
+    }
+    if rtype.is_read_only() {
+        return Err(ApiError::method_not_allowed(format!("{} is written by the control plane only", rtype.name())));
+    }
+    let key = ResourceKey::new(rtype, mesh, name);
+    if rtype == ResourceType::Mesh && !config.store.unsafe_delete {
+        // Kuma's safety net: a mesh with live dataplanes is deleted only with
+        // store.unsafeDelete, because their Envoys would lose their configuration.
+        ctx.store.get(&key)?;
+        let dataplanes: Vec<Arc<Resource>> = ctx.store.list(ResourceType::Dataplane, Some(name))?;
+        if !dataplanes.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "unable to delete mesh {name:?}: {} dataplane(s) still attached (delete them first, or set store.unsafeDelete / KUMA_STORE_UNSAFE_DELETE=true)",
+                dataplanes.len()
+            )));
+        }
+    }
+    ctx.store.delete(&key)?;
+    Ok(Reply::empty(200))
+}

@@ -1,0 +1,122 @@
+//! The `higuma` command line: `run`, `config`, and kumactl-like `apply`, `get`, `delete`.
+//! This module belongs to the binary crate, the one place where `anyhow` is used.
+
+mod client;
+mod resources;
+mod run;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Default address of the control plane's REST API, as kumactl's.
+const DEFAULT_CP_ADDRESS: &str = "http://127.0.0.1:5681";
+
+#[derive(Debug, Parser)]
+#[command(name = "higuma", version, about = "Kuma-compatible service-mesh control plane for Universal deployments")]
+struct Cli {
+    /// Log level: off, error, warn, info, debug, trace.
+    #[arg(long, global = true, env = "KUMA_LOG_LEVEL", default_value = "info")]
+    log_level: log::LevelFilter,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Run {
+        /// Config file (YAML); built-in defaults when absent. KUMA_* env vars override it.
+        #[arg(short = 'c', long = "config-file")]
+        config: Option<PathBuf>,
+    },
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Create or update resources from YAML/JSON documents (one PUT each).
+    Apply {
+        /// File to read, or - for standard input.
+        #[arg(short = 'f', long = "file")]
+        file: String,
+        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+        cp_address: String,
+    },
+    /// Show resources.
+    Get {
+        /// Resource type: meshes, dataplanes, traffic-permissions, ... (singular works too).
+        rtype: String,
+        /// One resource's name; all of them when absent.
+        name: Option<String>,
+        #[arg(short = 'm', long = "mesh", default_value = "default")]
+        mesh: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+        cp_address: String,
+    },
+    /// Delete a resource.
+    Delete {
+        rtype: String,
+        name: String,
+        #[arg(short = 'm', long = "mesh", default_value = "default")]
+        mesh: String,
+        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+        cp_address: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the config (file + env); exit 1 on an error.
+    Check {
+        #[arg(short = 'c', long = "config-file")]
+        config: Option<PathBuf>,
+    },
+    /// Print the full default config as YAML.
+    Defaults,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Yaml,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .filter_level(cli.log_level)
+        .format_timestamp_millis()
+        .target(env_logger::Target::Stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run { config } => run::run(config.as_deref()),
+        Command::Config(ConfigCommand::Check { config }) => run::check(config.as_deref()),
+        Command::Config(ConfigCommand::Defaults) => {
+            print!("{}", higuma::config::Config::default().to_yaml());
+            Ok(())
+        }
+        Command::Apply { file, cp_address } => resources::apply(&client::Client::new(&cp_address), &file),
+        Command::Get { rtype, name, mesh, output, cp_address } => {
+            resources::get(&client::Client::new(&cp_address), &rtype, name.as_deref(), &mesh, output)
+        }
+        Command::Delete { rtype, name, mesh, cp_address } => {
+            resources::delete(&client::Client::new(&cp_address), &rtype, &name, &mesh)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("Error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

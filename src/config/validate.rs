@@ -1,0 +1,254 @@
+//! `Config::validate`: range and cross-field checks after loading.
+//!
+//! Errors name the YAML key and the bad value so the operator can fix the file or env var
+//! without reading code. The rules follow Kuma's `Validate()` methods where they exist;
+//! the Postgres section is checked only when the postgres store is selected, as in Kuma,
+//! so a config that merely carries Postgres settings does not stop a memory-store CP.
+
+use super::{
+    Config, ConfigError, Duration, Environment, Mode, StoreType, TlsMode, POSTGRES_DRIVER_NAMES,
+};
+
+fn invalid(key: &str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn positive(key: &str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(invalid(key, d, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn not_empty(key: &str, s: &str) -> Result<(), ConfigError> {
+    if s.trim().is_empty() {
+        return Err(invalid(key, s, "must not be empty"));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks the config; on success returns warnings worth logging (the config is usable).
+    /// Returns the first error found.
+    pub fn validate(&self) -> Result<Vec<String>, ConfigError> {
+        let mut warnings = Vec::new();
+        self.validate_topology(&mut warnings)?;
+        self.validate_store(&mut warnings)?;
+        self.validate_xds()?;
+        self.validate_ports()?;
+        self.validate_misc(&mut warnings)?;
+        Ok(warnings)
+    }
+
+    fn validate_topology(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        if self.environment == Environment::Kubernetes {
+            return Err(invalid(
+                "environment",
+                "kubernetes",
+                "higuma supports only universal",
+            ));
+        }
+        match self.mode {
+            Mode::Standalone => {}
+            Mode::Zone => warnings.push(
+                "mode zone is treated as standalone: higuma has no multizone (KDS) support"
+                    .to_owned(),
+            ),
+            Mode::Global => {
+                return Err(invalid(
+                    "mode",
+                    "global",
+                    "higuma supports only a single zone (standalone)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_store(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        let store = &self.store;
+        let cache = &store.cache;
+        let refresh = self.xds_server.dataplane_configuration_refresh_interval;
+        if cache.enabled && cache.expiration_time > refresh {
+            warnings.push(format!(
+                "store.cache.expirationTime ({}) is longer than \
+                 xdsServer.dataplaneConfigurationRefreshInterval ({refresh}): \
+                 proxies will be reconciled against stale data",
+                cache.expiration_time
+            ));
+        }
+        if store.r#type != StoreType::Postgres {
+            return Ok(());
+        }
+
+        let pg = &store.postgres;
+        not_empty("store.postgres.host", &pg.host)?;
+        if pg.port == 0 {
+            return Err(invalid(
+                "store.postgres.port",
+                pg.port,
+                "must be greater than 0",
+            ));
+        }
+        not_empty("store.postgres.user", &pg.user)?;
+        not_empty("store.postgres.dbName", &pg.db_name)?;
+        if !POSTGRES_DRIVER_NAMES.contains(&pg.driver_name.as_str()) {
+            return Err(invalid(
+                "store.postgres.driverName",
+                &pg.driver_name,
+                format!("must be one of {}", POSTGRES_DRIVER_NAMES.join(", ")),
+            ));
+        }
+        if pg.connection_timeout == 0 {
+            return Err(invalid(
+                "store.postgres.connectionTimeout",
+                pg.connection_timeout,
+                "must be greater than 0 (whole seconds)",
+            ));
+        }
+        if pg.max_connection_lifetime_jitter > pg.max_connection_lifetime {
+            return Err(invalid(
+                "store.postgres.maxConnectionLifetimeJitter",
+                pg.max_connection_lifetime_jitter,
+                format!(
+                    "must not exceed store.postgres.maxConnectionLifetime ({})",
+                    pg.max_connection_lifetime
+                ),
+            ));
+        }
+        positive(
+            "store.postgres.minReconnectInterval",
+            pg.min_reconnect_interval,
+        )?;
+        if pg.max_reconnect_interval <= pg.min_reconnect_interval {
+            return Err(invalid(
+                "store.postgres.maxReconnectInterval",
+                pg.max_reconnect_interval,
+                format!(
+                    "must be greater than store.postgres.minReconnectInterval ({})",
+                    pg.min_reconnect_interval
+                ),
+            ));
+        }
+        // 0 means unlimited, so the pool-size relations only apply to a real maximum.
+        if pg.max_open_connections > 0 {
+            if pg.min_open_connections > pg.max_open_connections {
+                return Err(invalid(
+                    "store.postgres.minOpenConnections",
+                    pg.min_open_connections,
+                    format!(
+                        "must not exceed store.postgres.maxOpenConnections ({})",
+                        pg.max_open_connections
+                    ),
+                ));
+            }
+            if pg.max_idle_connections > pg.max_open_connections {
+                return Err(invalid(
+                    "store.postgres.maxIdleConnections",
+                    pg.max_idle_connections,
+                    format!(
+                        "must not exceed store.postgres.maxOpenConnections ({})",
+                        pg.max_open_connections
+                    ),
+                ));
+            }
+        }
+
+        let tls = &pg.tls;
+        if matches!(tls.mode, TlsMode::VerifyCa | TlsMode::VerifyFull) && tls.ca_path.is_empty() {
+            return Err(invalid(
+                "store.postgres.tls.caPath",
+                &tls.ca_path,
+                format!(
+                    "must be set when store.postgres.tls.mode is {}",
+                    tls_mode_name(tls.mode)
+                ),
+            ));
+        }
+        if tls.cert_path.is_empty() != tls.key_path.is_empty() {
+            let (key, value) = if tls.key_path.is_empty() {
+                ("store.postgres.tls.keyPath", &tls.key_path)
+            } else {
+                ("store.postgres.tls.certPath", &tls.cert_path)
+            };
+            return Err(invalid(
+                key,
+                value,
+                "store.postgres.tls.certPath and keyPath must be set together",
+            ));
+        }
+
+        if pg.password == super::DEFAULT_POSTGRES_PASSWORD {
+            warnings.push(
+                "store.postgres.password is the default \"kuma\"; set KUMA_STORE_POSTGRES_PASSWORD"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_xds(&self) -> Result<(), ConfigError> {
+        let xds = &self.xds_server;
+        positive(
+            "xdsServer.dataplaneConfigurationRefreshInterval",
+            xds.dataplane_configuration_refresh_interval,
+        )?;
+        positive(
+            "xdsServer.dataplaneStatusFlushInterval",
+            xds.dataplane_status_flush_interval,
+        )?;
+        not_empty(
+            "bootstrapServer.params.adminAddress",
+            &self.bootstrap_server.params.admin_address,
+        )?;
+        Ok(())
+    }
+
+    /// The listening ports must be set and distinct: two servers on one port fail at
+    /// bind time with a message that names neither key.
+    fn validate_ports(&self) -> Result<(), ConfigError> {
+        let mut ports: Vec<(&str, u16)> = Vec::with_capacity(3);
+        if self.api_server.http.enabled {
+            not_empty("apiServer.http.interface", &self.api_server.http.interface)?;
+            ports.push(("apiServer.http.port", self.api_server.http.port));
+        }
+        ports.push(("dpServer.port", self.dp_server.port));
+        ports.push(("diagnostics.serverPort", self.diagnostics.server_port));
+        for (i, &(key, port)) in ports.iter().enumerate() {
+            if port == 0 {
+                return Err(invalid(key, port, "must be greater than 0"));
+            }
+            if let Some((other, _)) = ports[..i].iter().find(|(_, p)| *p == port) {
+                return Err(invalid(key, port, format!("already used by {other}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_misc(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        let dp = &self.metrics.dataplane;
+        positive("metrics.dataplane.idleTimeout", dp.idle_timeout)?;
+        if dp.subscription_limit == 0 {
+            // Kuma's comment says 0 = unlimited, but its code keeps no subscription at all.
+            warnings.push(
+                "metrics.dataplane.subscriptionLimit is 0: no subscription history is kept \
+                 (it does not mean unlimited)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn tls_mode_name(mode: TlsMode) -> &'static str {
+    match mode {
+        TlsMode::Disable => "disable",
+        TlsMode::VerifyNone => "verifyNone",
+        TlsMode::VerifyCa => "verifyCa",
+        TlsMode::VerifyFull => "verifyFull",
+    }
+}

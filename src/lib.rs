@@ -1,0 +1,31 @@
+//! Higuma: a Kuma-compatible service-mesh control plane for Universal deployments.
+//!
+//! A synchronous daemon built from thread pools; no async runtime in this crate's own code.
+//!
+//! Map of the modules, in the order data flows through them:
+//!
+//! | module        | concern                                                                  |
+//! |---------------|--------------------------------------------------------------------------|
+//! | [`config`]    | `higuma.yaml` + `KUMA_*` env: defaults < file < env, validation, masking  |
+//! | [`model`]     | Kuma's resources (Mesh, Dataplane, policies, insights), REST envelope,    |
+//! |               | validation that names the offending field                                |
+//! | [`store`]     | the `ResourceStore` trait, change events, the in-memory backend           |
+//! | [`cache`]     | sharded TTL cache with per-key fetch sharing (Kuma's cached read path)   |
+//! | [`reconcile`] | the reconciler: timer wheel of due dataplanes, hands them to the pool    |
+//! | [`api`]       | the REST API on `apiServer.http.port` (5681), Kuma's paths and errors     |
+//! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
+//! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete), in the    |
+//! |               | binary crate: the only place `anyhow` is used                           |
+//! | [`clock`]     | injectable time; `ManualClock` tests timers and TTLs without sleeps      |
+//! | [`threads`]   | every thread-name prefix, so `top -H` tells which pool is busy            |
+
+pub mod api;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod envoy;
+pub mod model;
+pub mod reconcile;
+pub mod store;
+pub mod threads;

@@ -1,0 +1,59 @@
+//! Where resources live: the [`ResourceStore`] trait every backend implements, the change
+//! events it emits, and the embedded in-memory backend.
+//!
+//! Contract (checked by `tests/store_contract/`, run against every backend):
+//! - `list` returns resources sorted by (mesh, name).
+//! - `create` of a mesh-scoped resource fails with `MeshNotFound` when the mesh is missing; a
+//!   DataplaneInsight needs its Dataplane (`OwnerNotFound`).
+//! - `update` is a compare-and-swap on `Meta::version`: a stale version is `Conflict` and
+//!   changes nothing.
+//! - Deleting a Mesh deletes everything in it; deleting a Dataplane deletes its insight.
+//! - Every successful write, including cascaded deletes, emits one [`ChangeEvent`] to every
+//!   subscriber, in the order the writes happened.
+
+pub mod errors;
+pub mod events;
+pub mod memory;
+
+use std::sync::Arc;
+
+pub use errors::{Result, StoreError};
+pub use events::{ChangeEvent, EventBus, Operation};
+pub use memory::MemoryStore;
+
+use crate::model::{Resource, ResourceKey, ResourceType, Spec};
+
+/// A backend that keeps resources. Implementations are shared between threads; returned
+/// resources are immutable snapshots (`Arc`), so callers never see a half-applied write.
+pub trait ResourceStore: Send + Sync {
+    fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>>;
+
+    /// All resources of `rtype`, optionally only those in `mesh`, sorted by (mesh, name).
+    fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Arc<Resource>>>;
+
+    /// Stores a new resource; its type is the spec's.
+    fn create(&self, mesh: &str, name: &str, spec: Spec) -> Result<Arc<Resource>>;
+
+    /// Replaces the spec if the stored version still equals `expected_version`.
+    fn update(&self, key: &ResourceKey, spec: Spec, expected_version: u64) -> Result<Arc<Resource>>;
+
+    fn delete(&self, key: &ResourceKey) -> Result<()>;
+
+    /// A new receiver of every change from now on.
+    fn subscribe(&self) -> crossbeam_channel::Receiver<ChangeEvent>;
+
+    /// The backend's name as in `store.type`.
+    fn backend(&self) -> &'static str;
+}
+
+/// The key of the owner a resource needs before it can be created, if any.
+pub fn owner_of(key: &ResourceKey) -> Option<ResourceKey> {
+    match key.rtype {
+        ResourceType::Mesh => None,
+        ResourceType::DataplaneInsight => Some(ResourceKey::new(ResourceType::Dataplane, &key.mesh, &key.name)),
+        _ => Some(ResourceKey::new(ResourceType::Mesh, "", &key.mesh)),
+    }
+}
+
+/// Shared handle used across the daemon.
+pub type SharedStore = Arc<dyn ResourceStore>;

