@@ -7,6 +7,13 @@ source scripts/setup.sh
 ensure_system_packages
 ensure_rust
 ensure_venv
-echo "==> envoy: $("$ENVOY_BIN" --version | head -1)"
+echo "==> envoy: $("$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
 echo "==> cargo test"
-cargo test --all-targets --no-fail-fast "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+# One closing line over every test binary, so the total is not hidden in the last binary's.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"

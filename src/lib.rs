@@ -11,7 +11,9 @@
 //! |               | validation that names the offending field                                |
 //! | [`store`]     | the `ResourceStore` trait, change events, the in-memory backend           |
 //! | [`cache`]     | sharded TTL cache with per-key fetch sharing (Kuma's cached read path)   |
-//! | [`reconcile`] | the reconciler: timer wheel of due dataplanes, hands them to the pool    |
+//! | [`envoy`]     | the Envoy v3 API subset we serve, generated from `proto/` at build time  |
+//! | [`xds`]       | ADS server glue, stream state machine, generators, encoded snapshots     |
+//! | [`reconcile`] | the reconciler: timer wheel of due dataplanes, worker pool, status       |
 //! | [`api`]       | the REST API on `apiServer.http.port` (5681), Kuma's paths and errors     |
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete), in the    |
@@ -29,3 +31,4 @@ pub mod model;
 pub mod reconcile;
 pub mod store;
 pub mod threads;
+pub mod xds;

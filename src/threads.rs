@@ -3,6 +3,14 @@
 //! Linux keeps 15 bytes of a thread name (`comm`), so each prefix stays short enough to leave
 //! room for a `-N` index. Listed in start-up order.
 
+/// gRPC's completion-queue threads (xDS streams); grpcio appends an index.
+pub const GRPC: &str = "grpc";
+/// The reconciler's dispatcher: timer wheel, stream events, store events.
+pub const XDS_DISPATCH: &str = "xds-dispatch";
+/// The reconciler's workers: config generation and responses.
+pub const XDS_WORKER: &str = "xds-worker";
+/// Writes DataplaneInsight status.
+pub const XDS_STATUS: &str = "xds-status";
 /// Threads of the REST API's bounded pool.
 pub const API_WORKER: &str = "api-worker";
 

@@ -789,6 +789,7 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.bootstrap_server.params.xds_host = "cp.internal".to_owned();
     c.bootstrap_server.params.xds_port = 15678;
     c.bootstrap_server.params.xds_connect_timeout = Duration::from_secs(3);
+    c.dp_server.interface = "127.0.0.2".to_owned();
     c.dp_server.port = 15678;
     c.api_server.http.enabled = false;
     c.api_server.http.interface = "127.0.0.1".to_owned();

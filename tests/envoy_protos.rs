@@ -38,8 +38,8 @@ use higuma::envoy::percent::Percent;
 use higuma::envoy::protocol::{self, Http2ProtocolOptions};
 use higuma::envoy::route::RouteConfiguration;
 use higuma::envoy::route_components::{
-    retry_policy, route_action, weighted_cluster, DirectResponseAction, HeaderMatcher, Route,
-    RouteAction, RouteMatch, RetryPolicy, VirtualHost, WeightedCluster,
+    retry_policy, route_action, weighted_cluster, DirectResponseAction, HeaderMatcher, RetryPolicy,
+    Route, RouteAction, RouteMatch, VirtualHost, WeightedCluster,
 };
 use higuma::envoy::router::Router;
 use higuma::envoy::tcp_proxy::{tcp_proxy, TcpProxy};
@@ -335,11 +335,13 @@ fn http_listener() -> Listener {
 fn tcp_listener() -> Listener {
     let mut weighted = tcp_proxy::WeightedCluster::new();
     for (name, weight) in [("backend", 1), ("backend-eds", 1)] {
-        weighted.clusters.push(tcp_proxy::weighted_cluster::ClusterWeight {
-            name: name.to_string(),
-            weight,
-            ..Default::default()
-        });
+        weighted
+            .clusters
+            .push(tcp_proxy::weighted_cluster::ClusterWeight {
+                name: name.to_string(),
+                weight,
+                ..Default::default()
+            });
     }
     let mut tp = TcpProxy::new();
     tp.stat_prefix = "outbound_tcp".to_string();
@@ -409,7 +411,12 @@ fn listener_with_http_connection_manager_round_trips() {
     let bytes = listener.write_to_bytes().unwrap();
     let decoded = Listener::parse_from_bytes(&bytes).unwrap();
     assert_eq!(decoded, listener);
-    assert!(decoded.special_fields.unknown_fields().iter().next().is_none());
+    assert!(decoded
+        .special_fields
+        .unknown_fields()
+        .iter()
+        .next()
+        .is_none());
 
     let filter = &decoded.filter_chains[0].filters[0];
     let any = filter.typed_config();
@@ -488,10 +495,16 @@ fn descriptor_names_match_type_urls() {
         .ends_with("/envoy.extensions.transport_sockets.tls.v3.Secret"));
 
     let names: HashMap<&str, String> = [
-        ("hcm", HttpConnectionManager::descriptor().full_name().to_string()),
+        (
+            "hcm",
+            HttpConnectionManager::descriptor().full_name().to_string(),
+        ),
         ("router", Router::descriptor().full_name().to_string()),
         ("tcp", TcpProxy::descriptor().full_name().to_string()),
-        ("upstream_http", HttpProtocolOptions::descriptor().full_name().to_string()),
+        (
+            "upstream_http",
+            HttpProtocolOptions::descriptor().full_name().to_string(),
+        ),
         ("bootstrap", Bootstrap::descriptor().full_name().to_string()),
         (
             "discovery_request",
@@ -499,7 +512,12 @@ fn descriptor_names_match_type_urls() {
                 .full_name()
                 .to_string(),
         ),
-        ("status", higuma::envoy::status::Status::descriptor().full_name().to_string()),
+        (
+            "status",
+            higuma::envoy::status::Status::descriptor()
+                .full_name()
+                .to_string(),
+        ),
     ]
     .into_iter()
     .collect();
@@ -507,11 +525,23 @@ fn descriptor_names_match_type_urls() {
         names["hcm"],
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
     );
-    assert_eq!(names["router"], "envoy.extensions.filters.http.router.v3.Router");
-    assert_eq!(names["tcp"], "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
-    assert_eq!(names["upstream_http"], "envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
+    assert_eq!(
+        names["router"],
+        "envoy.extensions.filters.http.router.v3.Router"
+    );
+    assert_eq!(
+        names["tcp"],
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+    );
+    assert_eq!(
+        names["upstream_http"],
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+    );
     assert_eq!(names["bootstrap"], "envoy.config.bootstrap.v3.Bootstrap");
-    assert_eq!(names["discovery_request"], "envoy.service.discovery.v3.DiscoveryRequest");
+    assert_eq!(
+        names["discovery_request"],
+        "envoy.service.discovery.v3.DiscoveryRequest"
+    );
     assert_eq!(names["status"], "google.rpc.Status");
 }
 
@@ -530,7 +560,9 @@ fn ads_method_names_match_the_service_declaration() {
     assert_eq!(
         expected,
         vec![
-            ads_grpc::METHOD_STREAM_AGGREGATED_RESOURCES.name.to_string(),
+            ads_grpc::METHOD_STREAM_AGGREGATED_RESOURCES
+                .name
+                .to_string(),
             ads_grpc::METHOD_DELTA_AGGREGATED_RESOURCES.name.to_string(),
         ]
     );
@@ -604,12 +636,16 @@ fn envoy_rejects_an_unknown_field() {
     // The check can fail: the same bootstrap with one field number Envoy does
     // not know, at the top level ...
     let mut b = bootstrap();
-    b.special_fields
-        .mut_unknown_fields()
-        .add_varint(9_999, 1);
+    b.special_fields.mut_unknown_fields().add_varint(9_999, 1);
     let (ok, log) = envoy_validate(&b.write_to_bytes().unwrap());
-    assert!(!ok, "envoy accepted a Bootstrap with unknown field 9999:\n{log}");
-    assert!(log.contains("9999"), "rejected, but not for field 9999:\n{log}");
+    assert!(
+        !ok,
+        "envoy accepted a Bootstrap with unknown field 9999:\n{log}"
+    );
+    assert!(
+        log.contains("9999"),
+        "rejected, but not for field 9999:\n{log}"
+    );
 
     // ... and deep inside a typed_config Any (a wrong number on the
     // HttpConnectionManager would look exactly like this).
@@ -619,6 +655,346 @@ fn envoy_rejects_an_unknown_field() {
     let statics = b.static_resources.mut_or_insert_default();
     statics.listeners[0].filter_chains[0].filters[0].set_typed_config(to_any(&hcm));
     let (ok, log) = envoy_validate(&b.write_to_bytes().unwrap());
-    assert!(!ok, "envoy accepted an HttpConnectionManager with unknown field 9998:\n{log}");
-    assert!(log.contains("9998"), "rejected, but not for field 9998:\n{log}");
+    assert!(
+        !ok,
+        "envoy accepted an HttpConnectionManager with unknown field 9998:\n{log}"
+    );
+    assert!(
+        log.contains("9998"),
+        "rejected, but not for field 9998:\n{log}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Field numbers, checked by name: Envoy decodes our bytes and prints them back
+// ---------------------------------------------------------------------------
+//
+// `--mode validate` catches a field number Envoy does not know (or one whose
+// wire type differs), but not two same-typed fields swapped (say `timeout`
+// and `idle_timeout`). So Envoy also runs for real here, and its admin
+// `/config_dump` prints the bootstrap it decoded as JSON with upstream's field
+// names: every field we set must come back under the name we gave it, with
+// the value we gave it.
+
+use protobuf::reflect::{FileDescriptor, MessageDescriptor, ReflectFieldRef, ReflectValueRef};
+use protobuf::MessageDyn;
+use serde_json::{json, Map, Value};
+
+/// Every generated file, to find the message inside an `Any`.
+fn all_files() -> Vec<FileDescriptor> {
+    use higuma::envoy::*;
+    vec![
+        bootstrap::file_descriptor().clone(),
+        cluster::file_descriptor().clone(),
+        endpoint::file_descriptor().clone(),
+        listener::file_descriptor().clone(),
+        route::file_descriptor().clone(),
+        http_connection_manager::file_descriptor().clone(),
+        router::file_descriptor().clone(),
+        tcp_proxy::file_descriptor().clone(),
+        http_protocol_options::file_descriptor().clone(),
+    ]
+}
+
+fn find_message(full_name: &str) -> MessageDescriptor {
+    all_files()
+        .iter()
+        .find_map(|f| f.message_by_full_name(&format!(".{full_name}")))
+        .unwrap_or_else(|| panic!("no generated message {full_name}"))
+}
+
+/// A Duration the way protobuf's JSON printer writes it ("5s", "0.025s").
+fn duration_json(seconds: i64, nanos: i32) -> String {
+    if nanos == 0 {
+        format!("{seconds}s")
+    } else if nanos % 1_000_000 == 0 {
+        format!("{seconds}.{:03}s", nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        format!("{seconds}.{:06}s", nanos / 1_000)
+    } else {
+        format!("{seconds}.{nanos:09}s")
+    }
+}
+
+fn value_json(v: ReflectValueRef) -> Value {
+    match v {
+        ReflectValueRef::U32(n) => json!(n),
+        ReflectValueRef::I32(n) => json!(n),
+        ReflectValueRef::U64(n) => json!(n.to_string()),
+        ReflectValueRef::I64(n) => json!(n.to_string()),
+        ReflectValueRef::F32(n) => json!(n),
+        ReflectValueRef::F64(n) => json!(n),
+        ReflectValueRef::Bool(b) => json!(b),
+        ReflectValueRef::String(s) => json!(s),
+        ReflectValueRef::Bytes(b) => panic!("bytes fields are not compared ({} bytes)", b.len()),
+        ReflectValueRef::Enum(d, n) => match d.value_by_number(n) {
+            Some(v) => json!(v.name()),
+            None => json!(n),
+        },
+        ReflectValueRef::Message(m) => message_json(&*m),
+    }
+}
+
+/// Our message as protobuf JSON with proto field names (what Envoy's config dump uses).
+fn message_json(m: &dyn MessageDyn) -> Value {
+    let d = m.descriptor_dyn();
+    let field = |name: &str| {
+        d.field_by_name(name)
+            .unwrap()
+            .get_singular_field_or_default(m)
+    };
+    match d.full_name() {
+        "google.protobuf.Duration" => {
+            let (ReflectValueRef::I64(s), ReflectValueRef::I32(n)) =
+                (field("seconds"), field("nanos"))
+            else {
+                unreachable!()
+            };
+            return json!(duration_json(s, n));
+        }
+        "google.protobuf.BoolValue"
+        | "google.protobuf.UInt32Value"
+        | "google.protobuf.UInt64Value"
+        | "google.protobuf.DoubleValue" => {
+            return value_json(field("value"));
+        }
+        "google.protobuf.Any" => {
+            let (ReflectValueRef::String(url), ReflectValueRef::Bytes(bytes)) =
+                (field("type_url"), field("value"))
+            else {
+                unreachable!()
+            };
+            let name = url
+                .strip_prefix("type.googleapis.com/")
+                .expect("type URL prefix");
+            let inner = find_message(name).parse_from_bytes(bytes).unwrap();
+            let mut out = match message_json(&*inner) {
+                Value::Object(o) => o,
+                _ => unreachable!(),
+            };
+            out.insert("@type".to_string(), json!(url));
+            return Value::Object(out);
+        }
+        "google.protobuf.Struct" => {
+            let ReflectFieldRef::Map(fields) = d.field_by_name("fields").unwrap().get_reflect(m)
+            else {
+                unreachable!()
+            };
+            let mut out = Map::new();
+            for (k, v) in &fields {
+                let ReflectValueRef::String(k) = k else {
+                    unreachable!()
+                };
+                out.insert(k.to_string(), value_json(v));
+            }
+            return Value::Object(out);
+        }
+        "google.protobuf.Value" => {
+            let kind = d.fields().find_map(|f| match f.get_reflect(m) {
+                ReflectFieldRef::Optional(o) => o.value(),
+                _ => None,
+            });
+            return kind.map(value_json).unwrap_or(Value::Null);
+        }
+        _ => {}
+    }
+    let mut out = Map::new();
+    for f in d.fields() {
+        let v = match f.get_reflect(m) {
+            ReflectFieldRef::Optional(o) => match o.value() {
+                Some(v) => value_json(v),
+                None => continue,
+            },
+            ReflectFieldRef::Repeated(r) if r.is_empty() => continue,
+            ReflectFieldRef::Repeated(r) => Value::Array(r.into_iter().map(value_json).collect()),
+            ReflectFieldRef::Map(map) if map.is_empty() => continue,
+            ReflectFieldRef::Map(map) => {
+                let mut o = Map::new();
+                for (k, v) in &map {
+                    let ReflectValueRef::String(k) = k else {
+                        panic!("non-string map key")
+                    };
+                    o.insert(k.to_string(), value_json(v));
+                }
+                Value::Object(o)
+            }
+        };
+        out.insert(f.name().to_string(), v);
+    }
+    Value::Object(out)
+}
+
+/// Every value in `ours` must be in `theirs` at the same path.
+fn check_subset(
+    ours: &Value,
+    theirs: &Value,
+    path: &str,
+    ignore: &[&str],
+    errors: &mut Vec<String>,
+) {
+    if ignore.contains(&path) {
+        return;
+    }
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    Some(w) => check_subset(v, w, &p, ignore, errors),
+                    None if ignore.contains(&p.as_str()) => {}
+                    None => errors.push(format!("{p}: we set {v}, Envoy has no such field")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                check_subset(v, w, &format!("{path}[{i}]"), ignore, errors);
+            }
+        }
+        (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => {}
+        (a, b) if a == b => {}
+        (a, b) => errors.push(format!("{path}: we set {a}, Envoy read {b}")),
+    }
+}
+
+/// Stops the Envoy child when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u32 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port() as u32
+}
+
+#[test]
+fn envoy_reads_every_field_under_our_name() {
+    let mut b = bootstrap();
+    // Real listeners: take ports nobody uses.
+    for l in &mut b.static_resources.mut_or_insert_default().listeners {
+        let port = free_port();
+        l.address
+            .mut_or_insert_default()
+            .mut_socket_address()
+            .set_port_value(port);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bootstrap.pb");
+    let admin_file = dir.path().join("admin.txt");
+    let log_file = dir.path().join("envoy.log");
+    std::fs::write(&config, b.write_to_bytes().unwrap()).unwrap();
+    let bin = envoy_bin();
+    let child = Command::new(&bin)
+        .arg("-c")
+        .arg(&config)
+        .arg("--admin-address-path")
+        .arg(&admin_file)
+        .arg("--disable-hot-restart")
+        .arg("--concurrency")
+        .arg("1")
+        .arg("--log-path")
+        .arg(&log_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+    let mut envoy = Running(child);
+    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let admin = loop {
+        if let Ok(a) = std::fs::read_to_string(&admin_file) {
+            if !a.trim().is_empty() {
+                break a.trim().to_string();
+            }
+        }
+        if let Some(status) = envoy.0.try_wait().unwrap() {
+            panic!("envoy exited with {status}:\n{}", log());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "envoy admin never came up:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into();
+    let url = format!("http://{admin}/config_dump");
+    let dump: Value = {
+        let mut resp = agent
+            .get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    };
+    let theirs = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump")
+        .map(|c| &c["bootstrap"])
+        .unwrap_or_else(|| panic!("no bootstrap in config dump: {dump}"));
+
+    let ours = message_json(&b);
+    let mut errors = Vec::new();
+    // Envoy fills in its own user agent, replacing ours.
+    let ignore = ["node.user_agent_name", "node.user_agent_version"];
+    check_subset(&ours, theirs, "", &ignore, &mut errors);
+    assert!(
+        errors.is_empty(),
+        "Envoy read our bootstrap differently:\n  {}\nours: {ours:#}\nEnvoy's: {theirs:#}",
+        errors.join("\n  ")
+    );
+    drop(envoy);
+
+    // The comparison is not vacuous: it covered the typed configs inside the
+    // Anys, and it catches two same-typed fields read under each other's names
+    // (what swapped field numbers would produce).
+    fn leaves(v: &Value) -> usize {
+        match v {
+            Value::Object(o) => o.values().map(leaves).sum(),
+            Value::Array(a) => a.iter().map(leaves).sum(),
+            _ => 1,
+        }
+    }
+    assert!(
+        leaves(&ours) > 100,
+        "only {} leaves compared",
+        leaves(&ours)
+    );
+    let action = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config\
+                  /route_config/virtual_hosts/0/routes/1/route";
+    assert_eq!(
+        theirs.pointer(&format!("{action}/timeout")),
+        Some(&json!("15s"))
+    );
+    assert_eq!(
+        theirs.pointer(&format!("{action}/idle_timeout")),
+        Some(&json!("60s"))
+    );
+    let mut swapped = ours.clone();
+    let route = swapped.pointer_mut(action).unwrap();
+    let timeout = route["timeout"].take();
+    route["timeout"] = std::mem::replace(&mut route["idle_timeout"], timeout);
+    let mut errors = Vec::new();
+    check_subset(&swapped, theirs, "", &ignore, &mut errors);
+    assert_eq!(errors.len(), 2, "{errors:?}");
 }

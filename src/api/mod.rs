@@ -5,8 +5,10 @@
 //! - [`router`]: path + method → handler.
 //! - [`resources`]: CRUD of every resource type, lists with Kuma's pagination.
 //! - [`overview`]: `dataplanes+insights`.
+//! - [`bootstrap`]: `POST /bootstrap`, the Envoy bootstrap of a dataplane.
 //! - [`errors`]: Kuma's error JSON.
 
+pub mod bootstrap;
 pub mod errors;
 pub mod overview;
 pub mod resources;

@@ -562,11 +562,8 @@ mod tests {
         // Two entries per shard.
         let (cache, _clock) = cache_with_clock(2 * SHARD_COUNT);
         assert_eq!(cache.capacity(), 2 * SHARD_COUNT);
-        let same_shard: Vec<String> = (0..)
-            .map(|i| format!("k{i}"))
-            .filter(|k| cache.shard_index(k) == 0)
-            .take(3)
-            .collect();
+        let same_shard: Vec<String> =
+            (0..).map(|i| format!("k{i}")).filter(|k| cache.shard_index(k) == 0).take(3).collect();
         let [a, b, c] = [&same_shard[0], &same_shard[1], &same_shard[2]];
         let calls = AtomicUsize::new(0);
         cache.get_or_fetch(a, counted(&calls, 1)).unwrap();

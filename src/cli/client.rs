@@ -50,6 +50,18 @@ impl Client {
         read(response, &url)
     }
 
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        let url = self.url(path);
+        let response = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Accept", "application/json")
+            .send(serde_json::to_string(body)?)
+            .with_context(|| self.unreachable(&url))?;
+        read(response, &url)
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<Answer> {
         let url = self.url(path);
         let response = self.agent.delete(&url).call().with_context(|| self.unreachable(&url))?;

@@ -2,6 +2,7 @@
 //! This module belongs to the binary crate, the one place where `anyhow` is used.
 
 mod client;
+mod dp;
 mod resources;
 mod run;
 
@@ -57,6 +58,9 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
         cp_address: String,
     },
+    /// Run or configure a dataplane's Envoy (kuma-dp's job).
+    #[command(subcommand)]
+    Dp(DpCommand),
     /// Delete a resource.
     Delete {
         rtype: String,
@@ -65,6 +69,45 @@ enum Command {
         mesh: String,
         #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
         cp_address: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DpOptions {
+    #[arg(long)]
+    mesh: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+    cp_address: String,
+    /// Create or update the Dataplane from this YAML/JSON file first.
+    #[arg(long)]
+    dataplane_file: Option<PathBuf>,
+    /// Envoy's admin port (default: the Dataplane's networking.admin.port, else 9901).
+    #[arg(long)]
+    admin_port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DpCommand {
+    /// Write the dataplane's Envoy bootstrap (YAML).
+    Bootstrap {
+        #[command(flatten)]
+        opts: DpOptions,
+        /// Output file; standard output when absent.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// Fetch the bootstrap and run Envoy with it, forwarding SIGINT/SIGTERM.
+    Run {
+        #[command(flatten)]
+        opts: DpOptions,
+        /// Envoy binary.
+        #[arg(long, default_value = "envoy")]
+        envoy: String,
+        /// Extra arguments for Envoy, after `--`.
+        #[arg(last = true)]
+        envoy_args: Vec<String>,
     },
 }
 
@@ -86,6 +129,11 @@ pub enum Output {
     Json,
 }
 
+fn dp_args(o: DpOptions) -> (client::Client, dp::DpArgs) {
+    let client = client::Client::new(&o.cp_address);
+    (client, dp::DpArgs { mesh: o.mesh, name: o.name, dataplane_file: o.dataplane_file, admin_port: o.admin_port })
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::new()
@@ -103,6 +151,14 @@ pub fn main() -> ExitCode {
         Command::Apply { file, cp_address } => resources::apply(&client::Client::new(&cp_address), &file),
         Command::Get { rtype, name, mesh, output, cp_address } => {
             resources::get(&client::Client::new(&cp_address), &rtype, name.as_deref(), &mesh, output)
+        }
+        Command::Dp(DpCommand::Bootstrap { opts, output }) => {
+            let (client, args) = dp_args(opts);
+            dp::bootstrap(&client, &args, output.as_deref())
+        }
+        Command::Dp(DpCommand::Run { opts, envoy, envoy_args }) => {
+            let (client, args) = dp_args(opts);
+            dp::run(&client, &args, &envoy, &envoy_args)
         }
         Command::Delete { rtype, name, mesh, cp_address } => {
             resources::delete(&client::Client::new(&cp_address), &rtype, &name, &mesh)

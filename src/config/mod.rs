@@ -388,12 +388,18 @@ pub const DEFAULT_DP_SERVER_PORT: u16 = 5678;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct DpServerConfig {
+    /// Higuma extension (Kuma binds every interface): the address the xDS server binds.
+    pub interface: String,
     pub port: u16,
 }
+
+/// Kuma binds the dataplane server on every interface; sidecars on other hosts connect.
+pub const DEFAULT_DP_SERVER_INTERFACE: &str = "0.0.0.0";
 
 impl Default for DpServerConfig {
     fn default() -> Self {
         DpServerConfig {
+            interface: DEFAULT_DP_SERVER_INTERFACE.to_string(),
             port: DEFAULT_DP_SERVER_PORT,
         }
     }

@@ -4,6 +4,9 @@
 use std::sync::{Arc, RwLock};
 
 use crate::api::{self, ApiContext, ApiServer};
+use crate::clock::SystemClock;
+use crate::reconcile::{Reconciler, Settings};
+use crate::xds::server::{StreamHub, XdsServer, XdsServerError};
 use crate::config::{Config, StoreType};
 use crate::model::{rest, ResourceType};
 use crate::store::{MemoryStore, SharedStore, StoreError};
@@ -14,6 +17,8 @@ pub enum DaemonError {
     UnsupportedStore(String),
     #[error(transparent)]
     Api(#[from] api::ServerError),
+    #[error(transparent)]
+    Xds(#[from] XdsServerError),
     #[error("creating the default mesh failed: {0}")]
     DefaultMesh(StoreError),
 }
@@ -24,6 +29,8 @@ pub struct Daemon {
     pub config: Arc<RwLock<Config>>,
     pub instance_id: String,
     api: Option<ApiServer>,
+    xds: Option<XdsServer>,
+    reconciler: Option<Arc<Reconciler>>,
 }
 
 impl Daemon {
@@ -36,6 +43,12 @@ impl Daemon {
             ensure_default_mesh(&store)?;
         }
         let instance_id = instance_id();
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+        let reconciler =
+            Arc::new(Reconciler::start(store.clone(), Settings::from_config(&config), instance_id.clone(), workers, SystemClock::shared()));
+        let hub: Arc<dyn StreamHub> = reconciler.clone();
+        let xds = XdsServer::start(&config.dp_server.interface, config.dp_server.port, hub)?;
+        log::info!("xds: ADS listening on {}:{}", config.dp_server.interface, xds.port());
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);
         let config = Arc::new(RwLock::new(config));
         let api = if config.read().unwrap_or_else(|p| p.into_inner()).api_server.http.enabled {
@@ -48,7 +61,7 @@ impl Daemon {
             None
         };
         log::info!("higuma {} started as instance {instance_id} on the {} store", env!("CARGO_PKG_VERSION"), store.backend());
-        Ok(Daemon { store, config, instance_id, api })
+        Ok(Daemon { store, config, instance_id, api, xds: Some(xds), reconciler: Some(reconciler) })
     }
 
     /// The REST API's bound address, when enabled.
@@ -56,10 +69,29 @@ impl Daemon {
         self.api.as_ref().map(|a| a.local_addr())
     }
 
-    /// Stops the servers, letting in-flight requests finish.
+    /// The xDS server's bound port.
+    pub fn xds_port(&self) -> Option<u16> {
+        self.xds.as_ref().map(|x| x.port())
+    }
+
+    pub fn reconciler(&self) -> Option<&Arc<Reconciler>> {
+        self.reconciler.as_ref()
+    }
+
+    /// Stops taking API requests and xDS streams, finishes in-flight work, then flushes the
+    /// dataplanes' status.
     pub fn shutdown(mut self) {
         if let Some(api) = self.api.take() {
             api.stop();
+        }
+        if let Some(xds) = self.xds.take() {
+            xds.stop();
+        }
+        if let Some(r) = self.reconciler.take() {
+            match Arc::try_unwrap(r) {
+                Ok(r) => r.stop(),
+                Err(_) => log::warn!("xds: reconciler still referenced at shutdown; status may not be flushed"),
+            }
         }
         log::info!("higuma stopped");
     }

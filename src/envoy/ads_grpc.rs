@@ -1,34 +1,16 @@
-//! gRPC glue for `envoy.service.discovery.v3.AggregatedDiscoveryService`.
+//! gRPC glue for `envoy.service.discovery.v3.AggregatedDiscoveryService`: method
+//! descriptors and a client, hand-written as grpcio-compiler would generate them
+//! (rust-protobuf 3 has no grpcio code generator).
 //!
-//! Hand-written equivalent of what grpcio-compiler generates for `ads.proto`
-//! (rust-protobuf 3 has no grpcio code generator): the method descriptors,
-//! a client, a server trait and the function turning an implementation of
-//! the trait into a [`grpcio::Service`].
+//! The server side is not here: higuma serves ADS with its own method descriptor whose
+//! responses are pre-encoded bytes (`crate::xds::server`), so that shared resources are
+//! never re-encoded per dataplane. The client below is what tests and the load
+//! generator use to stand in for Envoy:
 //!
-//! Server side:
-//!
-//! ```ignore
-//! #[derive(Clone)]
-//! struct Ads { /* shared state */ }
-//! impl AggregatedDiscoveryService for Ads {
-//!     fn stream_aggregated_resources(
-//!         &mut self,
-//!         ctx: grpcio::RpcContext,
-//!         requests: grpcio::RequestStream<DiscoveryRequest>,
-//!         sink: grpcio::DuplexSink<DiscoveryResponse>,
-//!     ) { /* ctx.spawn(...) a future driving the stream */ }
-//! }
-//! let server = grpcio::ServerBuilder::new(env)
-//!     .register_service(create_aggregated_discovery_service(Ads { .. }))
-//!     .build()?;
-//! ```
-//!
-//! Client side (tests, tooling):
-//!
-//! ```ignore
+//! ```text
 //! let channel = grpcio::ChannelBuilder::new(env).connect("127.0.0.1:5678");
 //! let client = AggregatedDiscoveryServiceClient::new(channel);
-//! let (mut requests, mut responses) = client.stream_aggregated_resources()?;
+//! let (requests, responses) = client.stream_aggregated_resources()?;
 //! ```
 
 use super::discovery::{
@@ -43,21 +25,19 @@ pub const DELTA_AGGREGATED_RESOURCES: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 /// `rpc StreamAggregatedResources(stream DiscoveryRequest) returns (stream DiscoveryResponse)`.
-pub const METHOD_STREAM_AGGREGATED_RESOURCES: grpcio::Method<
-    DiscoveryRequest,
-    DiscoveryResponse,
-> = grpcio::Method {
-    ty: grpcio::MethodType::Duplex,
-    name: STREAM_AGGREGATED_RESOURCES,
-    req_mar: grpcio::Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-    resp_mar: grpcio::Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-};
+pub const METHOD_STREAM_AGGREGATED_RESOURCES: grpcio::Method<DiscoveryRequest, DiscoveryResponse> =
+    grpcio::Method {
+        ty: grpcio::MethodType::Duplex,
+        name: STREAM_AGGREGATED_RESOURCES,
+        req_mar: grpcio::Marshaller {
+            ser: grpcio::pb_ser,
+            de: grpcio::pb_de,
+        },
+        resp_mar: grpcio::Marshaller {
+            ser: grpcio::pb_ser,
+            de: grpcio::pb_de,
+        },
+    };
 
 /// `rpc DeltaAggregatedResources(stream DeltaDiscoveryRequest) returns (stream DeltaDiscoveryResponse)`.
 pub const METHOD_DELTA_AGGREGATED_RESOURCES: grpcio::Method<
@@ -142,52 +122,4 @@ impl AggregatedDiscoveryServiceClient {
     {
         self.client.spawn(f)
     }
-}
-
-/// Server side of the Aggregated Discovery Service.
-///
-/// Each method is called on a gRPC completion-queue thread once per new
-/// stream, with its own clone of the service; it must not block: spawn the
-/// work (`ctx.spawn(...)`) or hand the stream to another thread. Methods left
-/// unimplemented answer `UNIMPLEMENTED`.
-pub trait AggregatedDiscoveryService {
-    /// A state-of-the-world ADS stream.
-    fn stream_aggregated_resources(
-        &mut self,
-        ctx: grpcio::RpcContext,
-        _stream: grpcio::RequestStream<DiscoveryRequest>,
-        sink: grpcio::DuplexSink<DiscoveryResponse>,
-    ) {
-        grpcio::unimplemented_call!(ctx, sink)
-    }
-
-    /// An incremental ADS stream.
-    fn delta_aggregated_resources(
-        &mut self,
-        ctx: grpcio::RpcContext,
-        _stream: grpcio::RequestStream<DeltaDiscoveryRequest>,
-        sink: grpcio::DuplexSink<DeltaDiscoveryResponse>,
-    ) {
-        grpcio::unimplemented_call!(ctx, sink)
-    }
-}
-
-/// Wraps `s` into a service to register with `grpcio::ServerBuilder::register_service`.
-pub fn create_aggregated_discovery_service<
-    S: AggregatedDiscoveryService + Send + Clone + 'static,
->(
-    s: S,
-) -> grpcio::Service {
-    let mut builder = grpcio::ServiceBuilder::new();
-    let mut instance = s.clone();
-    builder = builder.add_duplex_streaming_handler(
-        &METHOD_STREAM_AGGREGATED_RESOURCES,
-        move |ctx, req, resp| instance.stream_aggregated_resources(ctx, req, resp),
-    );
-    let mut instance = s;
-    builder = builder.add_duplex_streaming_handler(
-        &METHOD_DELTA_AGGREGATED_RESOURCES,
-        move |ctx, req, resp| instance.delta_aggregated_resources(ctx, req, resp),
-    );
-    builder.build()
 }

@@ -41,7 +41,13 @@
 //! `tests/envoy_protos.rs` if Envoy should validate it.
 
 /// All modules generated from `proto/`; re-exported at this level.
-#[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub, rustdoc::all)]
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    unreachable_pub,
+    rustdoc::all
+)]
 pub mod generated {
     include!(concat!(env!("OUT_DIR"), "/envoy_protos/mod.rs"));
 }

@@ -1,3 +1,699 @@
 //! The reconciler: decides which dataplanes are due and hands them to the worker pool.
+//!
+//! Threads and what flows between them:
+//!
+//! ```text
+//! gRPC streams ──Event──►  dispatcher (xds-dispatch) ──job──► workers (xds-worker-N)
+//! store events ─────────►   │ timer wheel: each             │ mesh context (shared)
+//!                           │ dataplane due every           │ input hash == last? skip
+//!                           │ refresh interval              │ else generate snapshot
+//!                           ▼                               ▼
+//!                       status writer (xds-status) ◄── per-stream counters; responses
+//!                       DataplaneInsight upserts         go straight onto the stream
+//! ```
+//!
+//! - A store change makes every connected dataplane of the changed mesh due at once, so
+//!   config reaches Envoy in milliseconds; the refresh interval is only the safety net.
+//! - A dataplane's *input hash* covers its own resource, its mesh and the services it
+//!   reaches; when it is unchanged a job is a hash compare and nothing more.
+//! - A dataplane is never worked on by two workers at once: a trigger that arrives while its
+//!   job runs re-queues it once afterwards.
+//! - Responses are only sent for types whose content changed and that Envoy is watching
+//!   (see [`crate::xds::stream`]).
 
+pub mod metrics;
+pub mod reader;
+pub mod status;
 pub mod timer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::envoy::discovery::DiscoveryRequest;
+use crate::model::{ResourceKey, ResourceType, Spec};
+use crate::store::{ChangeEvent, SharedStore};
+use crate::threads;
+use crate::xds::context::MeshContext;
+use crate::xds::generate::{self, GenerateError, Generator};
+use crate::xds::resource_kind::ResourceKind;
+use crate::xds::server::{ResponseSender, StreamHub};
+use crate::xds::snapshot::Snapshot;
+use crate::xds::stream::{RequestOutcome, RequestView, SendDecision, StreamState};
+use crate::xds::wire::EncodedResponse;
+
+pub use metrics::Metrics;
+use reader::CachedReader;
+use status::{StatusEvent, StatusWriter};
+use timer::TimerWheel;
+
+/// The timer wheel's resolution: far below the 1 s default interval, coarse enough that an
+/// idle wheel costs nothing.
+const TIMER_TICK: Duration = Duration::from_millis(10);
+/// 1024 slots of 10 ms: one rotation covers ~10 s, the common range of refresh intervals.
+const TIMER_SLOTS: usize = 1024;
+/// How long the dispatcher sleeps when nothing is scheduled.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// The reconciler's live settings (all reloadable).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub refresh_interval: Duration,
+    pub nack_backoff: Duration,
+    pub status_flush_interval: Duration,
+    pub cache_ttl: Duration,
+    pub subscription_limit: usize,
+    /// Push on store events; off = the refresh interval alone, as Kuma does.
+    pub event_push: bool,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        Settings {
+            refresh_interval: c.xds_server.dataplane_configuration_refresh_interval.0,
+            nack_backoff: c.xds_server.nack_backoff.0,
+            status_flush_interval: c.xds_server.dataplane_status_flush_interval.0,
+            cache_ttl: c.store.cache.expiration_time.0,
+            subscription_limit: c.metrics.dataplane.subscription_limit as usize,
+            event_push: true,
+        }
+    }
+}
+
+enum Event {
+    Open { id: u64, peer: String, tx: ResponseSender },
+    Request { id: u64, req: Box<DiscoveryRequest> },
+    Close { id: u64 },
+    RetryAt { dp: ResourceKey, at: Instant },
+    Settings(Settings),
+    Stop,
+}
+
+enum Job {
+    Reconcile(ResourceKey),
+    Stop,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JobState {
+    Idle,
+    Queued,
+    Running,
+    /// Triggered again while running: run once more afterwards.
+    RunningDirty,
+}
+
+/// One ADS stream.
+pub struct StreamHandle {
+    pub id: u64,
+    pub peer: String,
+    /// Random id of this stream's DiscoverySubscription in the insight.
+    pub subscription_id: String,
+    pub connect_time: SystemTime,
+    pub dataplane: Mutex<Option<ResourceKey>>,
+    pub state: Mutex<StreamState>,
+    tx: ResponseSender,
+}
+
+#[derive(Default)]
+struct GenState {
+    input_hash: Option<u64>,
+    snapshot: Option<Arc<Snapshot>>,
+    waiting_logged: bool,
+}
+
+struct DpEntry {
+    key: ResourceKey,
+    streams: Mutex<Vec<Arc<StreamHandle>>>,
+    gen: Mutex<GenState>,
+    job: Mutex<JobState>,
+}
+
+struct MeshSlot {
+    ctx: Option<Arc<MeshContext>>,
+    built_at: Instant,
+    /// Bumped by every change event of the mesh; a context is fresh only if it was built
+    /// after the latest bump.
+    changes: u64,
+    built_from: u64,
+}
+
+struct Shared {
+    reader: CachedReader,
+    settings: RwLock<Settings>,
+    instance_id: String,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    chain: Vec<Box<dyn Generator>>,
+    dataplanes: Mutex<BTreeMap<ResourceKey, Arc<DpEntry>>>,
+    meshes: Mutex<HashMap<String, MeshSlot>>,
+    /// One mesh-context build at a time: concurrent workers of a mesh wait for the build
+    /// instead of repeating it.
+    mesh_build: Mutex<()>,
+    inbox: Sender<Event>,
+    jobs: Sender<Job>,
+    status: Sender<StatusEvent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent before anything can panic, so a
+    // poisoned lock is still safe to use; the panic itself was logged by its worker.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The running reconciler; also the [`StreamHub`] the xDS server feeds.
+pub struct Reconciler {
+    shared: Arc<Shared>,
+    dispatcher: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+    status: Option<StatusWriter>,
+    next_stream_id: std::sync::atomic::AtomicU64,
+}
+
+impl Reconciler {
+    pub fn start(store: SharedStore, settings: Settings, instance_id: String, workers: usize, clock: Arc<dyn Clock>) -> Reconciler {
+        let (inbox_tx, inbox_rx) = crossbeam_channel::unbounded();
+        // Unbounded, yet bounded in practice: a dataplane is queued at most once at a time.
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+        let metrics = Arc::new(Metrics::default());
+        let status = StatusWriter::start(store.clone(), instance_id.clone(), settings.clone(), metrics.clone());
+        let shared = Arc::new(Shared {
+            reader: CachedReader::new(store.clone(), settings.cache_ttl, clock.clone()),
+            settings: RwLock::new(settings),
+            instance_id,
+            metrics,
+            clock,
+            chain: generate::default_chain(),
+            dataplanes: Mutex::new(BTreeMap::new()),
+            meshes: Mutex::new(HashMap::new()),
+            mesh_build: Mutex::new(()),
+            inbox: inbox_tx,
+            jobs: jobs_tx,
+            status: status.sender(),
+        });
+        let store_events = store.subscribe();
+        let dispatcher = {
+            let shared = shared.clone();
+            threads::spawn(threads::XDS_DISPATCH.to_string(), move || Dispatcher::new(shared).run(inbox_rx, store_events))
+        };
+        let workers = (0..workers.max(1))
+            .map(|i| {
+                let (shared, jobs) = (shared.clone(), jobs_rx.clone());
+                threads::spawn(format!("{}-{i}", threads::XDS_WORKER), move || worker_loop(&shared, &jobs))
+            })
+            .collect();
+        Reconciler {
+            shared,
+            dispatcher: Some(dispatcher),
+            workers,
+            status: Some(status),
+            next_stream_id: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    pub fn cache_stats(&self) -> crate::cache::CacheStats {
+        self.shared.reader.stats()
+    }
+
+    /// Applies reloaded settings without touching any stream.
+    pub fn update_settings(&self, settings: Settings) {
+        let _ = self.shared.inbox.send(Event::Settings(settings));
+    }
+
+    /// Stops the dispatcher after the events already queued (stream closes included), then
+    /// the workers, then flushes pending status.
+    pub fn stop(mut self) {
+        let _ = self.shared.inbox.send(Event::Stop);
+        if let Some(d) = self.dispatcher.take() {
+            let _ = d.join();
+        }
+        for _ in &self.workers {
+            let _ = self.shared.jobs.send(Job::Stop);
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(s) = self.status.take() {
+            s.stop();
+        }
+    }
+}
+
+impl StreamHub for Reconciler {
+    fn open(&self, peer: String, tx: ResponseSender) -> u64 {
+        let id = self.next_stream_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.shared.inbox.send(Event::Open { id, peer, tx });
+        id
+    }
+
+    fn request(&self, stream: u64, req: DiscoveryRequest) {
+        let _ = self.shared.inbox.send(Event::Request { id: stream, req: Box::new(req) });
+    }
+
+    fn close(&self, stream: u64) {
+        let _ = self.shared.inbox.send(Event::Close { id: stream });
+    }
+}
+
+/// Splits Kuma's node id `<mesh>.<name>`; neither part may contain a dot.
+pub fn parse_node_id(id: &str) -> Option<ResourceKey> {
+    let (mesh, name) = id.split_once('.')?;
+    if mesh.is_empty() || name.is_empty() || name.contains('.') {
+        return None;
+    }
+    Some(ResourceKey::new(ResourceType::Dataplane, mesh, name))
+}
+
+fn request_view(req: &DiscoveryRequest) -> RequestView {
+    RequestView {
+        type_url: req.type_url.clone(),
+        version_info: req.version_info.clone(),
+        response_nonce: req.response_nonce.clone(),
+        resource_names: req.resource_names.clone(),
+        error: req.error_detail.as_ref().map(|s| format!("{} (code {})", s.message, s.code)),
+    }
+}
+
+struct Dispatcher {
+    shared: Arc<Shared>,
+    streams: HashMap<u64, Arc<StreamHandle>>,
+    wheel: TimerWheel<ResourceKey>,
+}
+
+impl Dispatcher {
+    fn new(shared: Arc<Shared>) -> Self {
+        let start = shared.clock.now();
+        Dispatcher { shared, streams: HashMap::new(), wheel: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, start) }
+    }
+
+    fn run(mut self, inbox: Receiver<Event>, store_events: Receiver<ChangeEvent>) {
+        loop {
+            let now = self.shared.clock.now();
+            for key in self.wheel.pop_due(now) {
+                if self.is_connected(&key) {
+                    self.dispatch(&key);
+                    let interval = self.settings().refresh_interval;
+                    self.wheel.schedule(key, now + interval);
+                }
+            }
+            let wait = self.wheel.next_deadline().map(|d| d.saturating_duration_since(now)).unwrap_or(IDLE_WAIT);
+            select! {
+                recv(inbox) -> ev => match ev {
+                    Ok(Event::Stop) | Err(_) => break,
+                    Ok(ev) => self.handle(ev),
+                },
+                recv(store_events) -> ev => match ev {
+                    Ok(ev) => self.on_store_event(ev),
+                    Err(_) => log::error!("xds: the store's event stream ended; only the refresh interval drives updates now"),
+                },
+                default(wait) => {}
+            }
+        }
+        log::debug!("xds: dispatcher stopped");
+    }
+
+    fn settings(&self) -> Settings {
+        self.shared.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn is_connected(&self, key: &ResourceKey) -> bool {
+        lock(&self.shared.dataplanes).contains_key(key)
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Open { id, peer, tx } => {
+                let handle = Arc::new(StreamHandle {
+                    id,
+                    peer,
+                    subscription_id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+                    connect_time: SystemTime::now(),
+                    dataplane: Mutex::new(None),
+                    state: Mutex::new(StreamState::new(self.settings().nack_backoff)),
+                    tx,
+                });
+                log::debug!("xds: stream {id} opened from {}", handle.peer);
+                self.streams.insert(id, handle);
+                Metrics::inc(&self.shared.metrics.streams_active);
+            }
+            Event::Request { id, req } => self.on_request(id, &req),
+            Event::Close { id } => self.on_close(id),
+            Event::RetryAt { dp, at } => self.wheel.schedule_earliest(dp, at),
+            Event::Settings(s) => {
+                self.shared.reader.set_ttl(s.cache_ttl);
+                for h in self.streams.values() {
+                    lock(&h.state).set_nack_backoff(s.nack_backoff);
+                }
+                let _ = self.shared.status.send(StatusEvent::Settings(s.clone()));
+                *self.shared.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+            }
+            Event::Stop => {}
+        }
+    }
+
+    fn on_request(&mut self, id: u64, req: &DiscoveryRequest) {
+        let Some(handle) = self.streams.get(&id).cloned() else {
+            log::debug!("xds: request on unknown stream {id}");
+            return;
+        };
+        let bound = lock(&handle.dataplane).clone();
+        let node_id = req.node.as_ref().map(|n| n.id.as_str()).unwrap_or("");
+        let dp = match bound {
+            Some(dp) => {
+                if !node_id.is_empty() && parse_node_id(node_id).as_ref() != Some(&dp) {
+                    log::warn!(
+                        "xds: stream {id} ({}): node id changed to {node_id:?} mid-stream; ignoring the request",
+                        handle.peer
+                    );
+                    Metrics::inc(&self.shared.metrics.requests_ignored);
+                    return;
+                }
+                dp
+            }
+            None => {
+                if node_id.is_empty() {
+                    log::warn!(
+                        "xds: stream {id} ({}): request without a node id; Envoy must send node.id \"<mesh>.<name>\" first",
+                        handle.peer
+                    );
+                    Metrics::inc(&self.shared.metrics.requests_ignored);
+                    return;
+                }
+                let Some(dp) = parse_node_id(node_id) else {
+                    log::warn!(
+                        "xds: stream {id} ({}): node id {node_id:?} is not \"<mesh>.<dataplane name>\"; ignoring the stream",
+                        handle.peer
+                    );
+                    Metrics::inc(&self.shared.metrics.requests_ignored);
+                    return;
+                };
+                self.bind(&handle, dp.clone());
+                dp
+            }
+        };
+        let view = request_view(req);
+        let outcome = lock(&handle.state).on_request(&view, self.shared.clock.now());
+        let m = &self.shared.metrics;
+        match &outcome {
+            RequestOutcome::Ack { kind, version } => {
+                Metrics::inc(&m.acks[kind.index()]);
+                log::debug!("xds: {}.{} ACKed {kind} version {version}", dp.mesh, dp.name);
+            }
+            RequestOutcome::Nack { kind, version, detail } => {
+                Metrics::inc(&m.nacks[kind.index()]);
+                log::warn!("xds: {}.{} rejected {kind} version {version}: {detail}", dp.mesh, dp.name);
+            }
+            RequestOutcome::Subscribed(kind) | RequestOutcome::Resubscribed(kind) => {
+                log::debug!("xds: {}.{} requests {kind} {:?}", dp.mesh, dp.name, view.resource_names);
+            }
+            RequestOutcome::Ignored(reason) => {
+                Metrics::inc(&m.requests_ignored);
+                log::debug!("xds: {}.{} request ignored: {reason:?}", dp.mesh, dp.name);
+                return;
+            }
+        }
+        self.dispatch(&dp);
+    }
+
+    fn bind(&mut self, handle: &Arc<StreamHandle>, dp: ResourceKey) {
+        *lock(&handle.dataplane) = Some(dp.clone());
+        let entry = {
+            let mut dps = lock(&self.shared.dataplanes);
+            dps.entry(dp.clone())
+                .or_insert_with(|| {
+                    Arc::new(DpEntry {
+                        key: dp.clone(),
+                        streams: Mutex::new(Vec::new()),
+                        gen: Mutex::new(GenState::default()),
+                        job: Mutex::new(JobState::Idle),
+                    })
+                })
+                .clone()
+        };
+        lock(&entry.streams).push(handle.clone());
+        let next = self.shared.clock.now() + self.settings().refresh_interval;
+        self.wheel.schedule(dp.clone(), next);
+        log::info!("xds: dataplane {}.{} connected (stream {}, {})", dp.mesh, dp.name, handle.id, handle.peer);
+        let _ = self.shared.status.send(StatusEvent::Connected(handle.clone()));
+    }
+
+    fn on_close(&mut self, id: u64) {
+        let Some(handle) = self.streams.remove(&id) else { return };
+        self.shared.metrics.streams_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(dp) = lock(&handle.dataplane).clone() else {
+            log::debug!("xds: stream {id} closed before identifying itself");
+            return;
+        };
+        let mut dps = lock(&self.shared.dataplanes);
+        if let Some(entry) = dps.get(&dp).cloned() {
+            let mut streams = lock(&entry.streams);
+            streams.retain(|s| s.id != id);
+            if streams.is_empty() {
+                dps.remove(&dp);
+                self.wheel.cancel(&dp);
+            }
+        }
+        drop(dps);
+        log::info!("xds: dataplane {}.{} disconnected (stream {id})", dp.mesh, dp.name);
+        let _ = self.shared.status.send(StatusEvent::Disconnected(handle, SystemTime::now()));
+    }
+
+    fn on_store_event(&mut self, ev: ChangeEvent) {
+        let mesh = match &ev {
+            ChangeEvent::Changed { key, .. } => {
+                self.shared.reader.invalidate(key);
+                if key.rtype == ResourceType::DataplaneInsight {
+                    // Status writes (ours) never change anybody's Envoy config.
+                    return;
+                }
+                Some(if key.rtype.is_global() { key.name.clone() } else { key.mesh.clone() })
+            }
+            ChangeEvent::Resync => {
+                self.shared.reader.clear();
+                None
+            }
+        };
+        {
+            let mut meshes = lock(&self.shared.meshes);
+            for (name, slot) in meshes.iter_mut() {
+                if mesh.as_ref().is_none_or(|m| m == name) {
+                    slot.changes += 1;
+                }
+            }
+        }
+        if !self.settings().event_push {
+            return;
+        }
+        let affected: Vec<ResourceKey> = {
+            let dps = lock(&self.shared.dataplanes);
+            match &mesh {
+                Some(m) => {
+                    let start = ResourceKey { rtype: ResourceType::Dataplane, mesh: m.clone(), name: String::new() };
+                    dps.range(start..).take_while(|(k, _)| k.mesh == *m).map(|(k, _)| k.clone()).collect()
+                }
+                None => dps.keys().cloned().collect(),
+            }
+        };
+        for key in affected {
+            self.dispatch(&key);
+        }
+    }
+
+    fn dispatch(&self, key: &ResourceKey) {
+        let Some(entry) = lock(&self.shared.dataplanes).get(key).cloned() else { return };
+        let mut job = lock(&entry.job);
+        match *job {
+            JobState::Idle => {
+                *job = JobState::Queued;
+                Metrics::inc(&self.shared.metrics.jobs_dispatched);
+                let _ = self.shared.jobs.send(Job::Reconcile(key.clone()));
+            }
+            JobState::Running => *job = JobState::RunningDirty,
+            JobState::Queued | JobState::RunningDirty => {}
+        }
+    }
+}
+
+fn worker_loop(shared: &Arc<Shared>, jobs: &Receiver<Job>) {
+    while let Ok(Job::Reconcile(key)) = jobs.recv() {
+        let Some(entry) = lock(&shared.dataplanes).get(&key).cloned() else { continue };
+        *lock(&entry.job) = JobState::Running;
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| reconcile(shared, &entry))) {
+            Metrics::inc(&shared.metrics.generation_errors);
+            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            log::error!("xds: reconciling {}.{} panicked: {}", key.mesh, key.name, msg.unwrap_or_default());
+        }
+        let mut job = lock(&entry.job);
+        if *job == JobState::RunningDirty {
+            *job = JobState::Queued;
+            let _ = shared.jobs.send(Job::Reconcile(key));
+        } else {
+            *job = JobState::Idle;
+        }
+    }
+}
+
+/// One job: bring a dataplane's snapshot up to date and answer its streams.
+fn reconcile(shared: &Shared, entry: &DpEntry) {
+    let key = &entry.key;
+    let ctx = match mesh_context(shared, &key.mesh) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            // Nothing is withdrawn: Envoy keeps the last config it accepted.
+            Metrics::inc(&shared.metrics.generation_errors);
+            log::warn!("xds: cannot build config for {}.{}: {e}", key.mesh, key.name);
+            return;
+        }
+    };
+    let mut gen = lock(&entry.gen);
+    let Some(dp) = ctx.dataplanes.get(&key.name).cloned() else {
+        if !gen.waiting_logged {
+            log::warn!(
+                "xds: {}.{} is connected but no such Dataplane exists in mesh {:?}; it will be served once it is created",
+                key.mesh, key.name, key.mesh
+            );
+            gen.waiting_logged = true;
+        }
+        return;
+    };
+    gen.waiting_logged = false;
+    let input = input_hash(&ctx, &dp);
+    let snapshot = if gen.input_hash == Some(input) && gen.snapshot.is_some() {
+        Metrics::inc(&shared.metrics.generation_skipped);
+        gen.snapshot.clone()
+    } else {
+        let started = Instant::now();
+        match generate::generate(&shared.chain, &ctx, &dp) {
+            Ok(s) => {
+                shared.metrics.generation_nanos.fetch_add(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+                let changed = gen.snapshot.as_ref().is_none_or(|old| old.hash() != s.hash());
+                Metrics::inc(if changed { &shared.metrics.generation_changed } else { &shared.metrics.generation_unchanged });
+                gen.input_hash = Some(input);
+                if changed {
+                    gen.snapshot = Some(Arc::new(s));
+                }
+                gen.snapshot.clone()
+            }
+            Err(e) => {
+                Metrics::inc(&shared.metrics.generation_errors);
+                log::error!("xds: generating config for {}.{} failed: {e}", key.mesh, key.name);
+                return;
+            }
+        }
+    };
+    drop(gen);
+    let Some(snapshot) = snapshot else { return };
+    let streams = lock(&entry.streams).clone();
+    for stream in streams {
+        flush(shared, key, &stream, &snapshot);
+    }
+}
+
+/// Covers everything a dataplane's config is made from: its own resource, its mesh, and the
+/// services it reaches (each service's hash covers its endpoints and encoded resources).
+fn input_hash(ctx: &MeshContext, dp: &crate::model::Resource) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ctx.mesh.meta.version.hash(&mut h);
+    dp.meta.version.hash(&mut h);
+    if let Spec::Dataplane(spec) = &dp.spec {
+        for o in &spec.networking.outbound {
+            o.service().hash(&mut h);
+            ctx.services.get(o.service()).map(|s| s.hash).unwrap_or(0).hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, GenerateError> {
+    let ttl = shared.settings.read().unwrap_or_else(|p| p.into_inner()).cache_ttl;
+    let fresh = |slot: &MeshSlot, now: Instant| {
+        slot.ctx.clone().filter(|_| slot.built_from == slot.changes && now.duration_since(slot.built_at) < ttl)
+    };
+    if let Some(ctx) = lock(&shared.meshes).get(mesh).and_then(|s| fresh(s, shared.clock.now())) {
+        return Ok(ctx);
+    }
+    let _building = lock(&shared.mesh_build);
+    let (previous, changes) = {
+        let meshes = lock(&shared.meshes);
+        match meshes.get(mesh) {
+            Some(slot) => {
+                if let Some(ctx) = fresh(slot, shared.clock.now()) {
+                    return Ok(ctx);
+                }
+                (slot.ctx.clone(), slot.changes)
+            }
+            None => (None, 0),
+        }
+    };
+    let built = MeshContext::build(&shared.reader, mesh, previous.as_deref())?;
+    let ctx = match previous {
+        // Same inputs: keep the old context so its services (and their hashes) stay shared.
+        Some(p) if p.hash == built.hash => p,
+        _ => Arc::new(built),
+    };
+    let mut meshes = lock(&shared.meshes);
+    let slot = meshes.entry(mesh.to_string()).or_insert(MeshSlot { ctx: None, built_at: shared.clock.now(), changes, built_from: 0 });
+    slot.ctx = Some(ctx.clone());
+    slot.built_at = shared.clock.now();
+    slot.built_from = changes;
+    Ok(ctx)
+}
+
+/// Sends every type whose content Envoy lacks, in ADS order.
+fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &Snapshot) {
+    let mut state = lock(&stream.state);
+    let now = shared.clock.now();
+    for kind in ResourceKind::ALL {
+        if !state.is_subscribed(kind) {
+            continue;
+        }
+        let set = if kind.is_wildcard() { snapshot.set(kind).clone() } else { snapshot.set(kind).filtered(state.requested_names(kind)) };
+        let version = set.version();
+        match state.decide(kind, &version, now) {
+            SendDecision::Send => {
+                let nonce = state.record_sent(kind, &version);
+                let response = EncodedResponse::encode(&version, kind, &set, &nonce, &shared.instance_id);
+                if stream.tx.unbounded_send(response).is_err() {
+                    log::debug!("xds: stream {} closed while sending", stream.id);
+                    return;
+                }
+                Metrics::inc(&shared.metrics.responses_sent[kind.index()]);
+                log::debug!(
+                    "xds: sent {kind} version {version} ({} resources) to {}.{} nonce {nonce}",
+                    set.len(),
+                    key.mesh,
+                    key.name
+                );
+            }
+            SendDecision::RetryAt(at) => {
+                let _ = shared.inbox.send(Event::RetryAt { dp: key.clone(), at });
+            }
+            SendDecision::Skip => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_are_mesh_dot_name() {
+        assert_eq!(parse_node_id("default.web-1"), Some(ResourceKey::new(ResourceType::Dataplane, "default", "web-1")));
+        assert_eq!(parse_node_id("web-1"), None);
+        assert_eq!(parse_node_id(".web"), None);
+        assert_eq!(parse_node_id("default."), None);
+        assert_eq!(parse_node_id("a.b.c"), None);
+    }
+}

@@ -3,7 +3,7 @@
 
 use crate::model::ResourceKey;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(ResourceKey),

@@ -34,7 +34,9 @@ fn all_files() -> Vec<FileDescriptor> {
 }
 
 fn find_message(full_name: &str) -> Option<MessageDescriptor> {
-    all_files().iter().find_map(|f| f.message_by_full_name(&format!(".{full_name}")).or_else(|| f.message_by_full_name(full_name)))
+    // rust-protobuf wants the leading dot of a fully-qualified name.
+    let dotted = format!(".{full_name}");
+    all_files().iter().find_map(|f| f.message_by_full_name(&dotted))
 }
 
 /// Decodes an encoded `Any` into JSON with its `@type`.

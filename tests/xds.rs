@@ -1,0 +1,425 @@
+//! The xDS server over real gRPC with a scripted client standing in for Envoy: ordering,
+//! ACK/NACK, stale nonces, unknown dataplanes, status, and that an idle control plane sends
+//! and regenerates nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use futures::{SinkExt, StreamExt};
+use grpcio::{ChannelBuilder, ClientDuplexSender, EnvBuilder, WriteFlags};
+use higuma::config::Config;
+use higuma::daemon::Daemon;
+use higuma::envoy::ads_grpc::AggregatedDiscoveryServiceClient;
+use higuma::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
+use higuma::model::{rest, ResourceKey, ResourceType};
+use higuma::reconcile::Metrics;
+use higuma::xds::resource_kind::ResourceKind;
+use serde_json::json;
+
+const CDS: ResourceKind = ResourceKind::Cluster;
+const EDS: ResourceKind = ResourceKind::Endpoint;
+const LDS: ResourceKind = ResourceKind::Listener;
+
+fn config(refresh_ms: u64) -> Config {
+    let mut c = Config::default();
+    c.api_server.http.interface = "127.0.0.1".into();
+    c.api_server.http.port = 0;
+    c.dp_server.interface = "127.0.0.1".into();
+    c.dp_server.port = 0;
+    c.xds_server.dataplane_configuration_refresh_interval = Duration::from_millis(refresh_ms).into();
+    c.store.cache.expiration_time = Duration::from_millis(refresh_ms).into();
+    c.xds_server.nack_backoff = Duration::from_millis(300).into();
+    c.xds_server.dataplane_status_flush_interval = Duration::from_millis(200).into();
+    c
+}
+
+struct Cp {
+    daemon: Option<Daemon>,
+}
+
+impl Cp {
+    fn start(refresh_ms: u64) -> Cp {
+        Cp { daemon: Some(Daemon::start(config(refresh_ms)).unwrap()) }
+    }
+
+    fn d(&self) -> &Daemon {
+        self.daemon.as_ref().unwrap()
+    }
+
+    fn apply(&self, value: serde_json::Value) {
+        let env = rest::from_json(value).unwrap();
+        let store = &self.d().store;
+        let key = ResourceKey::new(env.rtype, env.mesh.clone().unwrap_or_default(), &env.name);
+        match store.get(&key) {
+            Ok(cur) => {
+                store.update(&key, env.spec, cur.meta.version).unwrap();
+            }
+            Err(_) => {
+                store.create(env.mesh.as_deref().unwrap_or(""), &env.name, env.spec).unwrap();
+            }
+        }
+    }
+
+    fn delete(&self, rtype: ResourceType, name: &str) {
+        self.d().store.delete(&ResourceKey::new(rtype, "default", name)).unwrap();
+    }
+
+    fn metrics(&self) -> Arc<Metrics> {
+        self.d().reconciler().unwrap().metrics()
+    }
+
+    fn connect(&self, env: &Arc<grpcio::Environment>, node: &str) -> Envoy {
+        Envoy::connect(env, self.d().xds_port().unwrap(), node)
+    }
+}
+
+impl Drop for Cp {
+    fn drop(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.shutdown();
+        }
+    }
+}
+
+fn dataplane(name: &str, service: &str, port: u32, outbounds: &[(&str, u32)]) -> serde_json::Value {
+    let outbound: Vec<_> =
+        outbounds.iter().map(|(svc, p)| json!({"port": p, "tags": {"kuma.io/service": svc}})).collect();
+    json!({
+        "type": "Dataplane", "mesh": "default", "name": name,
+        "networking": {
+            "address": "127.0.0.1",
+            "inbound": [{"port": port, "servicePort": port + 1000, "tags": {"kuma.io/service": service}}],
+            "outbound": outbound
+        }
+    })
+}
+
+/// A scripted Envoy: one ADS stream.
+struct Envoy {
+    tx: ClientDuplexSender<DiscoveryRequest>,
+    rx: Receiver<DiscoveryResponse>,
+    node: String,
+    sent_node: bool,
+    _client: AggregatedDiscoveryServiceClient,
+}
+
+impl Envoy {
+    fn connect(env: &Arc<grpcio::Environment>, port: u16, node: &str) -> Envoy {
+        let channel = ChannelBuilder::new(env.clone()).connect(&format!("127.0.0.1:{port}"));
+        let client = AggregatedDiscoveryServiceClient::new(channel);
+        let (tx, mut rx_stream) = client.stream_aggregated_resources().unwrap();
+        let (fwd, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            futures::executor::block_on(async move {
+                while let Some(Ok(resp)) = rx_stream.next().await {
+                    if fwd.send(resp).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        Envoy { tx, rx, node: node.to_string(), sent_node: false, _client: client }
+    }
+
+    fn send(&mut self, kind: ResourceKind, version: &str, nonce: &str, names: &[&str], error: Option<&str>) {
+        let mut req = DiscoveryRequest::new();
+        if !self.sent_node {
+            req.node.mut_or_insert_default().id = self.node.clone();
+            self.sent_node = true;
+        }
+        req.type_url = kind.type_url().to_string();
+        req.version_info = version.to_string();
+        req.response_nonce = nonce.to_string();
+        req.resource_names = names.iter().map(|s| s.to_string()).collect();
+        if let Some(e) = error {
+            let st = req.error_detail.mut_or_insert_default();
+            st.code = 3;
+            st.message = e.to_string();
+        }
+        futures::executor::block_on(self.tx.send((req, WriteFlags::default()))).unwrap();
+    }
+
+    fn subscribe(&mut self, kind: ResourceKind, names: &[&str]) {
+        self.send(kind, "", "", names, None);
+    }
+
+    fn ack(&mut self, r: &DiscoveryResponse, names: &[&str]) {
+        let kind = ResourceKind::from_type_url(&r.type_url).unwrap();
+        self.send(kind, &r.version_info.clone(), &r.nonce.clone(), names, None);
+    }
+
+    fn recv(&self, within: Duration) -> Option<DiscoveryResponse> {
+        self.rx.recv_timeout(within).ok()
+    }
+
+    fn expect(&self, kind: ResourceKind) -> DiscoveryResponse {
+        let r = self.recv(Duration::from_secs(5)).unwrap_or_else(|| panic!("{}: no {kind} response", self.node));
+        assert_eq!(r.type_url, kind.type_url(), "{}: expected {kind}", self.node);
+        r
+    }
+
+    fn expect_nothing(&self, within: Duration) {
+        if let Some(r) = self.recv(within) {
+            panic!("{}: unexpected response {} version {}", self.node, r.type_url, r.version_info);
+        }
+    }
+
+    /// Runs Envoy's start-up exchange until every type is ACKed; returns the EDS response.
+    fn converge(&mut self, eds_names: &[&str]) -> (DiscoveryResponse, Option<DiscoveryResponse>, DiscoveryResponse) {
+        self.subscribe(CDS, &[]);
+        self.subscribe(LDS, &[]);
+        let cds = self.expect(CDS);
+        let eds = if eds_names.is_empty() {
+            self.ack(&cds, &[]);
+            None
+        } else {
+            self.subscribe(EDS, eds_names);
+            self.ack(&cds, &[]);
+            // EDS and LDS may come in either order once clusters are ACKed.
+            None
+        };
+        let mut eds_resp = eds;
+        let mut lds_resp = None;
+        while lds_resp.is_none() || (!eds_names.is_empty() && eds_resp.is_none()) {
+            let r = self.recv(Duration::from_secs(5)).unwrap_or_else(|| panic!("{}: start-up stalled", self.node));
+            match ResourceKind::from_type_url(&r.type_url) {
+                Some(ResourceKind::Endpoint) => {
+                    self.ack(&r, eds_names);
+                    eds_resp = Some(r);
+                }
+                Some(ResourceKind::Listener) => {
+                    self.ack(&r, &[]);
+                    lds_resp = Some(r);
+                }
+                other => panic!("unexpected {other:?} during start-up"),
+            }
+        }
+        (cds, eds_resp, lds_resp.unwrap())
+    }
+}
+
+fn grpc_env() -> Arc<grpcio::Environment> {
+    Arc::new(EnvBuilder::new().cq_count(1).build())
+}
+
+fn names(r: &DiscoveryResponse) -> Vec<String> {
+    r.resources
+        .iter()
+        .map(|a| {
+            let v = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(a).unwrap());
+            v["name"].as_str().or(v["clusterName"].as_str()).unwrap_or("").to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn start_up_exchange_sends_clusters_then_endpoints_and_listeners() {
+    let cp = Cp::start(1000);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let env = grpc_env();
+    let mut envoy = cp.connect(&env, "default.web-1");
+    let (cds, eds, lds) = envoy.converge(&["backend"]);
+    assert_eq!(names(&cds), ["backend", "localhost:9080"]);
+    assert_eq!(names(&eds.unwrap()), ["backend"]);
+    assert_eq!(names(&lds), ["inbound:127.0.0.1:8080", "outbound:127.0.0.1:10001"]);
+    assert!(!cds.version_info.is_empty());
+    assert!(cds.control_plane.is_some(), "responses name the control-plane instance");
+    assert_ne!(cds.nonce, lds.nonce);
+    envoy.expect_nothing(Duration::from_millis(1500));
+}
+
+#[test]
+fn versions_are_content_hashes_across_instances() {
+    let version_of = || {
+        let cp = Cp::start(1000);
+        cp.apply(dataplane("web-1", "web", 8080, &[]));
+        let env = grpc_env();
+        let mut envoy = cp.connect(&env, "default.web-1");
+        let (cds, _, lds) = envoy.converge(&[]);
+        (cds.version_info, lds.version_info)
+    };
+    assert_eq!(version_of(), version_of());
+}
+
+#[test]
+fn changes_are_pushed_without_waiting_for_the_interval() {
+    // A 60 s interval: anything that arrives quickly was pushed by the change event.
+    let cp = Cp::start(60_000);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let env = grpc_env();
+    let mut envoy = cp.connect(&env, "default.web-1");
+    envoy.converge(&["backend"]);
+    let started = Instant::now();
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    let eds = envoy.expect(EDS);
+    assert!(started.elapsed() < Duration::from_secs(5), "pushed on the event, not on the 60 s tick");
+    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
+    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 2, "{json}");
+    envoy.ack(&eds, &["backend"]);
+    envoy.expect_nothing(Duration::from_millis(500));
+}
+
+#[test]
+fn unaffected_dataplanes_receive_nothing() {
+    let cp = Cp::start(60_000);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("other-1", "other", 7070, &[("db", 10002)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let env = grpc_env();
+    let mut web = cp.connect(&env, "default.web-1");
+    let mut other = cp.connect(&env, "default.other-1");
+    web.converge(&["backend"]);
+    other.converge(&["db"]);
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    let eds = web.expect(EDS);
+    web.ack(&eds, &["backend"]);
+    other.expect_nothing(Duration::from_millis(800));
+}
+
+#[test]
+fn idle_control_plane_sends_and_regenerates_nothing() {
+    let cp = Cp::start(200);
+    let services = 10;
+    for i in 0..100u32 {
+        let svc = format!("svc-{}", i % services);
+        let next = format!("svc-{}", (i + 1) % services);
+        cp.apply(dataplane(&format!("dp-{i}"), &svc, 20000 + i, &[(next.as_str(), 30000)]));
+    }
+    let env = grpc_env();
+    let mut envoys: Vec<Envoy> = (0..100u32).map(|i| cp.connect(&env, &format!("default.dp-{i}"))).collect();
+    for (i, e) in envoys.iter_mut().enumerate() {
+        let next = format!("svc-{}", (i as u32 + 1) % services);
+        e.converge(&[next.as_str()]);
+    }
+    let m = cp.metrics();
+    // Let in-flight ACK processing settle, then measure a quiet window of 10 intervals.
+    std::thread::sleep(Duration::from_millis(500));
+    let sent_before = Metrics::total(&m.responses_sent);
+    let regen_before = m.regenerations();
+    let skipped_before = Metrics::get(&m.generation_skipped);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(Metrics::total(&m.responses_sent), sent_before, "an idle control plane sent responses");
+    assert_eq!(m.regenerations(), regen_before, "an idle control plane regenerated config");
+    assert!(Metrics::get(&m.generation_skipped) > skipped_before + 100, "the interval still checks every dataplane");
+    for e in &envoys {
+        e.expect_nothing(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_nack_is_not_answered_with_the_same_config() {
+    // Interval 100 ms, NACK back-off 300 ms (see `config`).
+    let cp = Cp::start(100);
+    cp.apply(dataplane("web-1", "web", 8080, &[]));
+    let env = grpc_env();
+    let mut envoy = cp.connect(&env, "default.web-1");
+    envoy.subscribe(CDS, &[]);
+    let cds = envoy.expect(CDS);
+    envoy.send(CDS, "", &cds.nonce.clone(), &[], Some("cluster rejected by test"));
+    let nacked_at = Instant::now();
+    // New content right away: it is sent, but not before the back-off has passed.
+    cp.apply(dataplane("web-1", "web", 8081, &[]));
+    let again = envoy.expect(CDS);
+    assert_ne!(again.version_info, cds.version_info);
+    assert!(nacked_at.elapsed() >= Duration::from_millis(300), "sent {:?} after the NACK", nacked_at.elapsed());
+    // Rejected again: ten intervals pass and the same config is never resent.
+    envoy.send(CDS, &cds.version_info.clone(), &again.nonce.clone(), &[], Some("still rejected"));
+    envoy.expect_nothing(Duration::from_millis(1000));
+    let m = cp.metrics();
+    assert_eq!(m.nacks[CDS.index()].load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[test]
+fn stale_nonces_and_missing_nodes_are_ignored() {
+    let cp = Cp::start(100);
+    cp.apply(dataplane("web-1", "web", 8080, &[]));
+    let env = grpc_env();
+    // No node id: ignored, stream kept.
+    let mut anonymous = cp.connect(&env, "");
+    anonymous.sent_node = true;
+    anonymous.subscribe(CDS, &[]);
+    anonymous.expect_nothing(Duration::from_millis(500));
+    // Malformed node id: ignored too.
+    let mut bad = cp.connect(&env, "no-dot-here");
+    bad.subscribe(CDS, &[]);
+    bad.expect_nothing(Duration::from_millis(300));
+
+    let mut envoy = cp.connect(&env, "default.web-1");
+    envoy.subscribe(CDS, &[]);
+    let first = envoy.expect(CDS);
+    envoy.ack(&first, &[]);
+    cp.apply(dataplane("web-1", "web", 8081, &[]));
+    let second = envoy.expect(CDS);
+    // A late answer to the first response must not count as an ACK of the second.
+    envoy.send(CDS, &first.version_info.clone(), &first.nonce.clone(), &[], Some("stale"));
+    envoy.expect_nothing(Duration::from_millis(500));
+    assert_eq!(cp.metrics().nacks[CDS.index()].load(std::sync::atomic::Ordering::Relaxed), 0);
+    envoy.ack(&second, &[]);
+    // Unknown type URLs get no answer and break nothing.
+    let mut req = DiscoveryRequest::new();
+    req.type_url = "type.googleapis.com/envoy.config.nothing.v3.Nothing".into();
+    futures::executor::block_on(envoy.tx.send((req, WriteFlags::default()))).unwrap();
+    envoy.expect_nothing(Duration::from_millis(300));
+    cp.apply(dataplane("web-1", "web", 8082, &[]));
+    envoy.expect(CDS);
+}
+
+#[test]
+fn an_unknown_dataplane_is_served_once_it_exists() {
+    let cp = Cp::start(60_000);
+    let env = grpc_env();
+    let mut envoy = cp.connect(&env, "default.late-1");
+    envoy.subscribe(CDS, &[]);
+    envoy.subscribe(LDS, &[]);
+    envoy.expect_nothing(Duration::from_millis(500));
+    cp.apply(dataplane("late-1", "late", 8080, &[]));
+    let cds = envoy.expect(CDS);
+    assert_eq!(names(&cds), ["localhost:9080"]);
+}
+
+#[test]
+fn status_shows_online_then_offline() {
+    let cp = Cp::start(100);
+    cp.apply(dataplane("web-1", "web", 8080, &[]));
+    let api = format!("http://{}", cp.d().api_addr().unwrap());
+    {
+        let env = grpc_env();
+        let mut envoy = cp.connect(&env, "default.web-1");
+        envoy.converge(&[]);
+        common::wait_until("insight with ACKs", Duration::from_secs(5), || {
+            let (_, b) = common::call("GET", &format!("{api}/meshes/default/dataplanes+insights/web-1"), None);
+            let sub = &b["dataplaneInsight"]["subscriptions"][0];
+            sub["connectTime"].is_string()
+                && sub["disconnectTime"].is_null()
+                && sub["status"]["total"]["responsesAcknowledged"] == "2"
+                && sub["status"]["cds"]["responsesSent"] == "1"
+                && sub["controlPlaneInstanceId"] == cp.d().instance_id.as_str()
+        });
+    }
+    common::wait_until("insight marked disconnected", Duration::from_secs(5), || {
+        let (_, b) = common::call("GET", &format!("{api}/meshes/default/dataplanes+insights/web-1"), None);
+        b["dataplaneInsight"]["subscriptions"][0]["disconnectTime"].is_string()
+    });
+}
+
+#[test]
+fn deleting_a_service_instance_updates_consumers() {
+    let cp = Cp::start(60_000);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    let env = grpc_env();
+    let mut envoy = cp.connect(&env, "default.web-1");
+    envoy.converge(&["backend"]);
+    cp.delete(ResourceType::Dataplane, "backend-1");
+    let eds = envoy.expect(EDS);
+    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
+    let eps = json["endpoints"][0]["lbEndpoints"].as_array().unwrap();
+    assert_eq!(eps.len(), 1);
+    assert_eq!(eps[0]["endpoint"]["address"]["socketAddress"]["portValue"], 9091);
+}
