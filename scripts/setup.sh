@@ -1,9 +1,10 @@
 # Shared set-up for the README's commands: installs what a fresh Debian machine lacks.
 # Sourced, not run. Idempotent: a second run installs nothing.
 
-# System packages: cmake + a C++ toolchain build gRPC's C core (grpcio-sys); python3-venv
-# holds the test tools; Postgres 15 is the store the tests run against.
-HIGUMA_APT_PACKAGES=(cmake g++ make pkg-config python3-venv postgresql-15 postgresql-contrib)
+# System packages: cmake + a C++ toolchain build gRPC's C core (grpcio-sys); libssl-dev
+# builds the Postgres TLS connector; python3-venv holds the test tools; Postgres 15 is the
+# store the tests run against; openssl makes the test cluster's certificates.
+HIGUMA_APT_PACKAGES=(cmake g++ make pkg-config libssl-dev openssl python3-venv postgresql-15 postgresql-contrib)
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
@@ -56,4 +57,12 @@ ensure_venv() {
     fi
     ENVOY_BIN="$("$HIGUMA_VENV/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
     export ENVOY_BIN
+}
+
+# cargo-deb builds the Debian package (a test checks what it contains).
+ensure_cargo_deb() {
+    if ! cargo deb --version >/dev/null 2>&1; then
+        echo "==> installing cargo-deb"
+        cargo install cargo-deb --locked --version 3.8.0 --quiet
+    fi
 }

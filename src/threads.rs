@@ -11,8 +11,14 @@ pub const XDS_DISPATCH: &str = "xds-dispatch";
 pub const XDS_WORKER: &str = "xds-worker";
 /// Writes DataplaneInsight status.
 pub const XDS_STATUS: &str = "xds-status";
+/// Threads of the diagnostics server (health, metrics, profiles).
+pub const DIAGNOSTICS: &str = "diagnostics";
 /// Threads of the REST API's bounded pool.
 pub const API_WORKER: &str = "api-worker";
+/// The Postgres store's change listener (`LISTEN resource_events`).
+pub const PG_LISTENER: &str = "pg-listener";
+/// One Postgres connection attempt, run aside so that it can be abandoned at the timeout.
+pub const PG_CONNECT: &str = "pg-connect";
 
 /// Spawns a named thread; every thread in higuma is started through here so that `top -H`
 /// and panics name the pool a thread belongs to.

@@ -796,9 +796,11 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.api_server.http.port = 15681;
     c.api_server.read_only = true;
     c.api_server.cors_allowed_domains = vec![];
+    c.diagnostics.interface = "127.0.0.3".to_owned();
     c.diagnostics.server_port = 15680;
     c.diagnostics.debug_endpoints = true;
     c.general.work_dir = "/var/lib/higuma".to_owned();
+    c.general.log_level = "debug".to_owned();
     c.general.dns_cache_ttl = Duration::from_secs(1);
     c.defaults.skip_mesh_creation = true;
     c.defaults.skip_tenant_resources = true;
@@ -853,4 +855,17 @@ fn error_labels_and_messages() {
         e.to_string(),
         "invalid value \"0s\" for xdsServer.dataplaneConfigurationRefreshInterval: must be greater than 0"
     );
+}
+
+#[test]
+fn log_level_and_interfaces_are_validated() {
+    let mut c = Config::default();
+    c.general.log_level = "loud".to_owned();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("general.logLevel") && err.contains("loud"), "{err}");
+    c.general.log_level = "debug".to_owned();
+    assert!(c.validate().is_ok());
+    c.dp_server.interface = " ".to_owned();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("dpServer.interface"), "{err}");
 }

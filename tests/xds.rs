@@ -7,33 +7,19 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-use futures::{SinkExt, StreamExt};
-use grpcio::{ChannelBuilder, ClientDuplexSender, EnvBuilder, WriteFlags};
+use common::ads::{grpc_env, Envoy, CDS, EDS, LDS};
+use futures::SinkExt;
+use grpcio::WriteFlags;
 use higuma::config::Config;
 use higuma::daemon::Daemon;
-use higuma::envoy::ads_grpc::AggregatedDiscoveryServiceClient;
 use higuma::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
 use higuma::model::{rest, ResourceKey, ResourceType};
 use higuma::reconcile::Metrics;
 use higuma::xds::resource_kind::ResourceKind;
 use serde_json::json;
 
-const CDS: ResourceKind = ResourceKind::Cluster;
-const EDS: ResourceKind = ResourceKind::Endpoint;
-const LDS: ResourceKind = ResourceKind::Listener;
-
 fn config(refresh_ms: u64) -> Config {
-    let mut c = Config::default();
-    c.api_server.http.interface = "127.0.0.1".into();
-    c.api_server.http.port = 0;
-    c.dp_server.interface = "127.0.0.1".into();
-    c.dp_server.port = 0;
-    c.xds_server.dataplane_configuration_refresh_interval = Duration::from_millis(refresh_ms).into();
-    c.store.cache.expiration_time = Duration::from_millis(refresh_ms).into();
-    c.xds_server.nack_backoff = Duration::from_millis(300).into();
-    c.xds_server.dataplane_status_flush_interval = Duration::from_millis(200).into();
-    c
+    common::test_config(refresh_ms)
 }
 
 struct Cp {
@@ -97,113 +83,6 @@ fn dataplane(name: &str, service: &str, port: u32, outbounds: &[(&str, u32)]) ->
     })
 }
 
-/// A scripted Envoy: one ADS stream.
-struct Envoy {
-    tx: ClientDuplexSender<DiscoveryRequest>,
-    rx: Receiver<DiscoveryResponse>,
-    node: String,
-    sent_node: bool,
-    _client: AggregatedDiscoveryServiceClient,
-}
-
-impl Envoy {
-    fn connect(env: &Arc<grpcio::Environment>, port: u16, node: &str) -> Envoy {
-        let channel = ChannelBuilder::new(env.clone()).connect(&format!("127.0.0.1:{port}"));
-        let client = AggregatedDiscoveryServiceClient::new(channel);
-        let (tx, mut rx_stream) = client.stream_aggregated_resources().unwrap();
-        let (fwd, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || {
-            futures::executor::block_on(async move {
-                while let Some(Ok(resp)) = rx_stream.next().await {
-                    if fwd.send(resp).is_err() {
-                        break;
-                    }
-                }
-            })
-        });
-        Envoy { tx, rx, node: node.to_string(), sent_node: false, _client: client }
-    }
-
-    fn send(&mut self, kind: ResourceKind, version: &str, nonce: &str, names: &[&str], error: Option<&str>) {
-        let mut req = DiscoveryRequest::new();
-        if !self.sent_node {
-            req.node.mut_or_insert_default().id = self.node.clone();
-            self.sent_node = true;
-        }
-        req.type_url = kind.type_url().to_string();
-        req.version_info = version.to_string();
-        req.response_nonce = nonce.to_string();
-        req.resource_names = names.iter().map(|s| s.to_string()).collect();
-        if let Some(e) = error {
-            let st = req.error_detail.mut_or_insert_default();
-            st.code = 3;
-            st.message = e.to_string();
-        }
-        futures::executor::block_on(self.tx.send((req, WriteFlags::default()))).unwrap();
-    }
-
-    fn subscribe(&mut self, kind: ResourceKind, names: &[&str]) {
-        self.send(kind, "", "", names, None);
-    }
-
-    fn ack(&mut self, r: &DiscoveryResponse, names: &[&str]) {
-        let kind = ResourceKind::from_type_url(&r.type_url).unwrap();
-        self.send(kind, &r.version_info.clone(), &r.nonce.clone(), names, None);
-    }
-
-    fn recv(&self, within: Duration) -> Option<DiscoveryResponse> {
-        self.rx.recv_timeout(within).ok()
-    }
-
-    fn expect(&self, kind: ResourceKind) -> DiscoveryResponse {
-        let r = self.recv(Duration::from_secs(5)).unwrap_or_else(|| panic!("{}: no {kind} response", self.node));
-        assert_eq!(r.type_url, kind.type_url(), "{}: expected {kind}", self.node);
-        r
-    }
-
-    fn expect_nothing(&self, within: Duration) {
-        if let Some(r) = self.recv(within) {
-            panic!("{}: unexpected response {} version {}", self.node, r.type_url, r.version_info);
-        }
-    }
-
-    /// Runs Envoy's start-up exchange until every type is ACKed; returns the EDS response.
-    fn converge(&mut self, eds_names: &[&str]) -> (DiscoveryResponse, Option<DiscoveryResponse>, DiscoveryResponse) {
-        self.subscribe(CDS, &[]);
-        self.subscribe(LDS, &[]);
-        let cds = self.expect(CDS);
-        let eds = if eds_names.is_empty() {
-            self.ack(&cds, &[]);
-            None
-        } else {
-            self.subscribe(EDS, eds_names);
-            self.ack(&cds, &[]);
-            // EDS and LDS may come in either order once clusters are ACKed.
-            None
-        };
-        let mut eds_resp = eds;
-        let mut lds_resp = None;
-        while lds_resp.is_none() || (!eds_names.is_empty() && eds_resp.is_none()) {
-            let r = self.recv(Duration::from_secs(5)).unwrap_or_else(|| panic!("{}: start-up stalled", self.node));
-            match ResourceKind::from_type_url(&r.type_url) {
-                Some(ResourceKind::Endpoint) => {
-                    self.ack(&r, eds_names);
-                    eds_resp = Some(r);
-                }
-                Some(ResourceKind::Listener) => {
-                    self.ack(&r, &[]);
-                    lds_resp = Some(r);
-                }
-                other => panic!("unexpected {other:?} during start-up"),
-            }
-        }
-        (cds, eds_resp, lds_resp.unwrap())
-    }
-}
-
-fn grpc_env() -> Arc<grpcio::Environment> {
-    Arc::new(EnvBuilder::new().cq_count(1).build())
-}
 
 fn names(r: &DiscoveryResponse) -> Vec<String> {
     r.resources

@@ -46,6 +46,10 @@ impl ApiError {
         Self::new(405, "Method Not Allowed", detail)
     }
 
+    pub fn into_response(self) -> crate::http::Response {
+        crate::http::Response::json(self.status, &self.body())
+    }
+
     pub fn body(&self) -> Value {
         let params: Vec<Value> =
             self.invalid_parameters.iter().map(|v| json!({"field": v.field, "reason": v.reason})).collect();

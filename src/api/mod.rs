@@ -1,7 +1,6 @@
 //! The REST API (`apiServer.http.port`, 5681): Kuma's paths, shapes and errors, served by a
-//! bounded pool of synchronous worker threads over `tiny_http`.
+//! bounded pool of synchronous worker threads ([`crate::http`]).
 //!
-//! - [`server`]: sockets, threads, body limits, shutdown.
 //! - [`router`]: path + method → handler.
 //! - [`resources`]: CRUD of every resource type, lists with Kuma's pagination.
 //! - [`overview`]: `dataplanes+insights`.
@@ -13,14 +12,12 @@ pub mod errors;
 pub mod overview;
 pub mod resources;
 pub mod router;
-pub mod server;
 
 use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 
 pub use errors::ApiError;
-pub use server::{ApiServer, ServerError};
 
 use crate::config::Config;
 use crate::store::SharedStore;
@@ -41,21 +38,45 @@ impl ApiContext {
     }
 }
 
-/// A request as handlers see it, independent of the HTTP library.
-#[derive(Debug, Clone)]
-pub struct Request {
-    pub method: String,
-    /// Path without the query string.
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    /// `Host` header, used to build absolute `next` links as Kuma does.
-    pub host: Option<String>,
-    pub body: Option<String>,
-}
+pub use crate::http::{Request, ServerError};
 
-impl Request {
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+/// Bodies above this are refused with 413 before they are read; Kuma's resources are a few
+/// KiB, so 1 MiB leaves room for any real one while bounding memory per request.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Requests are short store reads/writes; four threads keep the API responsive while a
+/// slow client holds one, without competing with the xDS workers on a small VM.
+pub const WORKER_THREADS: usize = 4;
+
+/// The running REST API.
+pub struct ApiServer(crate::http::Server);
+
+impl ApiServer {
+    /// Binds `addr` (`host:port`; port 0 picks a free one) and starts the workers.
+    pub fn start(addr: &str, ctx: ApiContext) -> Result<ApiServer, ServerError> {
+        let opts = crate::http::Options {
+            addr: addr.to_string(),
+            threads: WORKER_THREADS,
+            thread_name: crate::threads::API_WORKER,
+            max_body: MAX_BODY_BYTES,
+        };
+        let handler = std::sync::Arc::new(move |req: &Request| {
+            let reply = router::route(&ctx, req);
+            match reply.body {
+                Some(body) => crate::http::Response::json(reply.status, &body),
+                None => crate::http::Response::new(reply.status, "application/json", Vec::new()),
+            }
+        });
+        crate::http::Server::start(opts, handler).map(ApiServer)
+    }
+
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.0.local_addr()
+    }
+
+    /// Stops taking requests, lets in-flight ones finish, and joins the workers.
+    pub fn stop(self) {
+        self.0.stop()
     }
 }
 

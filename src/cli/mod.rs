@@ -37,6 +37,9 @@ enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the Postgres schema.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// Create or update resources from YAML/JSON documents (one PUT each).
     Apply {
         /// File to read, or - for standard input.
@@ -112,6 +115,15 @@ enum DpCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum MigrateCommand {
+    /// Apply pending migrations to the database in store.postgres (idempotent).
+    Up {
+        #[arg(short = 'c', long = "config-file")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Load and validate the config (file + env); exit 1 on an error.
     Check {
@@ -136,14 +148,19 @@ fn dp_args(o: DpOptions) -> (client::Client, dp::DpArgs) {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The logger passes everything; the level in force is the global max level, which a
+    // reload can change (general.logLevel).
     env_logger::Builder::new()
-        .filter_level(cli.log_level)
+        .filter_level(log::LevelFilter::Trace)
         .format_timestamp_millis()
         .target(env_logger::Target::Stderr)
         .init();
+    log::set_max_level(cli.log_level);
+    higuma::daemon::set_cli_log_level(cli.log_level);
     let result = match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::Config(ConfigCommand::Check { config }) => run::check(config.as_deref()),
+        Command::Migrate(MigrateCommand::Up { config }) => run::migrate_up(config.as_deref()),
         Command::Config(ConfigCommand::Defaults) => {
             print!("{}", higuma::config::Config::default().to_yaml());
             Ok(())

@@ -1,10 +1,17 @@
-//! `higuma run` and `higuma config check`.
+//! `higuma run`, `higuma config check` and `higuma migrate up`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
-use higuma::config;
+use crossbeam_channel::select;
+use higuma::config::{self, StoreType};
 use higuma::daemon::Daemon;
+use higuma::store::postgres;
+
+/// After the first SIGTERM/SIGINT, how long a graceful stop may take before higuma exits
+/// anyway (systemd's default stop timeout is 90 s; this keeps restarts quick).
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
 pub fn check(path: Option<&Path>) -> anyhow::Result<()> {
     let loaded = config::load_from_process(path)?;
@@ -15,13 +22,39 @@ pub fn check(path: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn migrate_up(path: Option<&Path>) -> anyhow::Result<()> {
+    let loaded = config::load_from_process(path).context("invalid configuration")?;
+    let cfg = &loaded.config.store;
+    if cfg.r#type != StoreType::Postgres {
+        anyhow::bail!("store.type is memory: there is no database to migrate (set KUMA_STORE_TYPE=postgres)");
+    }
+    let outcome = postgres::migrate_up(&cfg.postgres)?;
+    if outcome.applied == 0 {
+        println!("DB has already been migrated (schema version {})", outcome.to);
+    } else {
+        println!(
+            "DB migrated from schema version {} to {} ({} migration(s) applied)",
+            outcome.from.map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
+            outcome.to,
+            outcome.applied
+        );
+    }
+    Ok(())
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
 pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let loaded = config::load_from_process(path).context("invalid configuration")?;
     for warning in &loaded.warnings {
         log::warn!("config: {warning}");
     }
     let daemon = Daemon::start(loaded.config)?;
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let (tx, rx) = crossbeam_channel::unbounded::<Signal>();
+    let stop_tx = tx.clone();
     let signals = std::sync::atomic::AtomicUsize::new(0);
     ctrlc::set_handler(move || {
         // The first signal asks for a graceful stop; a second one means "now".
@@ -29,11 +62,52 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
             eprintln!("second signal: exiting immediately");
             std::process::exit(130);
         }
-        let _ = stop_tx.try_send(());
+        let _ = stop_tx.send(Signal::Stop);
     })
     .context("installing the SIGINT/SIGTERM handler")?;
-    let _ = stop_rx.recv();
+    // ctrlc's termination feature also takes SIGHUP, which must reload instead. Give SIGHUP
+    // back to the default disposition so that signal-hook, registered next, does not chain
+    // to ctrlc's handler (it never calls a default one).
+    // SAFETY: resetting a disposition to SIG_DFL touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_DFL);
+    }
+    let mut hups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).context("installing the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in hups.forever() {
+                if tx.send(Signal::Reload).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let path: Option<PathBuf> = path.map(Path::to_path_buf);
+    loop {
+        select! {
+            recv(rx) -> sig => match sig {
+                Ok(Signal::Reload) => {
+                    log::info!("SIGHUP: reloading {}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "the environment (no config file)".into()));
+                    if let Err(e) = daemon.reload(path.as_deref()) {
+                        log::error!("reload rejected, the config in force is unchanged: {e}");
+                    }
+                }
+                Ok(Signal::Stop) | Err(_) => break,
+            }
+        }
+    }
     log::info!("shutting down");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    std::thread::Builder::new()
+        .name("stop-deadline".into())
+        .spawn(|| {
+            std::thread::sleep(SHUTDOWN_DEADLINE);
+            eprintln!("graceful shutdown took longer than {SHUTDOWN_DEADLINE:?}; exiting");
+            std::process::exit(1);
+        })
+        .context("starting the shutdown deadline")?;
     daemon.shutdown();
     Ok(())
 }

@@ -464,13 +464,19 @@ pub const DEFAULT_DIAGNOSTICS_DEBUG_ENDPOINTS: bool = false;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct DiagnosticsConfig {
+    /// Higuma extension (Kuma binds every interface): the address the server binds.
+    pub interface: String,
     pub server_port: u16,
     pub debug_endpoints: bool,
 }
 
+/// Kuma binds diagnostics on every interface so health probes and scrapers reach it.
+pub const DEFAULT_DIAGNOSTICS_INTERFACE: &str = "0.0.0.0";
+
 impl Default for DiagnosticsConfig {
     fn default() -> Self {
         DiagnosticsConfig {
+            interface: DEFAULT_DIAGNOSTICS_INTERFACE.to_owned(),
             server_port: DEFAULT_DIAGNOSTICS_SERVER_PORT,
             debug_endpoints: DEFAULT_DIAGNOSTICS_DEBUG_ENDPOINTS,
         }
@@ -488,6 +494,9 @@ pub const DEFAULT_GENERAL_DNS_CACHE_TTL: Duration = Duration::from_secs(10);
 #[serde(default, rename_all = "camelCase")]
 pub struct GeneralConfig {
     pub work_dir: String,
+    /// Higuma extension, reloadable: off, error, warn, info, debug or trace; empty = the
+    /// `--log-level` flag (`KUMA_LOG_LEVEL`).
+    pub log_level: String,
     /// Kuma's key has an all-caps acronym, which camelCase renaming cannot produce.
     #[serde(rename = "dnsCacheTTL")]
     pub dns_cache_ttl: Duration,
@@ -497,6 +506,7 @@ impl Default for GeneralConfig {
     fn default() -> Self {
         GeneralConfig {
             work_dir: DEFAULT_GENERAL_WORK_DIR.to_owned(),
+            log_level: String::new(),
             dns_cache_ttl: DEFAULT_GENERAL_DNS_CACHE_TTL,
         }
     }

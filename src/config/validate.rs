@@ -216,6 +216,8 @@ impl Config {
             not_empty("apiServer.http.interface", &self.api_server.http.interface)?;
             ports.push(("apiServer.http.port", self.api_server.http.port));
         }
+        not_empty("dpServer.interface", &self.dp_server.interface)?;
+        not_empty("diagnostics.interface", &self.diagnostics.interface)?;
         ports.push(("dpServer.port", self.dp_server.port));
         ports.push(("diagnostics.serverPort", self.diagnostics.server_port));
         for (i, &(key, port)) in ports.iter().enumerate() {
@@ -230,6 +232,13 @@ impl Config {
     }
 
     fn validate_misc(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        if !self.general.log_level.is_empty() && self.general.log_level.parse::<log::LevelFilter>().is_err() {
+            return Err(invalid(
+                "general.logLevel",
+                &self.general.log_level,
+                "must be one of off, error, warn, info, debug, trace (or empty for --log-level)",
+            ));
+        }
         let dp = &self.metrics.dataplane;
         positive("metrics.dataplane.idleTimeout", dp.idle_timeout)?;
         if dp.subscription_limit == 0 {

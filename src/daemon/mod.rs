@@ -1,26 +1,51 @@
 //! `higuma run`: builds the store and the servers from the config, creates the default mesh,
-//! and tears everything down in reverse order on shutdown.
+//! applies reloads, and tears everything down in reverse order on shutdown.
+//!
+//! Start order: store (Postgres connected and migrated, or in-memory) → reconciler → xDS
+//! server → REST API → diagnostics → ready. Stop order is the reverse of the servers, then
+//! the reconciler (which flushes dataplane status), then the store.
 
-use std::sync::{Arc, RwLock};
+pub mod reload;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::api::{self, ApiContext, ApiServer};
 use crate::clock::SystemClock;
-use crate::reconcile::{Reconciler, Settings};
-use crate::xds::server::{StreamHub, XdsServer, XdsServerError};
 use crate::config::{Config, StoreType};
+use crate::diagnostics::metrics::{PoolFigures, Sources};
+use crate::diagnostics::{DiagnosticsServer, Readiness};
 use crate::model::{rest, ResourceType};
+use crate::reconcile::{Reconciler, Settings};
+use crate::store::metered::MeteredStore;
+use crate::store::postgres::{PostgresError, PostgresStore};
 use crate::store::{MemoryStore, SharedStore, StoreError};
+use crate::xds::server::{StreamHub, XdsServer, XdsServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("store.type {0:?} is not supported by this build of higuma yet (supported: memory)")]
-    UnsupportedStore(String),
     #[error(transparent)]
-    Api(#[from] api::ServerError),
+    Postgres(#[from] PostgresError),
+    #[error(transparent)]
+    Http(#[from] api::ServerError),
     #[error(transparent)]
     Xds(#[from] XdsServerError),
     #[error("creating the default mesh failed: {0}")]
     DefaultMesh(StoreError),
+}
+
+/// The `--log-level` flag's value, the fallback when `general.logLevel` is empty.
+static CLI_LOG_LEVEL: OnceLock<log::LevelFilter> = OnceLock::new();
+
+pub fn set_cli_log_level(level: log::LevelFilter) {
+    let _ = CLI_LOG_LEVEL.set(level);
+}
+
+/// Applies `general.logLevel`, or the flag when it is empty.
+pub fn apply_log_level(config: &Config) {
+    let fallback = CLI_LOG_LEVEL.get().copied().unwrap_or(log::LevelFilter::Info);
+    let level = config.general.log_level.parse().unwrap_or(fallback);
+    log::set_max_level(level);
 }
 
 /// A running control plane.
@@ -30,28 +55,58 @@ pub struct Daemon {
     pub instance_id: String,
     api: Option<ApiServer>,
     xds: Option<XdsServer>,
+    diagnostics: Option<DiagnosticsServer>,
     reconciler: Option<Arc<Reconciler>>,
+    readiness: Arc<Readiness>,
 }
 
 impl Daemon {
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
-        let store: SharedStore = match config.store.r#type {
+        apply_log_level(&config);
+        let mut pool: Option<Arc<dyn Fn() -> PoolFigures + Send + Sync>> = None;
+        let backend: SharedStore = match config.store.r#type {
             StoreType::Memory => Arc::new(MemoryStore::new()),
-            other => return Err(DaemonError::UnsupportedStore(format!("{other:?}").to_lowercase())),
+            StoreType::Postgres => {
+                let pg = Arc::new(PostgresStore::connect(&config.store.postgres)?);
+                let stats = pg.clone();
+                pool = Some(Arc::new(move || {
+                    let s = stats.pool_stats();
+                    PoolFigures { max: s.max, open: s.open, idle: s.idle }
+                }));
+                log::info!(
+                    "store: Postgres at {}:{}, database {:?}",
+                    config.store.postgres.host,
+                    config.store.postgres.port,
+                    config.store.postgres.db_name
+                );
+                pg
+            }
         };
+        let metered = Arc::new(MeteredStore::new(backend));
+        let store: SharedStore = metered.clone();
         if !config.defaults.skip_mesh_creation {
             ensure_default_mesh(&store)?;
         }
         let instance_id = instance_id();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
-        let reconciler =
-            Arc::new(Reconciler::start(store.clone(), Settings::from_config(&config), instance_id.clone(), workers, SystemClock::shared()));
+        let reconciler = Arc::new(Reconciler::start(
+            store.clone(),
+            Settings::from_config(&config),
+            instance_id.clone(),
+            workers,
+            SystemClock::shared(),
+        ));
         let hub: Arc<dyn StreamHub> = reconciler.clone();
         let xds = XdsServer::start(&config.dp_server.interface, config.dp_server.port, hub)?;
-        log::info!("xds: ADS listening on {}:{}", config.dp_server.interface, xds.port());
+        log::info!("xds: ADS listening on {}:{} ({workers} workers)", config.dp_server.interface, xds.port());
+        let diag_addr = format!("{}:{}", config.diagnostics.interface, config.diagnostics.server_port);
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);
+        let api_enabled = config.api_server.http.enabled;
+        if config.diagnostics.debug_endpoints {
+            log::warn!("diagnostics: debug endpoints are on: /debug/pprof exposes internals; keep port {} private", config.diagnostics.server_port);
+        }
         let config = Arc::new(RwLock::new(config));
-        let api = if config.read().unwrap_or_else(|p| p.into_inner()).api_server.http.enabled {
+        let api = if api_enabled {
             let ctx = ApiContext { store: store.clone(), config: config.clone(), instance_id: instance_id.clone() };
             let server = ApiServer::start(&api_addr, ctx)?;
             log::info!("api: listening on http://{}", server.local_addr());
@@ -60,8 +115,27 @@ impl Daemon {
             log::info!("api: disabled (apiServer.http.enabled: false)");
             None
         };
+        let readiness = Arc::new(Readiness { started: Default::default(), store: store.clone() });
+        let sources = Sources {
+            instance_id: instance_id.clone(),
+            reconciler: reconciler.clone(),
+            store_latency: metered.latency(),
+            pool,
+        };
+        let diagnostics = DiagnosticsServer::start(&diag_addr, config.clone(), readiness.clone(), sources)?;
+        log::info!("diagnostics: listening on http://{}", diagnostics.local_addr());
+        readiness.started.store(true, Ordering::SeqCst);
         log::info!("higuma {} started as instance {instance_id} on the {} store", env!("CARGO_PKG_VERSION"), store.backend());
-        Ok(Daemon { store, config, instance_id, api, xds: Some(xds), reconciler: Some(reconciler) })
+        Ok(Daemon {
+            store,
+            config,
+            instance_id,
+            api,
+            xds: Some(xds),
+            diagnostics: Some(diagnostics),
+            reconciler: Some(reconciler),
+            readiness,
+        })
     }
 
     /// The REST API's bound address, when enabled.
@@ -74,18 +148,31 @@ impl Daemon {
         self.xds.as_ref().map(|x| x.port())
     }
 
+    pub fn diagnostics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.diagnostics.as_ref().map(|d| d.local_addr())
+    }
+
     pub fn reconciler(&self) -> Option<&Arc<Reconciler>> {
         self.reconciler.as_ref()
     }
 
-    /// Stops taking API requests and xDS streams, finishes in-flight work, then flushes the
-    /// dataplanes' status.
+    /// The config in force.
+    pub fn config(&self) -> Config {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops taking API requests and xDS streams, finishes in-flight work, flushes the
+    /// dataplanes' status, then closes the store.
     pub fn shutdown(mut self) {
+        self.readiness.started.store(false, Ordering::SeqCst);
         if let Some(api) = self.api.take() {
             api.stop();
         }
         if let Some(xds) = self.xds.take() {
             xds.stop();
+        }
+        if let Some(d) = self.diagnostics.take() {
+            d.stop();
         }
         if let Some(r) = self.reconciler.take() {
             match Arc::try_unwrap(r) {

@@ -4,8 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::xds::resource_kind::ResourceKind;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    /// Milliseconds per regeneration (Kuma's `xds_generation`).
+    pub generation_ms: prometheus::Histogram,
+    /// Milliseconds from sending a response to its ACK (Kuma's `xds_delivery`).
+    pub delivery_ms: prometheus::Histogram,
+    /// Nanoseconds workers spent on jobs (utilisation = rate / workers).
+    pub worker_busy_nanos: AtomicU64,
     /// Inputs unchanged: a hash compare and nothing else.
     pub generation_skipped: AtomicU64,
     /// Regenerated, and the result equalled the previous snapshot.
@@ -23,6 +29,38 @@ pub struct Metrics {
     pub jobs_dispatched: AtomicU64,
     pub insight_writes: AtomicU64,
     pub insight_write_errors: AtomicU64,
+}
+
+/// Millisecond buckets from sub-millisecond pushes to the multi-second tail.
+const MS_BUCKETS: [f64; 14] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+
+fn histogram(name: &str, help: &str) -> prometheus::Histogram {
+    let opts = prometheus::HistogramOpts::new(name, help).buckets(MS_BUCKETS.to_vec());
+    // Name, help and buckets are constants that satisfy prometheus' rules.
+    prometheus::Histogram::with_opts(opts).expect("valid histogram options")
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            generation_ms: histogram("xds_generation", "Time to regenerate a dataplane's config, in milliseconds"),
+            delivery_ms: histogram("xds_delivery", "Time from sending config to Envoy's ACK, in milliseconds"),
+            worker_busy_nanos: AtomicU64::new(0),
+            generation_skipped: AtomicU64::new(0),
+            generation_unchanged: AtomicU64::new(0),
+            generation_changed: AtomicU64::new(0),
+            generation_errors: AtomicU64::new(0),
+            generation_nanos: AtomicU64::new(0),
+            responses_sent: Default::default(),
+            acks: Default::default(),
+            nacks: Default::default(),
+            requests_ignored: AtomicU64::new(0),
+            streams_active: AtomicU64::new(0),
+            jobs_dispatched: AtomicU64::new(0),
+            insight_writes: AtomicU64::new(0),
+            insight_write_errors: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Metrics {

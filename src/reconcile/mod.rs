@@ -226,6 +226,15 @@ impl Reconciler {
         self.shared.reader.stats()
     }
 
+    /// Dataplanes waiting for a worker.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.jobs.len()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
     /// Applies reloaded settings without touching any stream.
     pub fn update_settings(&self, settings: Settings) {
         let _ = self.shared.inbox.send(Event::Settings(settings));
@@ -352,6 +361,15 @@ impl Dispatcher {
             Event::RetryAt { dp, at } => self.wheel.schedule_earliest(dp, at),
             Event::Settings(s) => {
                 self.shared.reader.set_ttl(s.cache_ttl);
+                if s.refresh_interval != self.settings().refresh_interval {
+                    // Pull the next check of every dataplane in to the new interval; later
+                    // checks follow it anyway.
+                    let next = self.shared.clock.now() + s.refresh_interval;
+                    let keys: Vec<ResourceKey> = lock(&self.shared.dataplanes).keys().cloned().collect();
+                    for key in keys {
+                        self.wheel.schedule_earliest(key, next);
+                    }
+                }
                 for h in self.streams.values() {
                     lock(&h.state).set_nack_backoff(s.nack_backoff);
                 }
@@ -406,8 +424,9 @@ impl Dispatcher {
         let outcome = lock(&handle.state).on_request(&view, self.shared.clock.now());
         let m = &self.shared.metrics;
         match &outcome {
-            RequestOutcome::Ack { kind, version } => {
+            RequestOutcome::Ack { kind, version, after } => {
                 Metrics::inc(&m.acks[kind.index()]);
+                m.delivery_ms.observe(after.as_secs_f64() * 1000.0);
                 log::debug!("xds: {}.{} ACKed {kind} version {version}", dp.mesh, dp.name);
             }
             RequestOutcome::Nack { kind, version, detail } => {
@@ -529,7 +548,10 @@ fn worker_loop(shared: &Arc<Shared>, jobs: &Receiver<Job>) {
     while let Ok(Job::Reconcile(key)) = jobs.recv() {
         let Some(entry) = lock(&shared.dataplanes).get(&key).cloned() else { continue };
         *lock(&entry.job) = JobState::Running;
-        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| reconcile(shared, &entry))) {
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| reconcile(shared, &entry)));
+        shared.metrics.worker_busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Err(panic) = result {
             Metrics::inc(&shared.metrics.generation_errors);
             let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             log::error!("xds: reconciling {}.{} panicked: {}", key.mesh, key.name, msg.unwrap_or_default());
@@ -576,7 +598,9 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
         let started = Instant::now();
         match generate::generate(&shared.chain, &ctx, &dp) {
             Ok(s) => {
-                shared.metrics.generation_nanos.fetch_add(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+                let took = started.elapsed();
+                shared.metrics.generation_nanos.fetch_add(took.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+                shared.metrics.generation_ms.observe(took.as_secs_f64() * 1000.0);
                 let changed = gen.snapshot.as_ref().is_none_or(|old| old.hash() != s.hash());
                 Metrics::inc(if changed { &shared.metrics.generation_changed } else { &shared.metrics.generation_unchanged });
                 gen.input_hash = Some(input);
@@ -662,7 +686,7 @@ fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &S
         let version = set.version();
         match state.decide(kind, &version, now) {
             SendDecision::Send => {
-                let nonce = state.record_sent(kind, &version);
+                let nonce = state.record_sent_at(kind, &version, now);
                 let response = EncodedResponse::encode(&version, kind, &set, &nonce, &shared.instance_id);
                 if stream.tx.unbounded_send(response).is_err() {
                     log::debug!("xds: stream {} closed while sending", stream.id);

@@ -1,5 +1,6 @@
 //! Where resources live: the [`ResourceStore`] trait every backend implements, the change
-//! events it emits, and the embedded in-memory backend.
+//! events it emits, the embedded in-memory backend, and the Kuma-compatible Postgres backend
+//! ([`postgres`]: pool, migrations, LISTEN/NOTIFY change events).
 //!
 //! Contract (checked by `tests/store_contract/`, run against every backend):
 //! - `list` returns resources sorted by (mesh, name).
@@ -14,6 +15,8 @@
 pub mod errors;
 pub mod events;
 pub mod memory;
+pub mod postgres;
+pub mod metered;
 
 use std::sync::Arc;
 
@@ -44,6 +47,11 @@ pub trait ResourceStore: Send + Sync {
 
     /// The backend's name as in `store.type`.
     fn backend(&self) -> &'static str;
+
+    /// Whether the backend answers right now (readiness); the embedded store always does.
+    fn ping(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The key of the owner a resource needs before it can be created, if any.

@@ -33,7 +33,8 @@ pub enum RequestOutcome {
     Subscribed(ResourceKind),
     /// Envoy asked again without answering anything new (e.g. changed resource names).
     Resubscribed(ResourceKind),
-    Ack { kind: ResourceKind, version: String },
+    /// `after`: time since the response was sent.
+    Ack { kind: ResourceKind, version: String, after: Duration },
     Nack { kind: ResourceKind, version: String, detail: String },
     /// Nothing to do; the reason is for the log.
     Ignored(IgnoreReason),
@@ -72,8 +73,9 @@ struct TypeState {
     /// Names our latest response was built for.
     answered_names: Option<Vec<String>>,
     last_nonce: Option<String>,
-    /// Version of the response Envoy has not answered yet.
+    /// Version of the response Envoy has not answered yet, and when it was sent.
     in_flight: Option<String>,
+    sent_at: Option<Instant>,
     acked_version: Option<String>,
     nacked: Option<(String, Instant)>,
     /// Send the next time the watch is open even if the version is unchanged.
@@ -143,7 +145,8 @@ impl StreamState {
                 t.counters.acked += 1;
                 t.acked_version = Some(version.clone());
                 t.nacked = None;
-                RequestOutcome::Ack { kind, version }
+                let after = t.sent_at.map(|s| now.saturating_duration_since(s)).unwrap_or_default();
+                RequestOutcome::Ack { kind, version, after }
             }
         }
     }
@@ -181,11 +184,17 @@ impl StreamState {
 
     /// Records that a response with `version` is being sent; returns its nonce.
     pub fn record_sent(&mut self, kind: ResourceKind, version: &str) -> String {
+        self.record_sent_at(kind, version, Instant::now())
+    }
+
+    /// [`record_sent`](Self::record_sent) with an explicit clock reading.
+    pub fn record_sent_at(&mut self, kind: ResourceKind, version: &str, now: Instant) -> String {
         let nonce = self.next_nonce.to_string();
         self.next_nonce += 1;
         let t = &mut self.types[kind.index()];
         t.last_nonce = Some(nonce.clone());
         t.in_flight = Some(version.to_string());
+        t.sent_at = Some(now);
         t.watch_open = false;
         t.force = false;
         t.answered_names = Some(t.names.clone());
@@ -249,7 +258,7 @@ mod tests {
         let nonce = s.record_sent(ResourceKind::Cluster, "v1");
         assert_eq!(s.decide(ResourceKind::Cluster, "v2", now), SendDecision::Skip, "watch is closed until answered");
         let out = s.on_request(&req(ResourceKind::Cluster, &nonce, None), now);
-        assert_eq!(out, RequestOutcome::Ack { kind: ResourceKind::Cluster, version: "v1".into() });
+        assert!(matches!(out, RequestOutcome::Ack { kind: ResourceKind::Cluster, ref version, .. } if version == "v1"), "{out:?}");
         assert_eq!(s.acked_version(ResourceKind::Cluster), Some("v1"));
         assert_eq!(s.decide(ResourceKind::Cluster, "v1", now), SendDecision::Skip, "Envoy has v1");
         assert_eq!(s.decide(ResourceKind::Cluster, "v2", now), SendDecision::Send);

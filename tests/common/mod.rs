@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod ads;
+pub mod cluster;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -62,6 +65,7 @@ pub struct Daemon {
     pub child: Child,
     pub api_port: u16,
     pub xds_port: u16,
+    pub diag_port: u16,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -74,17 +78,25 @@ impl Daemon {
 
     /// Starts on the given API and xDS ports (a restart keeps the ports Envoy knows).
     pub fn start_on(api_port: u16, xds_port: u16, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(api_port, xds_port, &[], env)
+    }
+
+    /// Full control: extra arguments after `run` (e.g. `-c FILE`) and environment.
+    pub fn start_with(api_port: u16, xds_port: u16, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
+        let diag_port = free_port();
         let log = dir.path().join("higuma.log");
         let mut cmd = Command::new(higuma_bin());
         cmd.arg("run")
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUMA_API_SERVER_HTTP_PORT", api_port.to_string())
             .env("KUMA_API_SERVER_HTTP_INTERFACE", "127.0.0.1")
             .env("KUMA_DP_SERVER_PORT", xds_port.to_string())
             .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1")
-            .env("KUMA_DIAGNOSTICS_SERVER_PORT", free_port().to_string())
+            .env("KUMA_DIAGNOSTICS_SERVER_PORT", diag_port.to_string())
+            .env("KUMA_DIAGNOSTICS_INTERFACE", "127.0.0.1")
             .env("KUMA_LOG_LEVEL", "debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -92,7 +104,7 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start higuma");
-        let mut daemon = Daemon { child, api_port, xds_port, log, _dir: dir };
+        let mut daemon = Daemon { child, api_port, xds_port, diag_port, log, _dir: dir };
         let url = daemon.url("/");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -110,6 +122,15 @@ impl Daemon {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.api_port)
+    }
+
+    pub fn diag_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.diag_port)
+    }
+
+    /// Sends a signal (e.g. "HUP") to the process.
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
     }
 
     pub fn cp_address(&self) -> String {
@@ -240,4 +261,22 @@ pub fn get_text(url: &str) -> Option<String> {
         return None;
     }
     r.body_mut().read_to_string().ok()
+}
+pub mod pg;
+
+/// A config for an in-process control plane: every server on 127.0.0.1 and a free port,
+/// short intervals so tests run quickly.
+pub fn test_config(refresh_ms: u64) -> higuma::config::Config {
+    let mut c = higuma::config::Config::default();
+    c.api_server.http.interface = "127.0.0.1".into();
+    c.api_server.http.port = 0;
+    c.dp_server.interface = "127.0.0.1".into();
+    c.dp_server.port = 0;
+    c.diagnostics.interface = "127.0.0.1".into();
+    c.diagnostics.server_port = 0;
+    c.xds_server.dataplane_configuration_refresh_interval = Duration::from_millis(refresh_ms).into();
+    c.store.cache.expiration_time = Duration::from_millis(refresh_ms).into();
+    c.xds_server.nack_backoff = Duration::from_millis(300).into();
+    c.xds_server.dataplane_status_flush_interval = Duration::from_millis(200).into();
+    c
 }

@@ -1,0 +1,134 @@
+//! `/metrics`: the control plane's figures in Prometheus' text format. Counters live where
+//! the work happens (atomics in the reconciler, the cache and the pool); a scrape reads them
+//! into a fresh registry, so nothing here is on a hot path. Names follow Kuma's where Kuma
+//! has one (`xds_*`, `store`, `store_cache`, `store_postgres_*`, `cp_info`).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::reconcile::{Metrics, Reconciler};
+use crate::xds::resource_kind::ResourceKind;
+
+/// Pool figures of the Postgres store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolFigures {
+    pub max: u32,
+    pub open: u32,
+    pub idle: u32,
+}
+
+/// Where the figures come from.
+#[derive(Clone)]
+pub struct Sources {
+    pub instance_id: String,
+    pub reconciler: Arc<Reconciler>,
+    pub store_latency: prometheus::HistogramVec,
+    pub pool: Option<Arc<dyn Fn() -> PoolFigures + Send + Sync>>,
+}
+
+fn counters(r: &Registry, name: &str, help: &str, labels: &[&str], values: &[(&[&str], u64)]) {
+    // Names and label names are constants valid for Prometheus.
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+    for (lv, v) in values {
+        vec.with_label_values(lv).inc_by(*v);
+    }
+    let _ = r.register(Box::new(vec));
+}
+
+fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str], values: &[(&[&str], i64)]) {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid gauge");
+    for (lv, v) in values {
+        vec.with_label_values(lv).set(*v);
+    }
+    let _ = r.register(Box::new(vec));
+}
+
+/// Renders every metric in Prometheus' text format.
+pub fn render(s: &Sources) -> String {
+    let r = Registry::new();
+    let m: Arc<Metrics> = s.reconciler.metrics();
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    gauges(
+        &r,
+        "cp_info",
+        "Control-plane instance",
+        &["instance_id", "product", "version"],
+        &[(&[&s.instance_id, "Higuma", env!("CARGO_PKG_VERSION")], 1)],
+    );
+    counters(
+        &r,
+        "xds_generation_total",
+        "Config generation jobs by result: skip (inputs unchanged), generated (same result), changed",
+        &["proxy_type", "result"],
+        &[
+            (&["dataplane", "skip"], get(&m.generation_skipped)),
+            (&["dataplane", "generated"], get(&m.generation_unchanged)),
+            (&["dataplane", "changed"], get(&m.generation_changed)),
+        ],
+    );
+    counters(&r, "xds_generation_errors", "Config generation failures", &[], &[(&[], get(&m.generation_errors))]);
+    let _ = r.register(Box::new(m.generation_ms.clone()));
+    let _ = r.register(Box::new(m.delivery_ms.clone()));
+    let per_type = |arr: &[std::sync::atomic::AtomicU64; ResourceKind::COUNT]| -> Vec<(ResourceKind, u64)> {
+        ResourceKind::ALL.iter().map(|k| (*k, get(&arr[k.index()]))).collect()
+    };
+    let sent = per_type(&m.responses_sent);
+    let urls: Vec<[&str; 1]> = sent.iter().map(|(k, _)| [k.type_url()]).collect();
+    let sent_rows: Vec<(&[&str], u64)> = urls.iter().zip(&sent).map(|(u, (_, v))| (&u[..], *v)).collect();
+    counters(&r, "xds_responses_sent", "xDS responses sent", &["type_url"], &sent_rows);
+    let acks = per_type(&m.acks);
+    let nacks = per_type(&m.nacks);
+    let ack_labels: Vec<[&str; 2]> = ResourceKind::ALL.iter().map(|k| [k.type_url(), "ACK"]).collect();
+    let nack_labels: Vec<[&str; 2]> = ResourceKind::ALL.iter().map(|k| [k.type_url(), "NACK"]).collect();
+    let mut req_rows: Vec<(&[&str], u64)> = ack_labels.iter().zip(&acks).map(|(l, (_, v))| (&l[..], *v)).collect();
+    req_rows.extend(nack_labels.iter().zip(&nacks).map(|(l, (_, v))| (&l[..], *v)));
+    counters(&r, "xds_requests_received", "xDS requests answering a response", &["type_url", "confirmation"], &req_rows);
+    counters(&r, "xds_requests_ignored", "xDS requests ignored (stale nonce, unknown type, no node)", &[], &[(&[], get(&m.requests_ignored))]);
+    gauges(&r, "xds_streams_active", "Open ADS streams", &[], &[(&[], get(&m.streams_active) as i64)]);
+    let cache = s.reconciler.cache_stats();
+    counters(
+        &r,
+        "store_cache",
+        "Reads through the TTL cache by result",
+        &["operation", "result"],
+        &[
+            (&["read", "hit"], cache.hits),
+            (&["read", "hit-wait"], cache.hit_waits),
+            (&["read", "miss"], cache.misses),
+            (&["read", "error"], cache.fetch_errors),
+        ],
+    );
+    let _ = r.register(Box::new(s.store_latency.clone()));
+    if let Some(pool) = &s.pool {
+        let p = pool();
+        gauges(
+            &r,
+            "store_postgres_connections",
+            "Postgres pool connections by state",
+            &["type"],
+            &[
+                (&["open_connections"], p.open as i64),
+                (&["in_use"], (p.open.saturating_sub(p.idle)) as i64),
+                (&["idle"], p.idle as i64),
+            ],
+        );
+        gauges(&r, "store_postgres_connections_max", "Postgres pool size limit", &[], &[(&[], p.max as i64)]);
+    }
+    gauges(&r, "reconciler_queue_depth", "Dataplanes waiting for a worker", &[], &[(&[], s.reconciler.queue_depth() as i64)]);
+    gauges(&r, "reconciler_workers", "Worker threads", &[], &[(&[], s.reconciler.workers() as i64)]);
+    let busy = prometheus::Counter::new(
+        "reconciler_worker_busy_seconds_total",
+        "Seconds workers spent on jobs; rate / workers = utilisation",
+    )
+    .expect("valid counter");
+    busy.inc_by(get(&m.worker_busy_nanos) as f64 / 1e9);
+    let _ = r.register(Box::new(busy));
+    counters(&r, "reconciler_jobs_total", "Jobs handed to workers", &[], &[(&[], get(&m.jobs_dispatched))]);
+    counters(&r, "insight_writes_total", "DataplaneInsight writes", &[], &[(&[], get(&m.insight_writes))]);
+    counters(&r, "insight_write_errors_total", "Failed DataplaneInsight writes", &[], &[(&[], get(&m.insight_write_errors))]);
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&r.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
