@@ -116,7 +116,7 @@ pub struct Admin {
 }
 
 /// An inbound's protocol, from its `kuma.io/protocol` tag.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     Http,
     Http2,

@@ -12,10 +12,16 @@
 //!                       DataplaneInsight upserts         go straight onto the stream
 //! ```
 //!
-//! - A store change makes every connected dataplane of the changed mesh due at once, so
-//!   config reaches Envoy in milliseconds; the refresh interval is only the safety net.
-//! - A dataplane's *input hash* covers its own resource, its mesh and the services it
-//!   reaches; when it is unchanged a job is a hash compare and nothing more.
+//! - A Dataplane change updates the mesh context incrementally (only the services whose
+//!   endpoints moved are re-encoded) and makes exactly the dataplanes it can affect due at
+//!   once: the changed one and the consumers of those services. A Mesh or policy change
+//!   rebuilds the context and makes the whole mesh due. Config reaches Envoy in
+//!   milliseconds.
+//! - The refresh interval is the safety net: each connected dataplane is looked at once per
+//!   interval, and one whose mesh context did not move since its last successful job costs
+//!   an integer compare, no job at all; one whose last job failed (store down) is retried.
+//! - A dataplane's *input hash* covers its own resource, its mesh's policies and the
+//!   services it reaches; when it is unchanged a job is a hash compare and nothing more.
 //! - A dataplane is never worked on by two workers at once: a trigger that arrives while its
 //!   job runs re-queues it once afterwards.
 //! - Responses are only sent for types whose content changed and that Envoy is watching
@@ -29,6 +35,7 @@ pub mod timer;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,7 +48,7 @@ use crate::envoy::discovery::DiscoveryRequest;
 use crate::model::{ResourceKey, ResourceType, Spec};
 use crate::store::{ChangeEvent, SharedStore};
 use crate::threads;
-use crate::xds::context::MeshContext;
+use crate::xds::context::{MeshContext, ResourceReader};
 use crate::xds::generate::{self, GenerateError, Generator};
 use crate::xds::resource_kind::ResourceKind;
 use crate::xds::server::{ResponseSender, StreamHub};
@@ -131,6 +138,10 @@ struct GenState {
 
 struct DpEntry {
     key: ResourceKey,
+    /// Version of the mesh context of this dataplane's last successful job.
+    seen_ctx: std::sync::atomic::AtomicU64,
+    /// A send was deferred (NACK back-off): the next tick runs a job even if nothing moved.
+    retry: AtomicBool,
     streams: Mutex<Vec<Arc<StreamHandle>>>,
     gen: Mutex<GenState>,
     job: Mutex<JobState>,
@@ -138,9 +149,9 @@ struct DpEntry {
 
 struct MeshSlot {
     ctx: Option<Arc<MeshContext>>,
-    built_at: Instant,
-    /// Bumped by every change event of the mesh; a context is fresh only if it was built
-    /// after the latest bump.
+    /// Bumped by every change that needs a full rebuild (Mesh, policies, resync); a context
+    /// is current only if it was built after the latest bump. Dataplane changes are applied
+    /// to the context in place instead.
     changes: u64,
     built_from: u64,
 }
@@ -309,12 +320,15 @@ impl Dispatcher {
     fn run(mut self, inbox: Receiver<Event>, store_events: Receiver<ChangeEvent>) {
         loop {
             let now = self.shared.clock.now();
+            let interval = self.settings().refresh_interval;
             for key in self.wheel.pop_due(now) {
-                if self.is_connected(&key) {
+                let Some(entry) = lock(&self.shared.dataplanes).get(&key).cloned() else { continue };
+                if !entry.retry.swap(false, std::sync::atomic::Ordering::AcqRel) && self.is_current(&entry) {
+                    Metrics::inc(&self.shared.metrics.generation_skipped);
+                } else {
                     self.dispatch(&key);
-                    let interval = self.settings().refresh_interval;
-                    self.wheel.schedule(key, now + interval);
                 }
+                self.wheel.schedule(key, now + interval);
             }
             let wait = self.wheel.next_deadline().map(|d| d.saturating_duration_since(now)).unwrap_or(IDLE_WAIT);
             select! {
@@ -336,8 +350,13 @@ impl Dispatcher {
         self.shared.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn is_connected(&self, key: &ResourceKey) -> bool {
-        lock(&self.shared.dataplanes).contains_key(key)
+    /// Whether the dataplane's last successful job saw the mesh context in force now.
+    fn is_current(&self, entry: &DpEntry) -> bool {
+        let seen = entry.seen_ctx.load(std::sync::atomic::Ordering::Acquire);
+        let meshes = lock(&self.shared.meshes);
+        meshes.get(&entry.key.mesh).is_some_and(|slot| {
+            slot.built_from == slot.changes && slot.ctx.as_ref().is_some_and(|c| c.version == seen)
+        })
     }
 
     fn handle(&mut self, ev: Event) {
@@ -358,7 +377,12 @@ impl Dispatcher {
             }
             Event::Request { id, req } => self.on_request(id, &req),
             Event::Close { id } => self.on_close(id),
-            Event::RetryAt { dp, at } => self.wheel.schedule_earliest(dp, at),
+            Event::RetryAt { dp, at } => {
+                if let Some(entry) = lock(&self.shared.dataplanes).get(&dp) {
+                    entry.retry.store(true, std::sync::atomic::Ordering::Release);
+                }
+                self.wheel.schedule_earliest(dp, at);
+            }
             Event::Settings(s) => {
                 self.shared.reader.set_ttl(s.cache_ttl);
                 if s.refresh_interval != self.settings().refresh_interval {
@@ -453,6 +477,8 @@ impl Dispatcher {
                 .or_insert_with(|| {
                     Arc::new(DpEntry {
                         key: dp.clone(),
+                        seen_ctx: std::sync::atomic::AtomicU64::new(0),
+                        retry: AtomicBool::new(false),
                         streams: Mutex::new(Vec::new()),
                         gen: Mutex::new(GenState::default()),
                         job: Mutex::new(JobState::Idle),
@@ -489,43 +515,94 @@ impl Dispatcher {
     }
 
     fn on_store_event(&mut self, ev: ChangeEvent) {
-        let mesh = match &ev {
+        let push = self.settings().event_push;
+        match ev {
             ChangeEvent::Changed { key, .. } => {
-                self.shared.reader.invalidate(key);
-                if key.rtype == ResourceType::DataplaneInsight {
+                self.shared.reader.invalidate(&key);
+                match key.rtype {
                     // Status writes (ours) never change anybody's Envoy config.
-                    return;
+                    ResourceType::DataplaneInsight => {}
+                    ResourceType::Dataplane => self.on_dataplane_change(&key, push),
+                    ResourceType::Mesh => self.mesh_changed(Some(&key.name), push),
+                    _ => self.mesh_changed(Some(&key.mesh), push),
                 }
-                Some(if key.rtype.is_global() { key.name.clone() } else { key.mesh.clone() })
             }
             ChangeEvent::Resync => {
                 self.shared.reader.clear();
-                None
+                self.mesh_changed(None, push);
             }
-        };
+        }
+    }
+
+    /// A Mesh or policy change (or a resync when `mesh` is None): the next job rebuilds the
+    /// context, and every connected dataplane of the mesh is due.
+    fn mesh_changed(&mut self, mesh: Option<&str>, push: bool) {
         {
             let mut meshes = lock(&self.shared.meshes);
             for (name, slot) in meshes.iter_mut() {
-                if mesh.as_ref().is_none_or(|m| m == name) {
+                if mesh.is_none_or(|m| m == name) {
                     slot.changes += 1;
                 }
             }
         }
-        if !self.settings().event_push {
+        if !push {
             return;
         }
         let affected: Vec<ResourceKey> = {
             let dps = lock(&self.shared.dataplanes);
-            match &mesh {
+            match mesh {
                 Some(m) => {
-                    let start = ResourceKey { rtype: ResourceType::Dataplane, mesh: m.clone(), name: String::new() };
-                    dps.range(start..).take_while(|(k, _)| k.mesh == *m).map(|(k, _)| k.clone()).collect()
+                    let start = ResourceKey { rtype: ResourceType::Dataplane, mesh: m.to_string(), name: String::new() };
+                    dps.range(start..).take_while(|(k, _)| k.mesh == m).map(|(k, _)| k.clone()).collect()
                 }
                 None => dps.keys().cloned().collect(),
             }
         };
         for key in affected {
             self.dispatch(&key);
+        }
+    }
+
+    /// Applies a Dataplane change to its mesh's context and makes the dataplanes it can
+    /// affect due.
+    fn on_dataplane_change(&mut self, key: &ResourceKey, push: bool) {
+        let _building = lock(&self.shared.mesh_build);
+        let current = {
+            let meshes = lock(&self.shared.meshes);
+            meshes.get(&key.mesh).filter(|s| s.built_from == s.changes).and_then(|s| s.ctx.clone())
+        };
+        let Some(ctx) = current else {
+            // No context yet (or one due for a rebuild): the next job builds it from the
+            // store. Only a dataplane waiting for its own creation can be affected so far.
+            drop(_building);
+            if push {
+                self.dispatch(key);
+            }
+            return;
+        };
+        let new = match self.shared.reader.get(key) {
+            Ok(r) => Some(r),
+            Err(crate::store::StoreError::NotFound(_)) => None,
+            Err(e) => {
+                log::warn!("xds: cannot read {key} after a change ({e}); rebuilding mesh {:?}", key.mesh);
+                drop(_building);
+                self.mesh_changed(Some(&key.mesh), push);
+                return;
+            }
+        };
+        let Some((next, affected)) = ctx.with_dataplane(&key.name, new) else { return };
+        {
+            let mut meshes = lock(&self.shared.meshes);
+            if let Some(slot) = meshes.get_mut(&key.mesh) {
+                slot.ctx = Some(Arc::new(next));
+            }
+        }
+        drop(_building);
+        if !push {
+            return;
+        }
+        for name in affected {
+            self.dispatch(&ResourceKey::new(ResourceType::Dataplane, &key.mesh, name));
         }
     }
 
@@ -617,6 +694,7 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
         }
     };
     drop(gen);
+    entry.seen_ctx.store(ctx.version, std::sync::atomic::Ordering::Release);
     let Some(snapshot) = snapshot else { return };
     let streams = lock(&entry.streams).clone();
     for stream in streams {
@@ -628,7 +706,7 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
 /// services it reaches (each service's hash covers its endpoints and encoded resources).
 fn input_hash(ctx: &MeshContext, dp: &crate::model::Resource) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    ctx.mesh.meta.version.hash(&mut h);
+    ctx.policy_hash.hash(&mut h);
     dp.meta.version.hash(&mut h);
     if let Spec::Dataplane(spec) = &dp.spec {
         for o in &spec.networking.outbound {
@@ -640,11 +718,8 @@ fn input_hash(ctx: &MeshContext, dp: &crate::model::Resource) -> u64 {
 }
 
 fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, GenerateError> {
-    let ttl = shared.settings.read().unwrap_or_else(|p| p.into_inner()).cache_ttl;
-    let fresh = |slot: &MeshSlot, now: Instant| {
-        slot.ctx.clone().filter(|_| slot.built_from == slot.changes && now.duration_since(slot.built_at) < ttl)
-    };
-    if let Some(ctx) = lock(&shared.meshes).get(mesh).and_then(|s| fresh(s, shared.clock.now())) {
+    let current = |slot: &MeshSlot| slot.ctx.clone().filter(|_| slot.built_from == slot.changes);
+    if let Some(ctx) = lock(&shared.meshes).get(mesh).and_then(current) {
         return Ok(ctx);
     }
     let _building = lock(&shared.mesh_build);
@@ -652,7 +727,7 @@ fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, Generat
         let meshes = lock(&shared.meshes);
         match meshes.get(mesh) {
             Some(slot) => {
-                if let Some(ctx) = fresh(slot, shared.clock.now()) {
+                if let Some(ctx) = current(slot) {
                     return Ok(ctx);
                 }
                 (slot.ctx.clone(), slot.changes)
@@ -660,16 +735,10 @@ fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, Generat
             None => (None, 0),
         }
     };
-    let built = MeshContext::build(&shared.reader, mesh, previous.as_deref())?;
-    let ctx = match previous {
-        // Same inputs: keep the old context so its services (and their hashes) stay shared.
-        Some(p) if p.hash == built.hash => p,
-        _ => Arc::new(built),
-    };
+    let ctx = Arc::new(MeshContext::build(&shared.reader, mesh, previous.as_deref())?);
     let mut meshes = lock(&shared.meshes);
-    let slot = meshes.entry(mesh.to_string()).or_insert(MeshSlot { ctx: None, built_at: shared.clock.now(), changes, built_from: 0 });
+    let slot = meshes.entry(mesh.to_string()).or_insert(MeshSlot { ctx: None, changes, built_from: 0 });
     slot.ctx = Some(ctx.clone());
-    slot.built_at = shared.clock.now();
     slot.built_from = changes;
     Ok(ctx)
 }

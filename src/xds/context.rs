@@ -1,14 +1,22 @@
-//! What config generation needs to know about a mesh, built once per mesh change and shared
-//! by every dataplane of the mesh: its dataplanes, and per service the endpoints plus the
-//! service's cluster and load assignment, already encoded.
+//! What config generation needs to know about a mesh, shared by every dataplane of the mesh:
+//! its dataplanes, per service the endpoints plus the service's cluster and load assignment
+//! (already encoded), who consumes each service, and the policies that shape outbounds.
+//!
+//! A context is immutable and versioned. A Dataplane change produces the next context
+//! incrementally ([`MeshContext::with_dataplane`]): only the services whose endpoints moved are
+//! re-encoded, and the answer says which dataplanes can be affected. Anything else (the Mesh,
+//! a policy, a resync) rebuilds the context from the store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::generate::{envoy_builders, GenerateError};
 use super::wire::EncodedResource;
 use crate::model::dataplane::{DataplaneSpec, Protocol};
+use crate::model::policy::TimeoutSpec;
 use crate::model::{Resource, ResourceKey, ResourceType, Spec};
 use crate::store::StoreError;
 
@@ -27,13 +35,39 @@ impl<S: crate::store::ResourceStore + ?Sized> ResourceReader for S {
     }
 }
 
+/// Context versions are unique in the process, so "seen version" comparisons never confuse
+/// two contexts of different meshes or generations.
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
 /// One inbound of one dataplane, as other dataplanes reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
     pub address: String,
     pub port: u32,
     pub dataplane: String,
-    pub tags: BTreeMap<String, String>,
+    pub protocol: Protocol,
+}
+
+/// Outbound settings a Timeout policy gives one consumer of one service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OutboundTimeouts {
+    pub connect: Duration,
+    pub http_request: Duration,
+    pub tcp_idle: Option<Duration>,
+}
+
+impl Default for OutboundTimeouts {
+    fn default() -> Self {
+        OutboundTimeouts {
+            connect: envoy_builders::OUTBOUND_CONNECT_TIMEOUT,
+            http_request: envoy_builders::OUTBOUND_REQUEST_TIMEOUT,
+            tcp_idle: None,
+        }
+    }
 }
 
 /// A service of the mesh (`kuma.io/service`) with its shared, encoded resources.
@@ -41,11 +75,46 @@ pub struct Endpoint {
 pub struct ServiceResources {
     pub name: String,
     pub protocol: Protocol,
+    /// Sorted.
     pub endpoints: Vec<Endpoint>,
-    pub cluster: Arc<EncodedResource>,
     pub load_assignment: Arc<EncodedResource>,
-    /// Changes whenever anything a consumer of this service receives changes.
+    /// The service's cluster per connect timeout in use; consumers with the same settings
+    /// share the bytes.
+    clusters: Mutex<HashMap<Duration, Arc<EncodedResource>>>,
+    /// Changes whenever the endpoints or the protocol change.
     pub hash: u64,
+}
+
+impl ServiceResources {
+    fn new(name: &str, mut endpoints: Vec<Endpoint>) -> ServiceResources {
+        endpoints.sort();
+        // Kuma infers a service's protocol from its endpoints; when they disagree the only
+        // safe common ground is TCP.
+        let mut protocols = endpoints.iter().map(|e| e.protocol);
+        let first = protocols.next().unwrap_or(Protocol::Tcp);
+        let protocol = if protocols.all(|p| p == first) { first } else { Protocol::Tcp };
+        let load_assignment = envoy_builders::load_assignment(name, &endpoints);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        load_assignment.hash.hash(&mut h);
+        protocol.as_str().hash(&mut h);
+        ServiceResources {
+            name: name.to_string(),
+            protocol,
+            endpoints,
+            load_assignment,
+            clusters: Mutex::new(HashMap::new()),
+            hash: h.finish(),
+        }
+    }
+
+    /// The cluster consumers with this connect timeout use (encoded once).
+    pub fn cluster(&self, connect_timeout: Duration) -> Arc<EncodedResource> {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        clusters
+            .entry(connect_timeout)
+            .or_insert_with(|| envoy_builders::eds_cluster(&self.name, self.protocol, connect_timeout))
+            .clone()
+    }
 }
 
 #[derive(Debug)]
@@ -53,104 +122,289 @@ pub struct MeshContext {
     pub mesh: Arc<Resource>,
     pub dataplanes: HashMap<String, Arc<Resource>>,
     pub services: HashMap<String, Arc<ServiceResources>>,
-    /// Over the versions of everything the context was built from.
-    pub hash: u64,
+    /// Service → names of the dataplanes with an outbound to it.
+    pub consumers: HashMap<String, Arc<BTreeSet<String>>>,
+    /// Timeout policies, most specific first (Kuma's ranking).
+    pub timeouts: Arc<Vec<Arc<Resource>>>,
+    /// Unique per context; bumped by every change.
+    pub version: u64,
+    /// Over the versions of the mesh and its policies (not dataplanes, which have their own).
+    pub policy_hash: u64,
+}
+
+fn dataplane_spec(r: &Resource) -> Option<&DataplaneSpec> {
+    match &r.spec {
+        Spec::Dataplane(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The endpoints one dataplane contributes, by service.
+fn endpoints_of(name: &str, spec: &DataplaneSpec) -> BTreeMap<String, Vec<Endpoint>> {
+    let net = &spec.networking;
+    let mut out: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+    for inbound in &net.inbound {
+        if inbound.health.as_ref().is_some_and(|h| !h.ready) {
+            continue;
+        }
+        let address = match &net.advertised_address {
+            Some(a) if inbound.address.is_none() => a.clone(),
+            _ => inbound.effective_address(net).to_string(),
+        };
+        out.entry(inbound.service().to_string()).or_default().push(Endpoint {
+            address,
+            port: inbound.port,
+            dataplane: name.to_string(),
+            protocol: inbound.protocol(),
+        });
+    }
+    out
+}
+
+fn outbound_services(spec: &DataplaneSpec) -> BTreeSet<String> {
+    spec.networking.outbound.iter().map(|o| o.service().to_string()).collect()
 }
 
 impl MeshContext {
-    /// Builds the context of `mesh`, reusing the services of `previous` whose inputs did not
-    /// change (their encoded bytes and hashes stay identical).
-    pub fn build(
-        reader: &dyn ResourceReader,
-        mesh: &str,
-        previous: Option<&MeshContext>,
-    ) -> Result<MeshContext, GenerateError> {
+    /// Builds the context of `mesh` from the store, reusing the services of `previous` whose
+    /// endpoints did not change (their encoded bytes and hashes stay identical).
+    pub fn build(reader: &dyn ResourceReader, mesh: &str, previous: Option<&MeshContext>) -> Result<MeshContext, GenerateError> {
         let mesh_res = reader.get(&ResourceKey::new(ResourceType::Mesh, "", mesh))?;
         let dataplanes = reader.list(ResourceType::Dataplane, Some(mesh))?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        mesh_res.meta.version.hash(&mut h);
+        let mut timeouts = reader.list(ResourceType::Timeout, Some(mesh))?;
+        sort_by_specificity(&mut timeouts);
         let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-        let mut protocols: BTreeMap<String, Option<Protocol>> = BTreeMap::new();
+        let mut consumers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for dp in &dataplanes {
-            dp.meta.name.hash(&mut h);
-            dp.meta.version.hash(&mut h);
-            let Spec::Dataplane(spec) = &dp.spec else { continue };
-            collect_endpoints(&dp.meta.name, spec, &mut endpoints, &mut protocols);
+            let Some(spec) = dataplane_spec(dp) else { continue };
+            for (svc, eps) in endpoints_of(&dp.meta.name, spec) {
+                endpoints.entry(svc).or_default().extend(eps);
+            }
+            for svc in outbound_services(spec) {
+                consumers.entry(svc).or_default().insert(dp.meta.name.clone());
+            }
         }
         let mut services = HashMap::with_capacity(endpoints.len());
         for (name, mut eps) in endpoints {
             eps.sort();
-            let protocol = protocols.get(&name).copied().flatten().unwrap_or(Protocol::Tcp);
-            let reused = previous
-                .and_then(|p| p.services.get(&name))
-                .filter(|s| s.protocol == protocol && s.endpoints == eps)
-                .cloned();
-            let service = match reused {
-                Some(s) => s,
-                None => Arc::new(service_resources(&name, protocol, eps)),
-            };
-            services.insert(name, service);
+            let reused = previous.and_then(|p| p.services.get(&name)).filter(|s| s.endpoints == eps).cloned();
+            services.insert(name.clone(), reused.unwrap_or_else(|| Arc::new(ServiceResources::new(&name, eps))));
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        mesh_res.meta.version.hash(&mut h);
+        for t in &timeouts {
+            t.meta.name.hash(&mut h);
+            t.meta.version.hash(&mut h);
         }
         Ok(MeshContext {
             mesh: mesh_res,
             dataplanes: dataplanes.into_iter().map(|d| (d.meta.name.clone(), d)).collect(),
             services,
-            hash: h.finish(),
+            consumers: consumers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            timeouts: Arc::new(timeouts),
+            version: next_version(),
+            policy_hash: h.finish(),
         })
     }
 
-    /// The resources of a service no dataplane provides: a cluster with no endpoints, so
-    /// Envoy answers its callers at once instead of waiting for endpoints that never come.
+    /// The next context after Dataplane `name` became `new` (`None`: deleted), and the names
+    /// of the dataplanes whose config can have changed: the dataplane itself and the
+    /// consumers of every service whose endpoints moved. `None` when nothing changed.
+    pub fn with_dataplane(&self, name: &str, new: Option<Arc<Resource>>) -> Option<(MeshContext, BTreeSet<String>)> {
+        let old = self.dataplanes.get(name);
+        if old.map(|o| o.meta.version) == new.as_ref().map(|n| n.meta.version)
+            && old.map(|o| o.meta.creation_time) == new.as_ref().map(|n| n.meta.creation_time)
+        {
+            return None;
+        }
+        let old_eps = old.and_then(|o| dataplane_spec(o)).map(|s| endpoints_of(name, s)).unwrap_or_default();
+        let new_eps = new.as_deref().and_then(dataplane_spec).map(|s| endpoints_of(name, s)).unwrap_or_default();
+        let old_out = old.and_then(|o| dataplane_spec(o)).map(outbound_services).unwrap_or_default();
+        let new_out = new.as_deref().and_then(dataplane_spec).map(outbound_services).unwrap_or_default();
+
+        let mut dataplanes = self.dataplanes.clone();
+        match &new {
+            Some(n) => dataplanes.insert(name.to_string(), n.clone()),
+            None => dataplanes.remove(name),
+        };
+        let mut services = self.services.clone();
+        let mut affected = BTreeSet::from([name.to_string()]);
+        let touched: BTreeSet<&String> = old_eps.keys().chain(new_eps.keys()).collect();
+        for svc in touched {
+            if old_eps.get(svc) == new_eps.get(svc) {
+                continue;
+            }
+            let mut eps: Vec<Endpoint> = services
+                .get(svc)
+                .map(|s| s.endpoints.iter().filter(|e| e.dataplane != name).cloned().collect())
+                .unwrap_or_default();
+            eps.extend(new_eps.get(svc).cloned().unwrap_or_default());
+            if eps.is_empty() {
+                services.remove(svc);
+            } else {
+                services.insert(svc.clone(), Arc::new(ServiceResources::new(svc, eps)));
+            }
+            if let Some(c) = self.consumers.get(svc) {
+                affected.extend(c.iter().cloned());
+            }
+        }
+        let mut consumers = self.consumers.clone();
+        for svc in old_out.difference(&new_out) {
+            if let Some(set) = consumers.get_mut(svc) {
+                Arc::make_mut(set).remove(name);
+            }
+        }
+        for svc in new_out.difference(&old_out) {
+            Arc::make_mut(consumers.entry(svc.clone()).or_default()).insert(name.to_string());
+        }
+        let next = MeshContext {
+            mesh: self.mesh.clone(),
+            dataplanes,
+            services,
+            consumers,
+            timeouts: self.timeouts.clone(),
+            version: next_version(),
+            policy_hash: self.policy_hash,
+        };
+        Some((next, affected))
+    }
+
+    /// The resources of `name`; a service no dataplane provides gets a cluster with no
+    /// endpoints, so Envoy answers its callers at once instead of waiting.
     pub fn service(&self, name: &str) -> Arc<ServiceResources> {
         match self.services.get(name) {
             Some(s) => s.clone(),
-            None => Arc::new(service_resources(name, Protocol::Tcp, Vec::new())),
+            None => Arc::new(ServiceResources::new(name, Vec::new())),
         }
+    }
+
+    /// The Timeout policy settings for `dp`'s outbound to `service`: the most specific policy
+    /// whose sources match one of `dp`'s inbounds and whose destinations match the service
+    /// (Kuma's ranking), else Kuma's defaults.
+    pub fn outbound_timeouts(&self, dp: &DataplaneSpec, service: &str) -> OutboundTimeouts {
+        let dest_tags = BTreeMap::from([(crate::model::selector::SERVICE_TAG.to_string(), service.to_string())]);
+        for policy in self.timeouts.iter() {
+            let Spec::Timeout(t) = &policy.spec else { continue };
+            let source_ok = t.sources.iter().any(|s| dp.networking.inbound.iter().any(|i| s.matches(&i.tags)));
+            let dest_ok = t.destinations.iter().any(|d| d.matches(&dest_tags));
+            if source_ok && dest_ok {
+                return timeouts_of(t);
+            }
+        }
+        OutboundTimeouts::default()
     }
 }
 
-fn collect_endpoints(
-    dp_name: &str,
-    spec: &DataplaneSpec,
-    endpoints: &mut BTreeMap<String, Vec<Endpoint>>,
-    protocols: &mut BTreeMap<String, Option<Protocol>>,
-) {
-    let net = &spec.networking;
-    for inbound in &net.inbound {
-        if inbound.health.as_ref().is_some_and(|h| !h.ready) {
-            continue;
-        }
-        let service = inbound.service().to_string();
-        let address = match &net.advertised_address {
-            Some(a) if inbound.address.is_none() => a.clone(),
-            _ => inbound.effective_address(net).to_string(),
-        };
-        endpoints.entry(service.clone()).or_default().push(Endpoint {
-            address,
-            port: inbound.port,
-            dataplane: dp_name.to_string(),
-            tags: inbound.tags.clone(),
-        });
-        // Kuma infers a service's protocol from its endpoints; when they disagree the
-        // only safe common ground is TCP.
-        let p = inbound.protocol();
-        protocols
-            .entry(service)
-            .and_modify(|seen| {
-                if *seen != Some(p) {
-                    *seen = Some(Protocol::Tcp)
-                }
-            })
-            .or_insert(Some(p));
+fn timeouts_of(t: &TimeoutSpec) -> OutboundTimeouts {
+    let d = OutboundTimeouts::default();
+    let conf = &t.conf;
+    OutboundTimeouts {
+        connect: conf.connect_timeout.map(|c| c.0).unwrap_or(d.connect),
+        http_request: conf.http.as_ref().and_then(|h| h.request_timeout).map(|c| c.0).unwrap_or(d.http_request),
+        tcp_idle: conf.tcp.as_ref().and_then(|t| t.idle_timeout).map(|c| c.0),
     }
 }
 
-fn service_resources(name: &str, protocol: Protocol, endpoints: Vec<Endpoint>) -> ServiceResources {
-    let cluster = envoy_builders::eds_cluster(name, protocol);
-    let load_assignment = envoy_builders::load_assignment(name, &endpoints);
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    cluster.hash.hash(&mut h);
-    load_assignment.hash.hash(&mut h);
-    protocol.as_str().hash(&mut h);
-    ServiceResources { name: name.to_string(), protocol, endpoints, cluster, load_assignment, hash: h.finish() }
+/// Kuma ranks old-style policies by the number of exact tags in their selectors, then by
+/// name; the first match wins.
+fn sort_by_specificity(policies: &mut [Arc<Resource>]) {
+    let rank = |r: &Resource| -> usize {
+        match crate::model::policy::selectors_of(&r.spec) {
+            Some((sources, destinations)) => {
+                sources.iter().map(|s| s.specificity()).max().unwrap_or(0)
+                    + destinations.iter().map(|s| s.specificity()).max().unwrap_or(0)
+            }
+            None => 0,
+        }
+    };
+    policies.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| a.meta.name.cmp(&b.meta.name)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::rest;
+    use crate::store::{MemoryStore, ResourceStore};
+    use serde_json::json;
+
+    fn dp(name: &str, service: &str, port: u32, outbound: &[&str]) -> Spec {
+        let out: Vec<_> = outbound.iter().map(|s| json!({"port": 20000, "tags": {"kuma.io/service": s}})).collect();
+        rest::from_json(json!({
+            "type": "Dataplane", "mesh": "default", "name": name,
+            "networking": {"address": "10.0.0.1", "outbound": out,
+                "inbound": [{"port": port, "tags": {"kuma.io/service": service}}]}
+        }))
+        .unwrap()
+        .spec
+    }
+
+    fn store() -> MemoryStore {
+        let s = MemoryStore::new();
+        s.create("", "default", rest::from_json(json!({"type": "Mesh", "name": "default"})).unwrap().spec).unwrap();
+        s.create("default", "web-1", dp("web-1", "web", 80, &["backend"])).unwrap();
+        s.create("default", "web-2", dp("web-2", "web", 81, &["db"])).unwrap();
+        s.create("default", "backend-1", dp("backend-1", "backend", 90, &[])).unwrap();
+        s
+    }
+
+    fn key(name: &str) -> ResourceKey {
+        ResourceKey::new(ResourceType::Dataplane, "default", name)
+    }
+
+    fn same(a: &MeshContext, b: &MeshContext) {
+        let mut sa: Vec<_> = a.services.iter().map(|(k, v)| (k.clone(), v.hash, v.endpoints.clone())).collect();
+        let mut sb: Vec<_> = b.services.iter().map(|(k, v)| (k.clone(), v.hash, v.endpoints.clone())).collect();
+        sa.sort();
+        sb.sort();
+        assert_eq!(sa, sb);
+        let mut ca: Vec<_> = a.consumers.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), (**v).clone())).collect();
+        let mut cb: Vec<_> = b.consumers.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), (**v).clone())).collect();
+        ca.sort();
+        cb.sort();
+        assert_eq!(ca, cb);
+        let mut da: Vec<_> = a.dataplanes.keys().collect();
+        let mut db: Vec<_> = b.dataplanes.keys().collect();
+        da.sort();
+        db.sort();
+        assert_eq!(da, db);
+    }
+
+    #[test]
+    fn a_new_instance_affects_only_its_service_consumers() {
+        let s = store();
+        let ctx = MeshContext::build(&s, "default", None).unwrap();
+        let created = s.create("default", "backend-2", dp("backend-2", "backend", 91, &[])).unwrap();
+        let (next, affected) = ctx.with_dataplane("backend-2", Some(created)).unwrap();
+        assert_eq!(affected, BTreeSet::from(["backend-2".to_string(), "web-1".to_string()]));
+        assert_ne!(next.version, ctx.version);
+        assert_eq!(next.services["backend"].endpoints.len(), 2);
+        assert!(Arc::ptr_eq(&next.services["web"], &ctx.services["web"]), "untouched services are shared");
+        same(&next, &MeshContext::build(&s, "default", None).unwrap());
+    }
+
+    #[test]
+    fn deletes_and_moves_match_a_full_rebuild() {
+        let s = store();
+        let ctx = MeshContext::build(&s, "default", None).unwrap();
+        s.delete(&key("backend-1")).unwrap();
+        let (next, affected) = ctx.with_dataplane("backend-1", None).unwrap();
+        assert_eq!(affected, BTreeSet::from(["backend-1".to_string(), "web-1".to_string()]));
+        assert!(!next.services.contains_key("backend"));
+        same(&next, &MeshContext::build(&s, "default", None).unwrap());
+        // web-2 now consumes backend instead of db and serves on another port.
+        let cur = ResourceStore::get(&s, &key("web-2")).unwrap();
+        let moved = s.update(&key("web-2"), dp("web-2", "web", 82, &["backend"]), cur.meta.version).unwrap();
+        let (third, affected) = next.with_dataplane("web-2", Some(moved)).unwrap();
+        // Nobody consumes `web`, so only web-2 itself is affected.
+        assert_eq!(affected, BTreeSet::from(["web-2".to_string()]));
+        same(&third, &MeshContext::build(&s, "default", None).unwrap());
+    }
+
+    #[test]
+    fn an_unchanged_dataplane_changes_nothing() {
+        let s = store();
+        let ctx = MeshContext::build(&s, "default", None).unwrap();
+        let same_dp = ResourceStore::get(&s, &key("web-1")).unwrap();
+        assert!(ctx.with_dataplane("web-1", Some(same_dp)).is_none());
+    }
 }

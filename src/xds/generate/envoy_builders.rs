@@ -81,14 +81,14 @@ fn set_http2(cluster: &mut Cluster) {
 }
 
 /// The cluster every consumer of `service` uses: endpoints come over EDS.
-pub fn eds_cluster(service: &str, protocol: Protocol) -> Arc<EncodedResource> {
+pub fn eds_cluster(service: &str, protocol: Protocol, connect_timeout: Duration) -> Arc<EncodedResource> {
     let mut c = Cluster::new();
     c.name = service.to_string();
     c.set_type(DiscoveryType::EDS);
     let mut eds = EdsClusterConfig::new();
     eds.eds_config = MessageField::some(ads_config_source());
     c.eds_cluster_config = MessageField::some(eds);
-    c.connect_timeout = MessageField::some(duration(OUTBOUND_CONNECT_TIMEOUT));
+    c.connect_timeout = MessageField::some(duration(connect_timeout));
     if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
         set_http2(&mut c);
     }
@@ -131,10 +131,13 @@ pub fn local_cluster(name: &str, address: &str, port: u32, protocol: Protocol) -
     EncodedResource::encode(ResourceKind::Cluster, name, &c)
 }
 
-pub fn tcp_proxy_filter(stat_prefix: &str, cluster: &str) -> Filter {
+pub fn tcp_proxy_filter(stat_prefix: &str, cluster: &str, idle_timeout: Option<Duration>) -> Filter {
     let mut tcp = TcpProxy::new();
     tcp.stat_prefix = stat_prefix.to_string();
     tcp.set_cluster(cluster.to_string());
+    if let Some(t) = idle_timeout {
+        tcp.idle_timeout = MessageField::some(duration(t));
+    }
     let mut f = Filter::new();
     f.name = "envoy.filters.network.tcp_proxy".to_string();
     f.set_typed_config(any(&tcp));

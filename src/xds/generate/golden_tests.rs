@@ -58,6 +58,11 @@ fn golden_grpc_and_missing_service() {
 }
 
 #[test]
+fn golden_timeout_policies_most_specific_wins() {
+    check("04.timeout-policy", "web-1");
+}
+
+#[test]
 fn identical_inputs_give_identical_versions() {
     let a = render("02.tcp-outbound", "web-1");
     let b = render("02.tcp-outbound", "web-1");

@@ -28,7 +28,7 @@ impl Generator for InboundGenerator {
                 // Inbound requests have no route timeout: the caller's side enforces it.
                 b::http_filter(&stat_prefix, &format!("inbound:{}", inbound.service()), &cluster, Some(std::time::Duration::ZERO))
             } else {
-                b::tcp_proxy_filter(&stat_prefix, &cluster)
+                b::tcp_proxy_filter(&stat_prefix, &cluster, None)
             };
             let name = format!("inbound:{}", join_host_port(address, inbound.port));
             out.push(b::listener(&name, address, inbound.port, TrafficDirection::INBOUND, filter));

@@ -1,6 +1,8 @@
 //! Outbound: for each outbound, a listener on `<address>:<port>` (127.0.0.1 by default)
 //! forwarding to the service's cluster, plus that cluster and its endpoints — the same
-//! encoded resources for every consumer of the service.
+//! encoded resources for every consumer of the service with the same settings. The
+//! matching Timeout policy sets the cluster's connect timeout, the HTTP route timeout and
+//! the TCP idle timeout (Kuma's old-style Timeout; defaults 5 s and 15 s).
 
 use std::sync::Arc;
 
@@ -19,13 +21,14 @@ impl Generator for OutboundGenerator {
     fn generate(&self, ctx: &ProxyContext<'_>, out: &mut Vec<Arc<EncodedResource>>) -> Result<(), GenerateError> {
         for outbound in &ctx.spec.networking.outbound {
             let service = ctx.mesh.service(outbound.service());
-            out.push(service.cluster.clone());
+            let timeouts = ctx.mesh.outbound_timeouts(ctx.spec, &service.name);
+            out.push(service.cluster(timeouts.connect));
             out.push(service.load_assignment.clone());
             let address = outbound.effective_address();
             let filter = if service.protocol.is_http() {
-                b::http_filter(&service.name, &format!("outbound:{}", service.name), &service.name, Some(b::OUTBOUND_REQUEST_TIMEOUT))
+                b::http_filter(&service.name, &format!("outbound:{}", service.name), &service.name, Some(timeouts.http_request))
             } else {
-                b::tcp_proxy_filter(&service.name, &service.name)
+                b::tcp_proxy_filter(&service.name, &service.name, timeouts.tcp_idle)
             };
             let name = format!("outbound:{}", join_host_port(address, outbound.port));
             out.push(b::listener(&name, address, outbound.port, TrafficDirection::OUTBOUND, filter));
