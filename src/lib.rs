@@ -20,6 +20,7 @@
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete), in the    |
 //! |               | binary crate: the only place `anyhow` is used                           |
+//! | [`loadgen`]   | the benchmark harness behind `higuma-load` (topology, fleet, scenarios)  |
 //! | [`clock`]     | injectable time; `ManualClock` tests timers and TTLs without sleeps      |
 //! | [`threads`]   | every thread-name prefix, so `top -H` tells which pool is busy            |
 
@@ -31,6 +32,7 @@ pub mod daemon;
 pub mod diagnostics;
 pub mod envoy;
 pub mod http;
+pub mod loadgen;
 pub mod model;
 pub mod reconcile;
 pub mod store;

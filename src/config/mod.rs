@@ -322,6 +322,9 @@ pub struct XdsServerConfig {
     pub dataplane_status_flush_interval: Duration,
     pub nack_backoff: Duration,
     pub dataplane_deregistration_delay: Duration,
+    /// Higuma extension: push on store changes. Off = the refresh interval alone, as Kuma
+    /// does (kept for side-by-side benchmarks).
+    pub event_push: bool,
 }
 
 impl Default for XdsServerConfig {
@@ -332,6 +335,7 @@ impl Default for XdsServerConfig {
             dataplane_status_flush_interval: DEFAULT_XDS_DATAPLANE_STATUS_FLUSH_INTERVAL,
             nack_backoff: DEFAULT_XDS_NACK_BACKOFF,
             dataplane_deregistration_delay: DEFAULT_XDS_DATAPLANE_DEREGISTRATION_DELAY,
+            event_push: true,
         }
     }
 }

@@ -89,7 +89,7 @@ impl Settings {
             status_flush_interval: c.xds_server.dataplane_status_flush_interval.0,
             cache_ttl: c.store.cache.expiration_time.0,
             subscription_limit: c.metrics.dataplane.subscription_limit as usize,
-            event_push: true,
+            event_push: c.xds_server.event_push,
         }
     }
 }

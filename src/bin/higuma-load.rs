@@ -1,0 +1,404 @@
+//! `higuma-load`: simulates a fleet of dataplanes against a higuma it starts, runs the
+//! benchmark scenarios and writes their figures as JSON; `higuma-load report` turns result
+//! files into BENCHMARKS.md. See `scripts/bench.sh` for the full matrix.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use higuma::loadgen::scenarios::{encode_floor, Bench, Options, Target};
+use higuma::loadgen::topology::Topology;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "higuma-load", about = "Load harness for higuma")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Store {
+    Memory,
+    Postgres,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start higuma, run the scenarios, write the figures as JSON.
+    Run {
+        #[arg(long, value_enum, default_value_t = Store::Memory)]
+        store: Store,
+        /// Push on store events (false = refresh interval only, as Kuma).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        push: bool,
+        #[arg(long, default_value_t = 100)]
+        services: usize,
+        #[arg(long, default_value_t = 10)]
+        instances: usize,
+        #[arg(long, default_value_t = 10)]
+        outbounds: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Seconds over which the dataplanes connect.
+        #[arg(long, default_value_t = 2.0)]
+        ramp: f64,
+        #[arg(long, default_value_t = 60.0)]
+        idle: f64,
+        #[arg(long, default_value_t = 50)]
+        changes: usize,
+        /// Seconds of churn (0 = skip).
+        #[arg(long, default_value_t = 60.0)]
+        churn: f64,
+        #[arg(long, default_value_t = 100)]
+        churn_rate: u32,
+        /// Share HTTP/2 connections between simulated dataplanes.
+        #[arg(long)]
+        multiplex: bool,
+        /// The higuma binary (default: next to this one).
+        #[arg(long)]
+        higuma: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Exit non-zero unless every dataplane is configured and no push was spurious or lost.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Render result files as the BENCHMARKS.md tables.
+    Report { files: Vec<PathBuf> },
+}
+
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+struct Pg {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    port: u16,
+    password: String,
+}
+
+fn pg_sh() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg.sh")
+}
+
+fn start_pg() -> anyhow::Result<Pg> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new("bash").arg(pg_sh()).arg("start").arg(dir.path()).output()?;
+    if !out.status.success() {
+        bail!("pg.sh start: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let var = |n: &str| text.lines().find_map(|l| l.strip_prefix(&format!("export {n}="))).unwrap_or("").to_string();
+    let port: u16 = var("HIGUMA_TEST_PG_PORT").parse().context("pg port")?;
+    let (user, password) = (var("HIGUMA_TEST_PG_USER"), var("HIGUMA_TEST_PG_PASSWORD"));
+    let mut admin = postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user(&user)
+        .password(&password)
+        .dbname("postgres")
+        .connect(postgres::NoTls)?;
+    admin.batch_execute("CREATE DATABASE higuma")?;
+    let env = vec![
+        ("KUMA_STORE_TYPE".into(), "postgres".into()),
+        ("KUMA_STORE_POSTGRES_HOST".into(), "127.0.0.1".into()),
+        ("KUMA_STORE_POSTGRES_PORT".into(), port.to_string()),
+        ("KUMA_STORE_POSTGRES_USER".into(), user),
+        ("KUMA_STORE_POSTGRES_PASSWORD".into(), password.clone()),
+        ("KUMA_STORE_POSTGRES_DB_NAME".into(), "higuma".into()),
+    ];
+    Ok(Pg { dir, env, port, password })
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(pg_sh()).arg("stop").arg(self.dir.path()).output();
+    }
+}
+
+struct Higuma {
+    child: Child,
+}
+
+impl Drop for Higuma {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024))
+        .unwrap_or(0);
+    json!({
+        "cpu": cpu,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "memory_gib": mem,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(cli: &Cmd) -> anyhow::Result<()> {
+    let Cmd::Run { store, push, services, instances, outbounds, seed, ramp, idle, changes, churn, churn_rate, multiplex, higuma, out, check } = cli
+    else {
+        unreachable!()
+    };
+    raise_nofile();
+    let topology = Topology { services: *services, instances: *instances, outbounds: *outbounds, seed: *seed, http_every: 2 };
+    let bin = match higuma {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("higuma"),
+    };
+    let pg = if *store == Store::Postgres { Some(start_pg()?) } else { None };
+    let mut env: Vec<(String, String)> = pg.as_ref().map(|p| p.env.clone()).unwrap_or_default();
+    if pg.is_some() {
+        let m = Command::new(&bin).args(["migrate", "up"]).envs(env.iter().cloned()).output()?;
+        if !m.status.success() {
+            bail!("migrate up: {}", String::from_utf8_lossy(&m.stderr));
+        }
+    }
+    let (api_port, xds_port) = (free_port(), free_port());
+    env.extend([
+        ("KUMA_API_SERVER_HTTP_PORT".into(), api_port.to_string()),
+        ("KUMA_API_SERVER_HTTP_INTERFACE".into(), "127.0.0.1".into()),
+        ("KUMA_DP_SERVER_PORT".into(), xds_port.to_string()),
+        ("KUMA_DP_SERVER_INTERFACE".into(), "127.0.0.1".into()),
+        ("KUMA_DIAGNOSTICS_SERVER_PORT".into(), free_port().to_string()),
+        ("KUMA_DIAGNOSTICS_INTERFACE".into(), "127.0.0.1".into()),
+        ("KUMA_XDS_SERVER_EVENT_PUSH".into(), push.to_string()),
+        ("KUMA_LOG_LEVEL".into(), "warn".into()),
+    ]);
+    let log_dir = tempfile::tempdir()?;
+    let log = log_dir.path().join("higuma.log");
+    let child = Command::new(&bin)
+        .arg("run")
+        .envs(env.iter().cloned())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let mut cp = Higuma { child };
+    let api = format!("http://127.0.0.1:{api_port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if ureq::get(&format!("{api}/")).call().is_ok() {
+            break;
+        }
+        if Instant::now() > deadline || cp.child.try_wait()?.is_some() {
+            bail!("higuma did not come up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pg_probe: Option<Box<dyn Fn() -> u64 + Send + Sync>> = pg.as_ref().map(|p| {
+        let client = std::sync::Mutex::new(
+            postgres::Config::new()
+                .host("127.0.0.1")
+                .port(p.port)
+                .user("higuma")
+                .password(&p.password)
+                .dbname("postgres")
+                .connect(postgres::NoTls)
+                .expect("probe connection"),
+        );
+        Box::new(move || {
+            let mut c = client.lock().unwrap_or_else(|e| e.into_inner());
+            c.query_one("SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = 'higuma'", &[])
+                .map(|r| r.get::<_, i64>(0) as u64)
+                .unwrap_or(0)
+        }) as Box<dyn Fn() -> u64 + Send + Sync>
+    });
+    let target = Target { api, xds: format!("127.0.0.1:{xds_port}"), pid: cp.child.id(), pg_transactions: pg_probe };
+    let opts = Options {
+        topology,
+        ramp: Duration::from_secs_f64(*ramp),
+        idle: Duration::from_secs_f64(*idle),
+        changes: *changes,
+        churn: Duration::from_secs_f64(*churn),
+        churn_rate: *churn_rate,
+        multiplex: *multiplex,
+        completion_queues: 1,
+    };
+    let started = Instant::now();
+    eprintln!("creating {} dataplanes", topology.size());
+    let mut bench = Bench::setup(target, opts).map_err(anyhow::Error::msg)?;
+    let setup_s = started.elapsed().as_secs_f64();
+    eprintln!("cold start");
+    let cold = bench.cold();
+    eprintln!("{cold}");
+    let configured = bench.all_configured();
+    eprintln!("idle");
+    let idle_r = bench.idle();
+    eprintln!("{idle_r}");
+    eprintln!("targeted changes");
+    let targeted = bench.targeted();
+    eprintln!("{targeted}");
+    eprintln!("mesh-wide change");
+    let mesh_wide = bench.mesh_wide();
+    eprintln!("{mesh_wide}");
+    let churn_r = if *churn > 0.0 {
+        eprintln!("churn");
+        bench.churn()
+    } else {
+        Value::Null
+    };
+    eprintln!("{churn_r}");
+    eprintln!("encode floor");
+    let floor = encode_floor(&topology);
+    drop(bench);
+    drop(cp);
+    drop(pg);
+    let result = json!({
+        "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        "machine": machine(),
+        "config": {
+            "store": format!("{store:?}").to_lowercase(),
+            "push": push,
+            "dataplanes": topology.size(),
+            "services": services, "instances": instances, "outbounds": outbounds, "seed": seed,
+            "refresh_interval_s": 1, "multiplex": multiplex,
+        },
+        "setup_s": setup_s,
+        "cold": cold,
+        "idle": idle_r,
+        "targeted": targeted,
+        "mesh_wide": mesh_wide,
+        "churn": churn_r,
+        "floor": floor,
+    });
+    std::fs::write(out, serde_json::to_string_pretty(&result)?)?;
+    if *check {
+        let spurious = result["targeted"]["spurious_pushes"].as_u64().unwrap_or(1);
+        let lost = result["targeted"]["lost"].as_u64().unwrap_or(1);
+        if !configured || spurious != 0 || lost != 0 || result["mesh_wide"]["all_acked_ms"].is_null() {
+            bail!("check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={}", result["mesh_wide"]);
+        }
+    }
+    Ok(())
+}
+
+fn f(v: &Value, digits: usize) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.digits$}"),
+        None => "n/a".into(),
+    }
+}
+
+fn report(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut runs: Vec<Value> = Vec::new();
+    for p in files {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        runs.push(serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?);
+    }
+    runs.sort_by_key(|r| {
+        (
+            r["config"]["dataplanes"].as_u64().unwrap_or(0),
+            r["config"]["store"].as_str().unwrap_or("").to_string(),
+            !r["config"]["push"].as_bool().unwrap_or(false),
+        )
+    });
+    let mut out = String::new();
+    let header = |title: &str, cols: &[&str]| {
+        format!("\n### {title}\n\n| N | store | push | {} |\n|---|---|---|{}\n", cols.join(" | "), "---|".repeat(cols.len()))
+    };
+    let row = |r: &Value, cells: Vec<String>| {
+        format!(
+            "| {} | {} | {} | {} |\n",
+            r["config"]["dataplanes"],
+            r["config"]["store"].as_str().unwrap_or(""),
+            if r["config"]["push"].as_bool().unwrap_or(false) { "on" } else { "off" },
+            cells.join(" | ")
+        )
+    };
+    out += &header("1. Cold start", &["all configured (s)", "ramp (s)", "higuma CPU (s)", "higuma peak RSS (MB)", "load generator CPU (s)"]);
+    for r in &runs {
+        let c = &r["cold"];
+        out += &row(r, vec![f(&c["all_configured_s"], 2), f(&c["ramp_s"], 1), f(&c["cp_cpu_s"], 2), f(&c["cp_peak_rss_mb"], 0), f(&c["loadgen_cpu_s"], 2)]);
+    }
+    out += &header("2. Idle", &["seconds", "higuma CPU (% of a core)", "responses sent", "bytes sent", "Postgres transactions/s", "load generator CPU (%)"]);
+    for r in &runs {
+        let c = &r["idle"];
+        out += &row(r, vec![f(&c["seconds"], 0), f(&c["cp_cpu_percent"], 2), c["responses_sent"].to_string(), c["bytes_sent"].to_string(), f(&c["pg_transactions_per_s"], 1), f(&c["loadgen_cpu_percent"], 1)]);
+    }
+    out += &header("3. Targeted changes (API return → last affected ACK)", &["changes", "p50 (ms)", "p99 (ms)", "max (ms)", "affected", "received", "spurious", "lost"]);
+    for r in &runs {
+        let c = &r["targeted"];
+        out += &row(r, vec![c["changes"].to_string(), f(&c["p50_ms"], 1), f(&c["p99_ms"], 1), f(&c["max_ms"], 1), c["affected_dataplanes"].to_string(), c["dataplanes_that_received"].to_string(), c["spurious_pushes"].to_string(), c["lost"].to_string()]);
+    }
+    out += &header("4. Mesh-wide change (every dataplane's clusters)", &["dataplanes", "all ACKed (ms)", "encode floor (ms)", "× floor", "higuma CPU (s)"]);
+    for r in &runs {
+        let c = &r["mesh_wide"];
+        let floor = r["floor"]["encode_floor_ms"].as_f64();
+        let ratio = match (c["all_acked_ms"].as_f64(), floor) {
+            (Some(a), Some(fl)) if fl > 0.0 => format!("{:.1}", a / fl),
+            _ => "n/a".into(),
+        };
+        out += &row(r, vec![c["dataplanes"].to_string(), f(&c["all_acked_ms"], 1), f(&r["floor"]["encode_floor_ms"], 1), ratio, f(&c["cp_cpu_s"], 2)]);
+    }
+    out += &header("5. Churn (endpoint change → all consumers ACKed)", &["events", "events/s", "p50 (ms)", "p99 (ms)", "max (ms)", "lost", "higuma CPU (%)"]);
+    for r in &runs {
+        let c = &r["churn"];
+        if c.is_null() {
+            continue;
+        }
+        out += &row(r, vec![c["events"].to_string(), f(&c["events_per_s"], 0), f(&c["p50_ms"], 1), f(&c["p99_ms"], 1), f(&c["max_ms"], 1), c["lost"].to_string(), f(&c["cp_cpu_percent"], 1)]);
+    }
+    if let Some(first) = runs.first() {
+        out = format!(
+            "Machine: {} ({} cores, {} GiB). Runs dated {}.\n{out}",
+            first["machine"]["cpu"].as_str().unwrap_or("?"),
+            first["machine"]["cores"],
+            first["machine"]["memory_gib"],
+            first["date"].as_str().unwrap_or("?")
+        );
+    }
+    print!("{out}");
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    env_logger::Builder::new().filter_level(log::LevelFilter::Warn).init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        c @ Cmd::Run { .. } => run(c),
+        Cmd::Report { files } => report(files),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

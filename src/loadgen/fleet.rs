@@ -1,0 +1,172 @@
+//! Simulated dataplanes: one ADS stream each, over its own HTTP/2 connection by default
+//! (like Envoy; `multiplex` shares connections). Each stream subscribes to CDS and LDS, asks
+//! for the endpoints of its outbound services once clusters arrive, ACKs every response by
+//! nonce, and records per type when responses arrived. Responses are not decoded beyond
+//! version, nonce and type; the streams are driven by grpcio's completion queues.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use grpcio::{ChannelBuilder, Environment, WriteFlags};
+
+use crate::envoy::ads_grpc::AggregatedDiscoveryServiceClient;
+use crate::envoy::discovery::DiscoveryRequest;
+use crate::xds::resource_kind::ResourceKind;
+
+/// What one simulated dataplane has seen.
+#[derive(Debug, Default)]
+pub struct DpStats {
+    /// Responses per type.
+    pub responses: [AtomicU64; ResourceKind::COUNT],
+    /// Nanoseconds since the fleet's epoch of the last response per type.
+    pub last_at: [AtomicU64; ResourceKind::COUNT],
+    pub bytes: AtomicU64,
+    pub closed: std::sync::atomic::AtomicBool,
+}
+
+impl DpStats {
+    pub fn total(&self) -> u64 {
+        self.responses.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+    }
+
+    pub fn count(&self, kind: ResourceKind) -> u64 {
+        self.responses[kind.index()].load(Ordering::Relaxed)
+    }
+}
+
+pub struct SimDataplane {
+    pub node_id: String,
+    pub eds_names: Vec<String>,
+    pub stats: Arc<DpStats>,
+    /// Dropping the client and sender closes the stream.
+    handle: Mutex<Option<(AggregatedDiscoveryServiceClient, futures::channel::oneshot::Sender<()>)>>,
+}
+
+impl SimDataplane {
+    /// Configured = CDS and LDS received, and EDS too when it has outbounds.
+    pub fn configured(&self) -> bool {
+        let s = &self.stats;
+        s.count(ResourceKind::Cluster) > 0
+            && s.count(ResourceKind::Listener) > 0
+            && (self.eds_names.is_empty() || s.count(ResourceKind::Endpoint) > 0)
+    }
+
+    pub fn close(&self) {
+        self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.stats.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct Fleet {
+    env: Arc<Environment>,
+    target: String,
+    multiplex: Option<grpcio::Channel>,
+    pub epoch: Instant,
+}
+
+fn request(kind: ResourceKind, node: Option<&str>, version: &str, nonce: &str, names: &[String]) -> DiscoveryRequest {
+    let mut r = DiscoveryRequest::new();
+    if let Some(id) = node {
+        r.node.mut_or_insert_default().id = id.to_string();
+    }
+    r.type_url = kind.type_url().to_string();
+    r.version_info = version.to_string();
+    r.response_nonce = nonce.to_string();
+    r.resource_names = names.to_vec();
+    r
+}
+
+impl Fleet {
+    pub fn new(target: &str, completion_queues: usize, multiplex: bool) -> Fleet {
+        let env = Arc::new(grpcio::EnvBuilder::new().cq_count(completion_queues).name_prefix("load-cq").build());
+        let multiplex = multiplex.then(|| ChannelBuilder::new(env.clone()).connect(target));
+        Fleet { env, target: target.to_string(), multiplex, epoch: Instant::now() }
+    }
+
+    pub fn now_nanos(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// Opens one stream for `node_id`; returns at once, the stream runs on grpcio's threads.
+    pub fn connect(&self, node_id: &str, eds_names: Vec<String>) -> Arc<SimDataplane> {
+        let channel = match &self.multiplex {
+            Some(c) => c.clone(),
+            // A channel of its own with a private subchannel pool: its own TCP connection.
+            None => ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true).connect(&self.target),
+        };
+        let client = AggregatedDiscoveryServiceClient::new(channel);
+        let stats = Arc::new(DpStats::default());
+        let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
+        let dp = Arc::new(SimDataplane {
+            node_id: node_id.to_string(),
+            eds_names: eds_names.clone(),
+            stats: stats.clone(),
+            handle: Mutex::new(None),
+        });
+        let Ok((mut tx, mut rx)) = client.stream_aggregated_resources() else {
+            stats.closed.store(true, Ordering::Relaxed);
+            return dp;
+        };
+        let node = node_id.to_string();
+        let epoch = self.epoch;
+        client.spawn(async move {
+            let first = [
+                (request(ResourceKind::Cluster, Some(&node), "", "", &[]), WriteFlags::default()),
+                (request(ResourceKind::Listener, None, "", "", &[]), WriteFlags::default()),
+            ];
+            for r in first {
+                if tx.send(r).await.is_err() {
+                    return;
+                }
+            }
+            let mut eds_subscribed = false;
+            let mut stop = stop_rx;
+            loop {
+                let next = futures::future::select(rx.next(), &mut stop).await;
+                let resp = match next {
+                    futures::future::Either::Left((Some(Ok(resp)), _)) => resp,
+                    _ => break,
+                };
+                let Some(kind) = ResourceKind::from_type_url(&resp.type_url) else { continue };
+                stats.responses[kind.index()].fetch_add(1, Ordering::Relaxed);
+                stats.last_at[kind.index()].store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                stats.bytes.fetch_add(protobuf::Message::compute_size(&resp), Ordering::Relaxed);
+                let names: &[String] = if kind == ResourceKind::Endpoint { &eds_names } else { &[] };
+                let ack = request(kind, None, &resp.version_info, &resp.nonce, names);
+                if tx.send((ack, WriteFlags::default())).await.is_err() {
+                    break;
+                }
+                if kind == ResourceKind::Cluster && !eds_subscribed && !eds_names.is_empty() {
+                    eds_subscribed = true;
+                    let sub = request(ResourceKind::Endpoint, None, "", "", &eds_names);
+                    if tx.send((sub, WriteFlags::default())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = tx.close().await;
+            stats.closed.store(true, Ordering::Relaxed);
+        });
+        *dp.handle.lock().unwrap_or_else(|p| p.into_inner()) = Some((client, stop_tx));
+        dp
+    }
+
+    /// Connects every `(node id, eds names)` spreading the starts evenly over `ramp`.
+    pub fn connect_all(&self, nodes: &[(String, Vec<String>)], ramp: Duration) -> Vec<Arc<SimDataplane>> {
+        let start = Instant::now();
+        let n = nodes.len().max(1) as u32;
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, (id, names))| {
+                let due = start + ramp * i as u32 / n;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                self.connect(id, names.clone())
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,481 @@
+//! The benchmark scenarios. Each returns its figures as JSON; the `higuma-load` binary
+//! collects them into a result file and renders BENCHMARKS.md.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::fleet::{Fleet, SimDataplane};
+use super::procstat::{self, ProcStat};
+use super::topology::{service_name, DataplaneDef, Topology};
+use crate::xds::resource_kind::ResourceKind;
+
+/// Waiting for a change longer than this counts it as lost.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The control plane under test.
+pub struct Target {
+    /// `http://127.0.0.1:5681`
+    pub api: String,
+    /// `127.0.0.1:5678`
+    pub xds: String,
+    pub pid: u32,
+    /// Postgres transactions committed or rolled back so far in higuma's database, if any.
+    pub pg_transactions: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub topology: Topology,
+    pub ramp: Duration,
+    pub idle: Duration,
+    pub changes: usize,
+    pub churn: Duration,
+    pub churn_rate: u32,
+    pub multiplex: bool,
+    pub completion_queues: usize,
+}
+
+pub struct Bench {
+    target: Target,
+    opts: Options,
+    fleet: Fleet,
+    defs: Vec<DataplaneDef>,
+    sims: Vec<Arc<SimDataplane>>,
+    /// Service → indices of the dataplanes consuming it.
+    consumers: HashMap<String, Vec<usize>>,
+    agent: ureq::Agent,
+    rng: fastrand::Rng,
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e6
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms_stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(|a, b| a.total_cmp(b));
+    json!({
+        "count": v.len(),
+        "p50_ms": percentile(&v, 0.50),
+        "p99_ms": percentile(&v, 0.99),
+        "max_ms": v.last().copied().unwrap_or(0.0),
+    })
+}
+
+impl Bench {
+    /// Creates every dataplane of the topology through the API (4 writers).
+    pub fn setup(target: Target, opts: Options) -> Result<Bench, String> {
+        let defs = opts.topology.dataplanes();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let chunks: Vec<Vec<DataplaneDef>> = defs.chunks(defs.len().div_ceil(4).max(1)).map(|c| c.to_vec()).collect();
+        let errors: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|chunk| {
+                    let (agent, api) = (agent.clone(), target.api.clone());
+                    s.spawn(move || {
+                        for d in chunk {
+                            if let Err(e) = put(&agent, &api, &format!("/meshes/default/dataplanes/{}", d.name), &d.to_json()) {
+                                return Some(e);
+                            }
+                        }
+                        None
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok().flatten()).collect()
+        });
+        if let Some(e) = errors.first() {
+            return Err(e.clone());
+        }
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, d) in defs.iter().enumerate() {
+            for svc in &d.outbounds {
+                consumers.entry(svc.clone()).or_default().push(i);
+            }
+        }
+        let fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex);
+        let seed = opts.topology.seed;
+        Ok(Bench { target, opts, fleet, defs, sims: Vec::new(), consumers, agent, rng: fastrand::Rng::with_seed(seed ^ 0x5eed) })
+    }
+
+    fn cp(&self) -> ProcStat {
+        procstat::read(self.target.pid).unwrap_or_default()
+    }
+
+    /// Scenario 1: every dataplane connects (over the ramp); time until all are configured.
+    pub fn cold(&mut self) -> Value {
+        let before = self.cp();
+        let me = procstat::read_self();
+        let started = Instant::now();
+        let nodes: Vec<(String, Vec<String>)> =
+            self.defs.iter().map(|d| (format!("default.{}", d.name), d.outbounds.clone())).collect();
+        self.sims = self.fleet.connect_all(&nodes, self.opts.ramp);
+        let connected = started.elapsed();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut configured = 0;
+        while Instant::now() < deadline {
+            configured = self.sims.iter().filter(|s| s.configured()).count();
+            if configured == self.sims.len() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let all = started.elapsed();
+        let after = self.cp();
+        json!({
+            "dataplanes": self.sims.len(),
+            "configured": configured,
+            "ramp_s": secs(self.opts.ramp),
+            "connect_s": secs(connected),
+            "all_configured_s": secs(all),
+            "cp_cpu_s": after.cpu_secs - before.cpu_secs,
+            "cp_peak_rss_mb": after.peak_rss_bytes as f64 / 1048576.0,
+            "cp_rss_mb": after.rss_bytes as f64 / 1048576.0,
+            "loadgen_cpu_s": procstat::read_self().cpu_secs - me.cpu_secs,
+        })
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        let responses = self.sims.iter().map(|s| s.stats.total()).sum();
+        let bytes = self.sims.iter().map(|s| s.stats.bytes.load(std::sync::atomic::Ordering::Relaxed)).sum();
+        (responses, bytes)
+    }
+
+    /// Scenario 2: nothing changes for a while.
+    pub fn idle(&self) -> Value {
+        std::thread::sleep(Duration::from_secs(2));
+        let (r0, b0) = self.totals();
+        let tx0 = self.target.pg_transactions.as_ref().map(|f| f());
+        let cp0 = self.cp();
+        let me = procstat::read_self();
+        let started = Instant::now();
+        std::thread::sleep(self.opts.idle);
+        let elapsed = started.elapsed().as_secs_f64();
+        let cp1 = self.cp();
+        let (r1, b1) = self.totals();
+        let pg_qps = match (tx0, self.target.pg_transactions.as_ref()) {
+            // One transaction of the two is this probe's own.
+            (Some(a), Some(f)) => Some((f().saturating_sub(a).saturating_sub(1)) as f64 / elapsed),
+            _ => None,
+        };
+        json!({
+            "seconds": elapsed,
+            "cp_cpu_percent": (cp1.cpu_secs - cp0.cpu_secs) / elapsed * 100.0,
+            "responses_sent": r1 - r0,
+            "bytes_sent": b1 - b0,
+            "pg_transactions_per_s": pg_qps,
+            "loadgen_cpu_percent": (procstat::read_self().cpu_secs - me.cpu_secs) / elapsed * 100.0,
+        })
+    }
+
+    /// Waits until every dataplane in `watch` received a response of `kind` newer than
+    /// `before`; returns the latest arrival after `t0` in milliseconds (None: timed out).
+    fn wait_for(&self, watch: &[usize], kind: ResourceKind, before: &[u64], t0: u64) -> Option<f64> {
+        let deadline = Instant::now() + CHANGE_TIMEOUT;
+        loop {
+            if watch.iter().zip(before).all(|(i, b)| self.sims[*i].stats.count(kind) > *b) {
+                let last = watch
+                    .iter()
+                    .map(|i| self.sims[*i].stats.last_at[kind.index()].load(std::sync::atomic::Ordering::Relaxed))
+                    .max()
+                    .unwrap_or(t0);
+                return Some(last.saturating_sub(t0) as f64 / 1e6);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    /// Scenario 3: changes that each affect one service (an instance appears or goes away).
+    pub fn targeted(&mut self) -> Value {
+        let mut latencies = Vec::new();
+        let (mut lost, mut spurious, mut affected_total, mut received_total) = (0usize, 0usize, 0usize, 0usize);
+        let mut extra: Option<(String, String)> = None;
+        for i in 0..self.opts.changes {
+            let (service, path, body) = match extra.take() {
+                Some((name, service)) => (service, format!("/meshes/default/dataplanes/{name}"), None),
+                None => {
+                    let s = loop {
+                        let s = service_name(self.rng.usize(..self.opts.topology.services));
+                        if self.consumers.get(&s).is_some_and(|c| !c.is_empty()) {
+                            break s;
+                        }
+                    };
+                    let name = format!("extra-{i}");
+                    let def = DataplaneDef {
+                        name: name.clone(),
+                        service: s.clone(),
+                        address: format!("10.255.{}.{}", i / 250, i % 250 + 1),
+                        http: false,
+                        outbounds: Vec::new(),
+                    };
+                    extra = Some((name.clone(), s.clone()));
+                    (s, format!("/meshes/default/dataplanes/{name}"), Some(def.to_json()))
+                }
+            };
+            let affected = self.consumers.get(&service).cloned().unwrap_or_default();
+            let before_eds: Vec<u64> = affected.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Endpoint)).collect();
+            let before_all: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
+            let result = match &body {
+                Some(b) => put(&self.agent, &self.target.api, &path, b),
+                None => delete(&self.agent, &self.target.api, &path),
+            };
+            let t0 = self.fleet.now_nanos();
+            if let Err(e) = result {
+                log::error!("change {i} failed: {e}");
+                lost += 1;
+                continue;
+            }
+            match self.wait_for(&affected, ResourceKind::Endpoint, &before_eds, t0) {
+                Some(ms) => latencies.push(ms),
+                None => lost += 1,
+            }
+            // Late pushes to anybody else would show up here.
+            std::thread::sleep(Duration::from_millis(100));
+            let affected_set: std::collections::HashSet<usize> = affected.iter().copied().collect();
+            for (j, s) in self.sims.iter().enumerate() {
+                if s.stats.total() > before_all[j] {
+                    received_total += 1;
+                    if !affected_set.contains(&j) {
+                        spurious += 1;
+                    }
+                }
+            }
+            affected_total += affected.len();
+        }
+        let mut v = ms_stats(latencies);
+        v["changes"] = json!(self.opts.changes);
+        v["lost"] = json!(lost);
+        v["affected_dataplanes"] = json!(affected_total);
+        v["dataplanes_that_received"] = json!(received_total);
+        v["spurious_pushes"] = json!(spurious);
+        v
+    }
+
+    /// Scenario 4: one change every dataplane's config depends on (a mesh-wide Timeout).
+    pub fn mesh_wide(&self) -> Value {
+        let watch: Vec<usize> = (0..self.sims.len()).filter(|i| !self.defs[*i].outbounds.is_empty()).collect();
+        let before: Vec<u64> = watch.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Cluster)).collect();
+        let cp0 = self.cp();
+        let policy = json!({
+            "type": "Timeout", "mesh": "default", "name": "timeout-all",
+            "sources": [{"match": {"kuma.io/service": "*"}}],
+            "destinations": [{"match": {"kuma.io/service": "*"}}],
+            "conf": {"connectTimeout": "6s"}
+        });
+        let result = put(&self.agent, &self.target.api, "/meshes/default/timeouts/timeout-all", &policy);
+        let t0 = self.fleet.now_nanos();
+        let latency = result.ok().and_then(|_| self.wait_for(&watch, ResourceKind::Cluster, &before, t0));
+        json!({
+            "dataplanes": watch.len(),
+            "all_acked_ms": latency,
+            "cp_cpu_s": self.cp().cpu_secs - cp0.cpu_secs,
+        })
+    }
+
+    /// Scenario 5: dataplanes leave and join at `churn_rate` per second; how long each
+    /// endpoint change takes to reach the consumers of its service.
+    pub fn churn(&mut self) -> Value {
+        struct Pending {
+            watch: Vec<usize>,
+            before: Vec<u64>,
+            t0: u64,
+        }
+        let period = Duration::from_secs_f64(1.0 / self.opts.churn_rate.max(1) as f64);
+        let cp0 = self.cp();
+        let started = Instant::now();
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut latencies = Vec::new();
+        let mut joined: std::collections::VecDeque<(String, String, Arc<SimDataplane>)> = Default::default();
+        let (mut events, mut lost, mut n) = (0usize, 0usize, 0usize);
+        let mut next = Instant::now();
+        while started.elapsed() < self.opts.churn {
+            if Instant::now() >= next {
+                next += period;
+                let leave = joined.len() >= 10 && n % 2 == 1;
+                n += 1;
+                // Counters are read before the write: a push can beat the API's answer.
+                let snapshot = |bench: &Bench, service: &str| -> (Vec<usize>, Vec<u64>) {
+                    let watch = bench.consumers.get(service).cloned().unwrap_or_default();
+                    let before = watch.iter().map(|i| bench.sims[*i].stats.count(ResourceKind::Endpoint)).collect();
+                    (watch, before)
+                };
+                let (watch, before, result) = if leave {
+                    let (name, service, sim) = joined.pop_front().expect("checked len");
+                    sim.close();
+                    let (watch, before) = snapshot(self, &service);
+                    (watch, before, delete(&self.agent, &self.target.api, &format!("/meshes/default/dataplanes/{name}")))
+                } else {
+                    let svc = service_name(self.rng.usize(..self.opts.topology.services));
+                    let (watch, before) = snapshot(self, &svc);
+                    let name = format!("churn-{n}");
+                    let def = DataplaneDef {
+                        name: name.clone(),
+                        service: svc.clone(),
+                        address: format!("10.254.{}.{}", (n / 250) % 250, n % 250 + 1),
+                        http: false,
+                        outbounds: vec![service_name(self.rng.usize(..self.opts.topology.services))],
+                    };
+                    let r = put(&self.agent, &self.target.api, &format!("/meshes/default/dataplanes/{name}"), &def.to_json());
+                    if r.is_ok() {
+                        let sim = self.fleet.connect(&format!("default.{name}"), def.outbounds.clone());
+                        joined.push_back((name.clone(), svc.clone(), sim));
+                    }
+                    (watch, before, r)
+                };
+                let t0 = self.fleet.now_nanos();
+                events += 1;
+                if result.is_err() {
+                    lost += 1;
+                } else {
+                    pending.push(Pending { watch, before, t0 });
+                }
+            }
+            let now = self.fleet.now_nanos();
+            pending.retain(|p| {
+                if p.watch.iter().zip(&p.before).all(|(i, b)| self.sims[*i].stats.count(ResourceKind::Endpoint) > *b) {
+                    let last = p
+                        .watch
+                        .iter()
+                        .map(|i| self.sims[*i].stats.last_at[ResourceKind::Endpoint.index()].load(std::sync::atomic::Ordering::Relaxed))
+                        .max()
+                        .unwrap_or(p.t0);
+                    latencies.push(last.saturating_sub(p.t0) as f64 / 1e6);
+                    false
+                } else if now.saturating_sub(p.t0) > CHANGE_TIMEOUT.as_nanos() as u64 {
+                    lost += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        // Let the last events land.
+        let drain = Instant::now() + Duration::from_secs(5);
+        while !pending.is_empty() && Instant::now() < drain {
+            std::thread::sleep(Duration::from_millis(5));
+            pending.retain(|p| {
+                if p.watch.iter().zip(&p.before).all(|(i, b)| self.sims[*i].stats.count(ResourceKind::Endpoint) > *b) {
+                    let last = p.watch.iter().map(|i| self.sims[*i].stats.last_at[ResourceKind::Endpoint.index()].load(std::sync::atomic::Ordering::Relaxed)).max().unwrap_or(p.t0);
+                    latencies.push(last.saturating_sub(p.t0) as f64 / 1e6);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        lost += pending.len();
+        let elapsed = started.elapsed().as_secs_f64();
+        for (_, _, sim) in joined {
+            sim.close();
+        }
+        let mut v = ms_stats(latencies);
+        v["events"] = json!(events);
+        v["events_per_s"] = json!(events as f64 / elapsed);
+        v["lost"] = json!(lost);
+        v["cp_cpu_percent"] = json!((self.cp().cpu_secs - cp0.cpu_secs) / elapsed * 100.0);
+        v
+    }
+
+    /// Every simulated dataplane got its config and none lost a stream (smoke check).
+    pub fn all_configured(&self) -> bool {
+        !self.sims.is_empty() && self.sims.iter().all(|s| s.configured())
+    }
+}
+
+/// The floor: encoding every dataplane's full snapshot once, each resource encoded per
+/// dataplane (no sharing), protobuf encode only — built in this process from the same
+/// topology with higuma's own generator.
+pub fn encode_floor(topology: &Topology) -> Value {
+    use crate::model::rest;
+    use crate::store::{MemoryStore, ResourceStore};
+    use crate::xds::context::MeshContext;
+    use protobuf::Message;
+    let store = MemoryStore::new();
+    let mesh = rest::from_json(json!({"type": "Mesh", "name": "default"})).expect("valid Mesh");
+    let _ = store.create("", "default", mesh.spec);
+    for d in topology.dataplanes() {
+        if let Ok(env) = rest::from_json(d.to_json()) {
+            let _ = store.create("default", &d.name, env.spec);
+        }
+    }
+    let Ok(ctx) = MeshContext::build(&store, "default", None) else { return json!({"error": "build failed"}) };
+    let chain = crate::xds::generate::default_chain();
+    let gen_started = Instant::now();
+    let mut messages: Vec<Vec<Box<dyn protobuf::MessageDyn>>> = Vec::new();
+    let mut generated = 0usize;
+    for dp in ctx.dataplanes.values() {
+        let Ok(snapshot) = crate::xds::generate::generate(&chain, &ctx, dp) else { continue };
+        generated += 1;
+        let mut msgs: Vec<Box<dyn protobuf::MessageDyn>> = Vec::new();
+        for r in snapshot.resources() {
+            let Ok(any) = protobuf::well_known_types::any::Any::parse_from_bytes(&r.any) else { continue };
+            let decoded: Option<Box<dyn protobuf::MessageDyn>> = match r.kind {
+                ResourceKind::Cluster => crate::envoy::cluster::Cluster::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _),
+                ResourceKind::Endpoint => crate::envoy::endpoint::ClusterLoadAssignment::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _),
+                ResourceKind::Listener => crate::envoy::listener::Listener::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _),
+                ResourceKind::Route => None,
+            };
+            msgs.extend(decoded);
+        }
+        messages.push(msgs);
+    }
+    let generate_with_sharing = gen_started.elapsed();
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for msgs in &messages {
+        for m in msgs {
+            bytes += m.write_to_bytes_dyn().map(|b| b.len()).unwrap_or(0);
+        }
+    }
+    let floor = started.elapsed();
+    let mut per_type: BTreeMap<String, usize> = BTreeMap::new();
+    for msgs in &messages {
+        for m in msgs {
+            *per_type.entry(m.descriptor_dyn().name().to_string()).or_default() += 1;
+        }
+    }
+    json!({
+        "dataplanes": generated,
+        "encode_floor_ms": floor.as_secs_f64() * 1000.0,
+        "encoded_bytes": bytes,
+        "resources": per_type,
+        "generate_with_sharing_ms": generate_with_sharing.as_secs_f64() * 1000.0,
+    })
+}
+
+fn put(agent: &ureq::Agent, api: &str, path: &str, body: &Value) -> Result<(), String> {
+    let url = format!("{api}{path}");
+    let r = agent.put(&url).header("Content-Type", "application/json").send(body.to_string()).map_err(|e| format!("PUT {url}: {e}"))?;
+    match r.status().as_u16() {
+        200 | 201 => Ok(()),
+        s => Err(format!("PUT {url}: {s}")),
+    }
+}
+
+fn delete(agent: &ureq::Agent, api: &str, path: &str) -> Result<(), String> {
+    let url = format!("{api}{path}");
+    let r = agent.delete(&url).call().map_err(|e| format!("DELETE {url}: {e}"))?;
+    match r.status().as_u16() {
+        200 => Ok(()),
+        s => Err(format!("DELETE {url}: {s}")),
+    }
+}
