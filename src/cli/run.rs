@@ -47,7 +47,27 @@ enum Signal {
     Reload,
 }
 
+/// Every dataplane holds a socket: raise the open-file limit to its hard maximum, as kuma-cp
+/// does, and warn when that is still small.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        let mut l = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return;
+        }
+        if l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+        if l.rlim_cur < 4096 {
+            log::warn!("the open-file limit is {}; each dataplane needs a socket (raise LimitNOFILE)", l.rlim_cur);
+        }
+    }
+}
+
 pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let loaded = config::load_from_process(path).context("invalid configuration")?;
     for warning in &loaded.warnings {
         log::warn!("config: {warning}");

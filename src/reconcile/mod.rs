@@ -68,6 +68,9 @@ const TIMER_TICK: Duration = Duration::from_millis(10);
 const TIMER_SLOTS: usize = 1024;
 /// How long the dispatcher sleeps when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Interval checks are batched: the dispatcher wakes for the timer at most this often, so
+/// a large fleet spread over the interval costs tens of wake-ups a second, not thousands.
+const TIMER_BATCH: Duration = Duration::from_millis(50);
 
 /// The reconciler's live settings (all reloadable).
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +129,9 @@ pub struct StreamHandle {
     pub connect_time: SystemTime,
     pub dataplane: Mutex<Option<ResourceKey>>,
     pub state: Mutex<StreamState>,
+    /// Bumped on every request and response, so the status writer can tell without a lock
+    /// whether anything worth writing happened.
+    pub activity: std::sync::atomic::AtomicU64,
     tx: ResponseSender,
 }
 
@@ -320,17 +326,13 @@ impl Dispatcher {
     fn run(mut self, inbox: Receiver<Event>, store_events: Receiver<ChangeEvent>) {
         loop {
             let now = self.shared.clock.now();
-            let interval = self.settings().refresh_interval;
-            for key in self.wheel.pop_due(now) {
-                let Some(entry) = lock(&self.shared.dataplanes).get(&key).cloned() else { continue };
-                if !entry.retry.swap(false, std::sync::atomic::Ordering::AcqRel) && self.is_current(&entry) {
-                    Metrics::inc(&self.shared.metrics.generation_skipped);
-                } else {
-                    self.dispatch(&key);
-                }
-                self.wheel.schedule(key, now + interval);
+            let due = self.wheel.pop_due(now);
+            if !due.is_empty() {
+                self.tick(due, now);
             }
-            let wait = self.wheel.next_deadline().map(|d| d.saturating_duration_since(now)).unwrap_or(IDLE_WAIT);
+            // Waking every batch period while anything is scheduled is cheaper than asking the
+            // wheel for its next deadline, which scans slots on every wake-up.
+            let wait = if self.wheel.is_empty() { IDLE_WAIT } else { TIMER_BATCH };
             select! {
                 recv(inbox) -> ev => match ev {
                     Ok(Event::Stop) | Err(_) => break,
@@ -350,13 +352,34 @@ impl Dispatcher {
         self.shared.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Whether the dataplane's last successful job saw the mesh context in force now.
-    fn is_current(&self, entry: &DpEntry) -> bool {
-        let seen = entry.seen_ctx.load(std::sync::atomic::Ordering::Acquire);
-        let meshes = lock(&self.shared.meshes);
-        meshes.get(&entry.key.mesh).is_some_and(|slot| {
-            slot.built_from == slot.changes && slot.ctx.as_ref().is_some_and(|c| c.version == seen)
-        })
+    /// The refresh interval's check of the dataplanes in `due`: a job only for those whose
+    /// mesh context moved since their last successful job, or with a deferred send. One
+    /// lock of each map for the whole batch keeps a large fleet's ticks cheap.
+    fn tick(&mut self, due: Vec<ResourceKey>, now: Instant) {
+        let interval = self.settings().refresh_interval;
+        let mut jobs = Vec::new();
+        {
+            let dps = lock(&self.shared.dataplanes);
+            let meshes = lock(&self.shared.meshes);
+            let mut skipped = 0;
+            for key in due {
+                let Some(entry) = dps.get(&key) else { continue };
+                let seen = entry.seen_ctx.load(std::sync::atomic::Ordering::Acquire);
+                let current = meshes.get(&key.mesh).is_some_and(|slot| {
+                    slot.built_from == slot.changes && slot.ctx.as_ref().is_some_and(|c| c.version == seen)
+                });
+                if !entry.retry.swap(false, std::sync::atomic::Ordering::AcqRel) && current {
+                    skipped += 1;
+                } else {
+                    jobs.push(key.clone());
+                }
+                self.wheel.schedule(key, now + interval);
+            }
+            self.shared.metrics.generation_skipped.fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+        }
+        for key in jobs {
+            self.dispatch(&key);
+        }
     }
 
     fn handle(&mut self, ev: Event) {
@@ -369,6 +392,7 @@ impl Dispatcher {
                     connect_time: SystemTime::now(),
                     dataplane: Mutex::new(None),
                     state: Mutex::new(StreamState::new(self.settings().nack_backoff)),
+                    activity: std::sync::atomic::AtomicU64::new(0),
                     tx,
                 });
                 log::debug!("xds: stream {id} opened from {}", handle.peer);
@@ -445,6 +469,7 @@ impl Dispatcher {
             }
         };
         let view = request_view(req);
+        handle.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outcome = lock(&handle.state).on_request(&view, self.shared.clock.now());
         let m = &self.shared.metrics;
         match &outcome {
@@ -466,7 +491,30 @@ impl Dispatcher {
                 return;
             }
         }
-        self.dispatch(&dp);
+        if self.has_work(&dp, &handle) {
+            self.dispatch(&dp);
+        }
+    }
+
+    /// Whether a request leaves something to send on this stream: no snapshot yet, or a type
+    /// whose current content Envoy lacks (e.g. listeners held back until clusters were ACKed).
+    /// Most requests are ACKs of what was just sent and need no job at all.
+    fn has_work(&self, dp: &ResourceKey, handle: &StreamHandle) -> bool {
+        let Some(entry) = lock(&self.shared.dataplanes).get(dp).cloned() else { return false };
+        let Some(snapshot) = lock(&entry.gen).snapshot.clone() else { return true };
+        let state = lock(&handle.state);
+        let now = self.shared.clock.now();
+        ResourceKind::ALL.into_iter().any(|kind| {
+            if !state.is_subscribed(kind) {
+                return false;
+            }
+            let set = if kind.is_wildcard() {
+                snapshot.set(kind).clone()
+            } else {
+                snapshot.set(kind).filtered(state.requested_names(kind))
+            };
+            state.decide(kind, &set.version(), now) != SendDecision::Skip
+        })
     }
 
     fn bind(&mut self, handle: &Arc<StreamHandle>, dp: ResourceKey) {
@@ -762,6 +810,7 @@ fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &S
                     return;
                 }
                 Metrics::inc(&shared.metrics.responses_sent[kind.index()]);
+                stream.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 log::debug!(
                     "xds: sent {kind} version {version} ({} resources) to {}.{} nonce {nonce}",
                     set.len(),

@@ -65,6 +65,8 @@ struct Tracked {
     dataplane: ResourceKey,
     disconnected: Option<SystemTime>,
     written: Option<DiscoverySubscription>,
+    /// The stream's activity counter when `written` was built.
+    written_activity: u64,
     last_write: Option<Instant>,
 }
 
@@ -85,7 +87,7 @@ impl Tracker {
                     Ok(StatusEvent::Connected(h)) => {
                         let Some(dp) = lock(&h.dataplane).clone() else { continue };
                         let id = h.id;
-                        self.streams.insert(id, Tracked { handle: h, dataplane: dp, disconnected: None, written: None, last_write: None });
+                        self.streams.insert(id, Tracked { handle: h, dataplane: dp, disconnected: None, written: None, written_activity: u64::MAX, last_write: None });
                         self.write(id);
                     }
                     Ok(StatusEvent::Disconnected(h, at)) => {
@@ -112,6 +114,7 @@ impl Tracker {
         let due: Vec<u64> = self
             .streams
             .iter()
+            .filter(|(_, t)| t.handle.activity.load(std::sync::atomic::Ordering::Relaxed) != t.written_activity)
             .filter(|(_, t)| all || t.last_write.is_none_or(|w| w.elapsed() >= interval))
             .map(|(id, _)| *id)
             .collect();
@@ -144,8 +147,12 @@ impl Tracker {
 
     fn write(&mut self, id: u64) {
         let Some(t) = self.streams.get(&id) else { return };
+        let activity = t.handle.activity.load(std::sync::atomic::Ordering::Relaxed);
         let mut sub = self.subscription(t);
         if t.written.as_ref() == Some(&sub) {
+            if let Some(t) = self.streams.get_mut(&id) {
+                t.written_activity = activity;
+            }
             return;
         }
         sub.status.last_update_time = Some(format_time(SystemTime::now()));
@@ -157,6 +164,7 @@ impl Tracker {
             Ok(()) => {
                 sub.status.last_update_time = None;
                 t.written = Some(sub);
+                t.written_activity = activity;
                 Metrics::inc(&self.metrics.insight_writes);
             }
             // The Dataplane does not exist (yet): nothing to attach status to; retried on the

@@ -81,6 +81,9 @@ pub struct ServiceResources {
     /// The service's cluster per connect timeout in use; consumers with the same settings
     /// share the bytes.
     clusters: Mutex<HashMap<Duration, Arc<EncodedResource>>>,
+    /// Outbound listeners to this service by (address, port, timeouts): consumers that
+    /// reach it the same way share the bytes, and an endpoint change re-encodes none.
+    listeners: Mutex<HashMap<(String, u32, OutboundTimeouts), Arc<EncodedResource>>>,
     /// Changes whenever the endpoints or the protocol change.
     pub hash: u64,
 }
@@ -103,8 +106,26 @@ impl ServiceResources {
             endpoints,
             load_assignment,
             clusters: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(HashMap::new()),
             hash: h.finish(),
         }
+    }
+
+    /// The outbound listener on `address:port` to this service (encoded once).
+    pub fn outbound_listener(&self, address: &str, port: u32, timeouts: OutboundTimeouts) -> Arc<EncodedResource> {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        listeners
+            .entry((address.to_string(), port, timeouts))
+            .or_insert_with(|| {
+                let filter = if self.protocol.is_http() {
+                    envoy_builders::http_filter(&self.name, &format!("outbound:{}", self.name), &self.name, Some(timeouts.http_request))
+                } else {
+                    envoy_builders::tcp_proxy_filter(&self.name, &self.name, timeouts.tcp_idle)
+                };
+                let name = format!("outbound:{}", envoy_builders::join_host_port(address, port));
+                envoy_builders::listener(&name, address, port, crate::envoy::base::TrafficDirection::OUTBOUND, filter)
+            })
+            .clone()
     }
 
     /// The cluster consumers with this connect timeout use (encoded once).
@@ -128,6 +149,11 @@ pub struct MeshContext {
     pub timeouts: Arc<Vec<Arc<Resource>>>,
     /// Unique per context; bumped by every change.
     pub version: u64,
+    /// Inbound resources per dataplane, by name and (version, creation time) — a re-created
+    /// dataplane restarts its version; shared by successive
+    /// contexts of the mesh, so a dataplane whose own resource did not change re-encodes
+    /// nothing when only its outbounds moved.
+    pub inbound_cache: Arc<Mutex<HashMap<String, ((u64, std::time::SystemTime), Vec<Arc<EncodedResource>>)>>>,
     /// Over the versions of the mesh and its policies (not dataplanes, which have their own).
     pub policy_hash: u64,
 }
@@ -203,6 +229,7 @@ impl MeshContext {
             consumers: consumers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             timeouts: Arc::new(timeouts),
             version: next_version(),
+            inbound_cache: previous.map(|p| p.inbound_cache.clone()).unwrap_or_default(),
             policy_hash: h.finish(),
         })
     }
@@ -257,6 +284,9 @@ impl MeshContext {
         for svc in new_out.difference(&old_out) {
             Arc::make_mut(consumers.entry(svc.clone()).or_default()).insert(name.to_string());
         }
+        if new.is_none() {
+            self.inbound_cache.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        }
         let next = MeshContext {
             mesh: self.mesh.clone(),
             dataplanes,
@@ -264,6 +294,7 @@ impl MeshContext {
             consumers,
             timeouts: self.timeouts.clone(),
             version: next_version(),
+            inbound_cache: self.inbound_cache.clone(),
             policy_hash: self.policy_hash,
         };
         Some((next, affected))

@@ -16,6 +16,26 @@ impl Generator for InboundGenerator {
     }
 
     fn generate(&self, ctx: &ProxyContext<'_>, out: &mut Vec<Arc<EncodedResource>>) -> Result<(), GenerateError> {
+        let name = &ctx.dataplane.meta.name;
+        let version = (ctx.dataplane.meta.version, ctx.dataplane.meta.creation_time);
+        let mut cache = ctx.mesh.inbound_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, resources)) = cache.get(name) {
+            if *v == version {
+                out.extend(resources.iter().cloned());
+                return Ok(());
+            }
+        }
+        let mut mine = Vec::new();
+        generate_inbounds(ctx, &mut mine);
+        out.extend(mine.iter().cloned());
+        cache.insert(name.clone(), (version, mine));
+        Ok(())
+    }
+}
+
+/// The listeners and local clusters of `ctx`'s inbounds, encoded.
+fn generate_inbounds(ctx: &ProxyContext<'_>, out: &mut Vec<Arc<EncodedResource>>) {
+    {
         let net = &ctx.spec.networking;
         for inbound in &net.inbound {
             let address = inbound.effective_address(net);
@@ -33,6 +53,5 @@ impl Generator for InboundGenerator {
             let name = format!("inbound:{}", join_host_port(address, inbound.port));
             out.push(b::listener(&name, address, inbound.port, TrafficDirection::INBOUND, filter));
         }
-        Ok(())
     }
 }

@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use super::envoy_builders::{self as b, join_host_port};
 use super::{GenerateError, Generator, ProxyContext};
-use crate::envoy::base::TrafficDirection;
 use crate::xds::wire::EncodedResource;
 
 pub struct OutboundGenerator;
@@ -24,14 +22,7 @@ impl Generator for OutboundGenerator {
             let timeouts = ctx.mesh.outbound_timeouts(ctx.spec, &service.name);
             out.push(service.cluster(timeouts.connect));
             out.push(service.load_assignment.clone());
-            let address = outbound.effective_address();
-            let filter = if service.protocol.is_http() {
-                b::http_filter(&service.name, &format!("outbound:{}", service.name), &service.name, Some(timeouts.http_request))
-            } else {
-                b::tcp_proxy_filter(&service.name, &service.name, timeouts.tcp_idle)
-            };
-            let name = format!("outbound:{}", join_host_port(address, outbound.port));
-            out.push(b::listener(&name, address, outbound.port, TrafficDirection::OUTBOUND, filter));
+            out.push(service.outbound_listener(outbound.effective_address(), outbound.port, timeouts));
         }
         Ok(())
     }
