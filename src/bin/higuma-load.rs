@@ -374,6 +374,7 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
         }
         out += &row(r, vec![c["events"].to_string(), f(&c["events_per_s"], 0), f(&c["p50_ms"], 1), f(&c["p99_ms"], 1), f(&c["max_ms"], 1), c["lost"].to_string(), f(&c["cp_cpu_percent"], 1)]);
     }
+    out += &targets(&runs);
     if let Some(first) = runs.first() {
         out = format!(
             "Machine: {} ({} cores, {} GiB). Runs dated {}.\n{out}",
@@ -385,6 +386,36 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
     }
     print!("{out}");
     Ok(())
+}
+
+/// The targets (N = 10,000, Postgres, push on) checked against the measured run.
+fn targets(runs: &[Value]) -> String {
+    let Some(r) = runs.iter().find(|r| {
+        r["config"]["dataplanes"] == 10000 && r["config"]["store"] == "postgres" && r["config"]["push"] == true
+    }) else {
+        return "\n### Targets\n\nNo run at N = 10,000 on Postgres with push on.\n".into();
+    };
+    let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let floor = num(&r["floor"]["encode_floor_ms"]);
+    let mesh = num(&r["mesh_wide"]["all_acked_ms"]);
+    let rows: Vec<(&str, String, bool)> = vec![
+        ("cold: all configured ≤ 10 s", format!("{:.2} s", num(&r["cold"]["all_configured_s"])), num(&r["cold"]["all_configured_s"]) <= 10.0),
+        ("cold: higuma RSS ≤ 500 MB", format!("{:.0} MB", num(&r["cold"]["cp_peak_rss_mb"])), num(&r["cold"]["cp_peak_rss_mb"]) <= 500.0),
+        ("idle: higuma CPU ≤ 2 % of a core", format!("{:.2} %", num(&r["idle"]["cp_cpu_percent"])), num(&r["idle"]["cp_cpu_percent"]) <= 2.0),
+        ("idle: no xDS bytes sent", format!("{} bytes", r["idle"]["bytes_sent"]), r["idle"]["bytes_sent"] == 0),
+        ("idle: Postgres ≤ 20 queries/s", format!("{:.1} transactions/s", num(&r["idle"]["pg_transactions_per_s"])), num(&r["idle"]["pg_transactions_per_s"]) <= 20.0),
+        ("targeted: p99 ≤ 100 ms", format!("{:.1} ms", num(&r["targeted"]["p99_ms"])), num(&r["targeted"]["p99_ms"]) <= 100.0),
+        ("targeted: max ≤ 250 ms", format!("{:.1} ms", num(&r["targeted"]["max_ms"])), num(&r["targeted"]["max_ms"]) <= 250.0),
+        ("targeted: zero spurious pushes", r["targeted"]["spurious_pushes"].to_string(), r["targeted"]["spurious_pushes"] == 0),
+        ("mesh-wide: all ACKed ≤ 2 s", format!("{mesh:.0} ms"), mesh <= 2000.0),
+        ("mesh-wide: ≤ 3 × encode floor", format!("{:.1} × ({floor:.0} ms floor)", mesh / floor), mesh <= 3.0 * floor),
+        ("churn: p99 ≤ 1 s", format!("{:.0} ms at {:.0} events/s", num(&r["churn"]["p99_ms"]), num(&r["churn"]["events_per_s"])), num(&r["churn"]["p99_ms"]) <= 1000.0),
+    ];
+    let mut out = String::from("\n### Targets (N = 10,000, Postgres, push on)\n\n| target | measured | met |\n|---|---|---|\n");
+    for (t, m, ok) in rows {
+        out += &format!("| {t} | {m} | {} |\n", if ok { "yes" } else { "**no**" });
+    }
+    out
 }
 
 fn main() -> std::process::ExitCode {
