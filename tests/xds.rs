@@ -15,7 +15,6 @@ use higuma::daemon::Daemon;
 use higuma::envoy::discovery::{DiscoveryRequest, DiscoveryResponse};
 use higuma::model::{rest, ResourceKey, ResourceType};
 use higuma::reconcile::Metrics;
-use higuma::xds::resource_kind::ResourceKind;
 use serde_json::json;
 
 fn config(refresh_ms: u64) -> Config {

@@ -3,7 +3,7 @@
 //!
 //! - [`router`]: path + method → handler.
 //! - [`resources`]: CRUD of every resource type, lists with Kuma's pagination.
-//! - [`overview`]: `dataplanes+insights`.
+//! - [`overview`]: the `dataplanes+insights` view.
 //! - [`bootstrap`]: `POST /bootstrap`, the Envoy bootstrap of a dataplane.
 //! - [`errors`]: Kuma's error JSON.
 

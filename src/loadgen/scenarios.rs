@@ -183,18 +183,30 @@ impl Bench {
         })
     }
 
-    /// Waits until every dataplane in `watch` received a response of `kind` newer than
-    /// `before`; returns the latest arrival after `t0` in milliseconds (None: timed out).
+    /// If every dataplane in `watch` has received a response of `kind` newer than `before`,
+    /// the latest arrival after `t0` in milliseconds.
+    fn arrived_kind(&self, watch: &[usize], kind: ResourceKind, before: &[u64], t0: u64) -> Option<f64> {
+        if !watch.iter().zip(before).all(|(i, b)| self.sims[*i].stats.count(kind) > *b) {
+            return None;
+        }
+        let last = watch
+            .iter()
+            .map(|i| self.sims[*i].stats.last_at[kind.index()].load(std::sync::atomic::Ordering::Relaxed))
+            .max()
+            .unwrap_or(t0);
+        Some(last.saturating_sub(t0) as f64 / 1e6)
+    }
+
+    fn arrived(&self, watch: &[usize], before: &[u64], t0: u64) -> Option<f64> {
+        self.arrived_kind(watch, ResourceKind::Endpoint, before, t0)
+    }
+
+    /// Waits until [`arrived_kind`](Self::arrived_kind) says so (None: timed out).
     fn wait_for(&self, watch: &[usize], kind: ResourceKind, before: &[u64], t0: u64) -> Option<f64> {
         let deadline = Instant::now() + CHANGE_TIMEOUT;
         loop {
-            if watch.iter().zip(before).all(|(i, b)| self.sims[*i].stats.count(kind) > *b) {
-                let last = watch
-                    .iter()
-                    .map(|i| self.sims[*i].stats.last_at[kind.index()].load(std::sync::atomic::Ordering::Relaxed))
-                    .max()
-                    .unwrap_or(t0);
-                return Some(last.saturating_sub(t0) as f64 / 1e6);
+            if let Some(ms) = self.arrived_kind(watch, kind, before, t0) {
+                return Some(ms);
             }
             if Instant::now() > deadline {
                 return None;
@@ -349,22 +361,16 @@ impl Bench {
                 }
             }
             let now = self.fleet.now_nanos();
-            pending.retain(|p| {
-                if p.watch.iter().zip(&p.before).all(|(i, b)| self.sims[*i].stats.count(ResourceKind::Endpoint) > *b) {
-                    let last = p
-                        .watch
-                        .iter()
-                        .map(|i| self.sims[*i].stats.last_at[ResourceKind::Endpoint.index()].load(std::sync::atomic::Ordering::Relaxed))
-                        .max()
-                        .unwrap_or(p.t0);
-                    latencies.push(last.saturating_sub(p.t0) as f64 / 1e6);
+            pending.retain(|p| match self.arrived(&p.watch, &p.before, p.t0) {
+                Some(ms) => {
+                    latencies.push(ms);
                     false
-                } else if now.saturating_sub(p.t0) > CHANGE_TIMEOUT.as_nanos() as u64 {
+                }
+                None if now.saturating_sub(p.t0) > CHANGE_TIMEOUT.as_nanos() as u64 => {
                     lost += 1;
                     false
-                } else {
-                    true
                 }
+                None => true,
             });
             std::thread::sleep(Duration::from_micros(500));
         }
@@ -372,14 +378,12 @@ impl Bench {
         let drain = Instant::now() + Duration::from_secs(5);
         while !pending.is_empty() && Instant::now() < drain {
             std::thread::sleep(Duration::from_millis(5));
-            pending.retain(|p| {
-                if p.watch.iter().zip(&p.before).all(|(i, b)| self.sims[*i].stats.count(ResourceKind::Endpoint) > *b) {
-                    let last = p.watch.iter().map(|i| self.sims[*i].stats.last_at[ResourceKind::Endpoint.index()].load(std::sync::atomic::Ordering::Relaxed)).max().unwrap_or(p.t0);
-                    latencies.push(last.saturating_sub(p.t0) as f64 / 1e6);
+            pending.retain(|p| match self.arrived(&p.watch, &p.before, p.t0) {
+                Some(ms) => {
+                    latencies.push(ms);
                     false
-                } else {
-                    true
                 }
+                None => true,
             });
         }
         lost += pending.len();

@@ -138,6 +138,10 @@ impl ServiceResources {
     }
 }
 
+/// Encoded inbound resources by dataplane name, tagged with the (version, creation time) of
+/// the Dataplane they were built from.
+pub type InboundCache = Arc<Mutex<HashMap<String, ((u64, std::time::SystemTime), Vec<Arc<EncodedResource>>)>>>;
+
 #[derive(Debug)]
 pub struct MeshContext {
     pub mesh: Arc<Resource>,
@@ -153,7 +157,7 @@ pub struct MeshContext {
     /// dataplane restarts its version; shared by successive
     /// contexts of the mesh, so a dataplane whose own resource did not change re-encodes
     /// nothing when only its outbounds moved.
-    pub inbound_cache: Arc<Mutex<HashMap<String, ((u64, std::time::SystemTime), Vec<Arc<EncodedResource>>)>>>,
+    pub inbound_cache: InboundCache,
     /// Over the versions of the mesh and its policies (not dataplanes, which have their own).
     pub policy_hash: u64,
 }
