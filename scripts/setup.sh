@@ -3,8 +3,9 @@
 
 # System packages: cmake + a C++ toolchain build gRPC's C core (grpcio-sys); libssl-dev
 # builds the Postgres TLS connector; python3-venv holds the test tools; Postgres 15 is the
-# store the tests run against; openssl makes the test cluster's certificates.
-HIGUMA_APT_PACKAGES=(cmake g++ make pkg-config libssl-dev openssl python3-venv postgresql-15 postgresql-contrib)
+# store the tests run against; openssl makes the test cluster's certificates; systemd
+# provides systemd-analyze for the unit's test.
+HIGUMA_APT_PACKAGES=(cmake g++ make pkg-config libssl-dev openssl python3-venv postgresql-15 postgresql-contrib systemd)
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
