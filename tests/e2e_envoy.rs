@@ -7,13 +7,9 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{call, envoy_bin, free_port, get_text, higuma_bin, wait_until, App, Daemon, Proc};
+use common::{call, envoy_bin, free_port, get_text, higuma_bin, responders, sidecar, wait_until, App, Daemon};
 use serde_json::json;
 
-struct Sidecar {
-    _proc: Proc,
-    admin: u16,
-}
 
 fn dataplane(name: &str, service: &str, inbound: u16, service_port: u16, outbound: Option<u16>) -> serde_json::Value {
     let mut dp = json!({
@@ -34,22 +30,6 @@ fn put_dataplane(cp: &Daemon, dp: &serde_json::Value) {
     let name = dp["name"].as_str().unwrap();
     let (status, body) = call("PUT", &cp.url(&format!("/meshes/default/dataplanes/{name}")), Some(&dp.to_string()));
     assert!(status == 200 || status == 201, "{status} {body}");
-}
-
-/// `higuma dp run` for an already registered dataplane.
-fn sidecar(cp: &Daemon, dir: &std::path::Path, name: &str) -> Sidecar {
-    let admin = free_port();
-    let mut cmd = Command::new(higuma_bin());
-    cmd.args(["dp", "run", "--mesh", "default", "--name", name, "--cp-address", &cp.cp_address()])
-        .args(["--admin-port", &admin.to_string(), "--envoy"])
-        .arg(envoy_bin())
-        .args(["--", "--log-level", "warn"]);
-    Sidecar { _proc: Proc::spawn(cmd, dir.join(format!("{name}.log"))), admin }
-}
-
-/// Responders seen over `n` requests to `url` (failed requests count as "error").
-fn responders(url: &str, n: usize) -> BTreeSet<String> {
-    (0..n).map(|_| get_text(url).unwrap_or_else(|| "error".into())).collect()
 }
 
 fn stat(admin: u16, name: &str) -> Option<u64> {

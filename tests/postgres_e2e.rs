@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::ads::{grpc_env, Envoy, EDS};
 use common::cluster::Cluster;
-use common::{call, envoy_bin, free_port, get_text, higuma_bin, wait_until, App, Daemon, Proc};
+use common::{call, free_port, get_text, higuma_bin, responders, sidecar, wait_until, App, Daemon};
 use serde_json::json;
 
 fn env_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
@@ -118,19 +118,6 @@ fn status_is_flushed_on_sigterm() {
     let sub = &spec["subscriptions"][0];
     assert!(sub["disconnectTime"].is_string(), "{spec}");
     assert_eq!(sub["status"]["total"]["responsesAcknowledged"], "2", "{spec}");
-}
-
-fn sidecar(cp: &Daemon, dir: &std::path::Path, name: &str) -> Proc {
-    let mut cmd = Command::new(higuma_bin());
-    cmd.args(["dp", "run", "--mesh", "default", "--name", name, "--cp-address", &cp.cp_address()])
-        .args(["--admin-port", &free_port().to_string(), "--envoy"])
-        .arg(envoy_bin())
-        .args(["--", "--log-level", "warn"]);
-    Proc::spawn(cmd, dir.join(format!("{name}.log")))
-}
-
-fn responders(url: &str, n: usize) -> BTreeSet<String> {
-    (0..n).map(|_| get_text(url).unwrap_or_else(|| "error".into())).collect()
 }
 
 #[test]

@@ -13,7 +13,7 @@ pub enum ResourceKind {
     Route = 3,
 }
 
-pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+pub use crate::envoy::TYPE_URL_PREFIX;
 
 impl ResourceKind {
     /// In ADS send order.
@@ -23,10 +23,10 @@ impl ResourceKind {
 
     pub fn type_url(self) -> &'static str {
         match self {
-            ResourceKind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            ResourceKind::Endpoint => "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-            ResourceKind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            ResourceKind::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceKind::Cluster => crate::envoy::CLUSTER_TYPE_URL,
+            ResourceKind::Endpoint => crate::envoy::ENDPOINT_TYPE_URL,
+            ResourceKind::Listener => crate::envoy::LISTENER_TYPE_URL,
+            ResourceKind::Route => crate::envoy::ROUTE_TYPE_URL,
         }
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use protobuf::rt::WireType;
 use protobuf::{CodedOutputStream, MessageFull};
 
-use super::resource_kind::{ResourceKind, TYPE_URL_PREFIX};
+use super::resource_kind::ResourceKind;
 
 /// One Envoy resource, encoded as an `Any`.
 #[derive(Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub struct EncodedResource {
 impl EncodedResource {
     /// Encodes `message` (whose type must be `kind`'s) under `name`.
     pub fn encode<M: MessageFull>(kind: ResourceKind, name: impl Into<String>, message: &M) -> Arc<EncodedResource> {
-        let type_url = format!("{TYPE_URL_PREFIX}{}", M::descriptor().full_name());
+        let type_url = crate::envoy::type_url::<M>();
         debug_assert_eq!(type_url, kind.type_url());
         // rust-protobuf writes fields in field-number order and our generators only use
         // ordered collections, so the bytes are deterministic for a given message.

@@ -280,3 +280,25 @@ pub fn test_config(refresh_ms: u64) -> higuma::config::Config {
     c.xds_server.dataplane_status_flush_interval = Duration::from_millis(200).into();
     c
 }
+
+/// An Envoy started by `higuma dp run` for an already registered dataplane.
+pub struct Sidecar {
+    pub proc: Proc,
+    /// Envoy's admin port.
+    pub admin: u16,
+}
+
+pub fn sidecar(cp: &Daemon, dir: &std::path::Path, name: &str) -> Sidecar {
+    let admin = free_port();
+    let mut cmd = Command::new(higuma_bin());
+    cmd.args(["dp", "run", "--mesh", "default", "--name", name, "--cp-address", &cp.cp_address()])
+        .args(["--admin-port", &admin.to_string(), "--envoy"])
+        .arg(envoy_bin())
+        .args(["--", "--log-level", "warn"]);
+    Sidecar { proc: Proc::spawn(cmd, dir.join(format!("{name}.log"))), admin }
+}
+
+/// Responders seen over `n` requests to `url` (failed requests count as "error").
+pub fn responders(url: &str, n: usize) -> std::collections::BTreeSet<String> {
+    (0..n).map(|_| get_text(url).unwrap_or_else(|| "error".into())).collect()
+}

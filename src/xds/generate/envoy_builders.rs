@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use protobuf::{EnumOrUnknown, MessageField, MessageFull};
+use protobuf::{EnumOrUnknown, MessageField};
+
+use crate::envoy::{duration, to_any as any};
 
 use crate::envoy::address::{Address, SocketAddress};
 use crate::envoy::cluster::cluster::{DiscoveryType, EdsClusterConfig};
@@ -25,8 +27,6 @@ use crate::envoy::route::RouteConfiguration;
 use crate::envoy::route_components::{Route, RouteAction, RouteMatch, VirtualHost};
 use crate::envoy::router::Router;
 use crate::envoy::tcp_proxy::TcpProxy;
-use crate::envoy::wkt::any::Any;
-use crate::envoy::wkt::duration::Duration as PbDuration;
 use crate::model::dataplane::Protocol;
 use crate::xds::context::Endpoint;
 use crate::xds::resource_kind::ResourceKind;
@@ -40,20 +40,6 @@ pub const INBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const OUTBOUND_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-
-pub fn any<M: MessageFull>(m: &M) -> Any {
-    let mut a = Any::new();
-    a.type_url = format!("type.googleapis.com/{}", M::descriptor().full_name());
-    a.value = m.write_to_bytes().unwrap_or_default();
-    a
-}
-
-pub fn duration(d: Duration) -> PbDuration {
-    let mut pb = PbDuration::new();
-    pb.seconds = d.as_secs() as i64;
-    pb.nanos = d.subsec_nanos() as i32;
-    pb
-}
 
 pub fn socket_address(address: &str, port: u32) -> Address {
     let mut sa = SocketAddress::new();
