@@ -27,7 +27,11 @@ struct Cp {
 
 impl Cp {
     fn start(refresh_ms: u64) -> Cp {
-        Cp { daemon: Some(Daemon::start(config(refresh_ms)).unwrap()) }
+        Cp::start_with(config(refresh_ms))
+    }
+
+    fn start_with(config: Config) -> Cp {
+        Cp { daemon: Some(Daemon::start(config).unwrap()) }
     }
 
     fn d(&self) -> &Daemon {
@@ -179,11 +183,17 @@ fn idle_control_plane_sends_and_regenerates_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     let sent_before = Metrics::total(&m.responses_sent);
     let regen_before = m.regenerations();
-    let skipped_before = Metrics::get(&m.generation_skipped);
+    let sweeps_before = Metrics::get(&m.interval_sweeps);
+    let checked_before = Metrics::get(&m.interval_checked);
+    let jobs_before = Metrics::get(&m.jobs_dispatched);
     std::thread::sleep(Duration::from_millis(2000));
     assert_eq!(Metrics::total(&m.responses_sent), sent_before, "an idle control plane sent responses");
     assert_eq!(m.regenerations(), regen_before, "an idle control plane regenerated config");
-    assert!(Metrics::get(&m.generation_skipped) > skipped_before + 100, "the interval still checks every dataplane");
+    // The interval keeps running (200 ms: about ten sweeps), but with nothing changed it
+    // looks at no dataplane and runs no job: its cost does not grow with the fleet.
+    assert!(Metrics::get(&m.interval_sweeps) >= sweeps_before + 5, "the refresh interval stopped sweeping");
+    assert_eq!(Metrics::get(&m.interval_checked), checked_before, "an idle sweep visited dataplanes");
+    assert_eq!(Metrics::get(&m.jobs_dispatched), jobs_before, "an idle control plane ran jobs");
     for e in &envoys {
         e.expect_nothing(Duration::from_millis(1));
     }
@@ -300,4 +310,62 @@ fn deleting_a_service_instance_updates_consumers() {
     let eps = json["endpoints"][0]["lbEndpoints"].as_array().unwrap();
     assert_eq!(eps.len(), 1);
     assert_eq!(eps[0]["endpoint"]["address"]["socketAddress"]["portValue"], 9091);
+}
+
+fn push_off(refresh_ms: u64) -> Cp {
+    let mut c = config(refresh_ms);
+    c.xds_server.event_push = false;
+    Cp::start_with(c)
+}
+
+#[test]
+fn with_event_push_off_changes_wait_for_the_interval() {
+    // A 60 s interval: nothing may arrive within a few seconds of the change.
+    let cp = push_off(60_000);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let env = grpc_env();
+    let mut web = cp.connect(&env, "default.web-1");
+    web.converge(&["backend"]);
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    web.expect_nothing(Duration::from_millis(2000));
+}
+
+#[test]
+fn with_event_push_off_the_interval_delivers_exactly_the_affected_changes() {
+    let cp = push_off(300);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("other-1", "other", 8081, &[("db", 10002)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    cp.apply(dataplane("db-1", "db", 9095, &[]));
+    let env = grpc_env();
+    let mut web = cp.connect(&env, "default.web-1");
+    let mut other = cp.connect(&env, "default.other-1");
+    web.converge(&["backend"]);
+    other.converge(&["db"]);
+    // A Dataplane change: only the consumers of its service hear of it.
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    let eds = web.expect(EDS);
+    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
+    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 2, "{json}");
+    web.ack(&eds, &["backend"]);
+    other.expect_nothing(Duration::from_millis(1000));
+    // A policy change reaches every dataplane it applies to.
+    cp.apply(json!({
+        "type": "Timeout", "mesh": "default", "name": "slow-connect",
+        "sources": [{"match": {"kuma.io/service": "*"}}],
+        "destinations": [{"match": {"kuma.io/service": "*"}}],
+        "conf": {"connectTimeout": "7s"}
+    }));
+    for envoy in [&mut web, &mut other] {
+        let cds = envoy.expect(CDS);
+        let connect: Vec<String> = cds
+            .resources
+            .iter()
+            .map(|a| higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(a).unwrap()))
+            .filter(|c| c["name"] != "localhost:9080" && c["name"] != "localhost:9081")
+            .map(|c| c["connectTimeout"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(connect, ["7s"], "outbound clusters after the policy: {cds:?}");
+    }
 }

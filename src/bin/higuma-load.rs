@@ -47,6 +47,11 @@ enum Cmd {
         ramp: f64,
         #[arg(long, default_value_t = 60.0)]
         idle: f64,
+        /// Seconds between the fleet being configured and the idle window: one status flush
+        /// interval (10 s by default) and a margin, so the window sees the steady state and
+        /// not the first status write of every new stream.
+        #[arg(long, default_value_t = 12.0)]
+        settle: f64,
         #[arg(long, default_value_t = 50)]
         changes: usize,
         /// Seconds of churn (0 = skip).
@@ -171,7 +176,7 @@ fn machine() -> Value {
 
 #[allow(clippy::too_many_arguments)]
 fn run(cli: &Cmd) -> anyhow::Result<()> {
-    let Cmd::Run { store, push, services, instances, outbounds, seed, ramp, idle, changes, churn, churn_rate, multiplex, higuma, out, check } = cli
+    let Cmd::Run { store, push, services, instances, outbounds, seed, ramp, idle, settle, changes, churn, churn_rate, multiplex, higuma, out, check } = cli
     else {
         unreachable!()
     };
@@ -244,6 +249,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         topology,
         ramp: Duration::from_secs_f64(*ramp),
         idle: Duration::from_secs_f64(*idle),
+        settle: Duration::from_secs_f64(*settle),
         changes: *changes,
         churn: Duration::from_secs_f64(*churn),
         churn_rate: *churn_rate,

@@ -126,6 +126,14 @@ pub fn render(s: &Sources) -> String {
     busy.inc_by(get(&m.worker_busy_nanos) as f64 / 1e9);
     let _ = r.register(Box::new(busy));
     counters(&r, "reconciler_jobs_total", "Jobs handed to workers", &[], &[(&[], get(&m.jobs_dispatched))]);
+    counters(&r, "reconciler_interval_sweeps_total", "Refresh-interval sweeps", &[], &[(&[], get(&m.interval_sweeps))]);
+    counters(
+        &r,
+        "reconciler_interval_checked_total",
+        "Dataplanes the refresh-interval sweeps looked at",
+        &[],
+        &[(&[], get(&m.interval_checked))],
+    );
     counters(&r, "insight_writes_total", "DataplaneInsight writes", &[], &[(&[], get(&m.insight_writes))]);
     counters(&r, "insight_write_errors_total", "Failed DataplaneInsight writes", &[], &[(&[], get(&m.insight_write_errors))]);
     let mut out = Vec::new();

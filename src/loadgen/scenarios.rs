@@ -31,6 +31,8 @@ pub struct Options {
     pub topology: Topology,
     pub ramp: Duration,
     pub idle: Duration,
+    /// Wait before the idle window (see `higuma-load run --settle`).
+    pub settle: Duration,
     pub changes: usize,
     pub churn: Duration,
     pub churn_rate: u32,
@@ -158,7 +160,7 @@ impl Bench {
 
     /// Scenario 2: nothing changes for a while.
     pub fn idle(&self) -> Value {
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(self.opts.settle);
         let (r0, b0) = self.totals();
         let tx0 = self.target.pg_transactions.as_ref().map(|f| f());
         let cp0 = self.cp();
@@ -175,6 +177,7 @@ impl Bench {
         };
         json!({
             "seconds": elapsed,
+            "settle_s": self.opts.settle.as_secs_f64(),
             "cp_cpu_percent": (cp1.cpu_secs - cp0.cpu_secs) / elapsed * 100.0,
             "responses_sent": r1 - r0,
             "bytes_sent": b1 - b0,

@@ -27,6 +27,10 @@ pub struct Metrics {
     pub requests_ignored: AtomicU64,
     pub streams_active: AtomicU64,
     pub jobs_dispatched: AtomicU64,
+    /// Refresh-interval sweeps run.
+    pub interval_sweeps: AtomicU64,
+    /// Dataplanes the sweeps looked at (only those of meshes whose context was rebuilt).
+    pub interval_checked: AtomicU64,
     pub insight_writes: AtomicU64,
     pub insight_write_errors: AtomicU64,
 }
@@ -57,6 +61,8 @@ impl Default for Metrics {
             requests_ignored: AtomicU64::new(0),
             streams_active: AtomicU64::new(0),
             jobs_dispatched: AtomicU64::new(0),
+            interval_sweeps: AtomicU64::new(0),
+            interval_checked: AtomicU64::new(0),
             insight_writes: AtomicU64::new(0),
             insight_write_errors: AtomicU64::new(0),
         }

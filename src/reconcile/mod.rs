@@ -17,9 +17,11 @@
 //!   once: the changed one and the consumers of those services. A Mesh or policy change
 //!   rebuilds the context and makes the whole mesh due. Config reaches Envoy in
 //!   milliseconds.
-//! - The refresh interval is the safety net: each connected dataplane is looked at once per
-//!   interval, and one whose mesh context did not move since its last successful job costs
-//!   an integer compare, no job at all; one whose last job failed (store down) is retried.
+//! - The refresh interval is the safety net, and costs what changed, not what is connected:
+//!   once per interval a sweep runs the jobs that are owed — dataplanes whose last job
+//!   failed (store down), changes held back while event push is off, and the dataplanes of a
+//!   mesh whose context was rebuilt since the last sweep and that have not run against it.
+//!   A mesh that did not move is one integer compare; an idle fleet of any size is free.
 //! - A dataplane's *input hash* covers its own resource, its mesh's policies and the
 //!   services it reaches; when it is unchanged a job is a hash compare and nothing more.
 //! - A dataplane is never worked on by two workers at once: a trigger that arrives while its
@@ -32,10 +34,9 @@ pub mod reader;
 pub mod status;
 pub mod timer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -61,15 +62,15 @@ use reader::CachedReader;
 use status::{StatusEvent, StatusWriter};
 use timer::TimerWheel;
 
-/// The timer wheel's resolution: far below the 1 s default interval, coarse enough that an
-/// idle wheel costs nothing.
+/// The timer wheel (deferred sends after a NACK) ticks this finely: far below the NACK
+/// back-off, coarse enough that an idle wheel costs nothing.
 const TIMER_TICK: Duration = Duration::from_millis(10);
-/// 1024 slots of 10 ms: one rotation covers ~10 s, the common range of refresh intervals.
+/// 1024 slots of 10 ms: one rotation covers ~10 s, the common range of back-offs.
 const TIMER_SLOTS: usize = 1024;
-/// How long the dispatcher sleeps when nothing is scheduled.
+/// How long the dispatcher sleeps at most when nothing is scheduled.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
-/// Interval checks are batched: the dispatcher wakes for the timer at most this often, so
-/// a large fleet spread over the interval costs tens of wake-ups a second, not thousands.
+/// While deferred sends are scheduled the dispatcher wakes at most this often for them:
+/// cheaper than asking the wheel for its next deadline, which scans slots.
 const TIMER_BATCH: Duration = Duration::from_millis(50);
 
 /// The reconciler's live settings (all reloadable).
@@ -144,10 +145,8 @@ struct GenState {
 
 struct DpEntry {
     key: ResourceKey,
-    /// Version of the mesh context of this dataplane's last successful job.
-    seen_ctx: std::sync::atomic::AtomicU64,
-    /// A send was deferred (NACK back-off): the next tick runs a job even if nothing moved.
-    retry: AtomicBool,
+    /// [`MeshContext::build`] of this dataplane's last successful job.
+    seen_build: std::sync::atomic::AtomicU64,
     streams: Mutex<Vec<Arc<StreamHandle>>>,
     gen: Mutex<GenState>,
     job: Mutex<JobState>,
@@ -160,6 +159,20 @@ struct MeshSlot {
     /// to the context in place instead.
     changes: u64,
     built_from: u64,
+    /// `(changes, build)` when the refresh sweep last visited this mesh's dataplanes; equal
+    /// to the current pair means nothing is owed here.
+    swept: Option<(u64, u64)>,
+}
+
+impl MeshSlot {
+    /// The current context, unless a change is waiting for a rebuild.
+    fn current(&self) -> Option<&Arc<MeshContext>> {
+        self.ctx.as_ref().filter(|_| self.built_from == self.changes)
+    }
+
+    fn sweep_marker(&self) -> (u64, u64) {
+        (self.changes, self.ctx.as_ref().map_or(0, |c| c.build))
+    }
 }
 
 struct Shared {
@@ -171,6 +184,9 @@ struct Shared {
     chain: Vec<Box<dyn Generator>>,
     dataplanes: Mutex<BTreeMap<ResourceKey, Arc<DpEntry>>>,
     meshes: Mutex<HashMap<String, MeshSlot>>,
+    /// Dataplanes whose last job could not build their config (store unreachable): the next
+    /// refresh sweep tries them again.
+    failed: Mutex<HashSet<ResourceKey>>,
     /// One mesh-context build at a time: concurrent workers of a mesh wait for the build
     /// instead of repeating it.
     mesh_build: Mutex<()>,
@@ -210,6 +226,7 @@ impl Reconciler {
             chain: generate::default_chain(),
             dataplanes: Mutex::new(BTreeMap::new()),
             meshes: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashSet::new()),
             mesh_build: Mutex::new(()),
             inbox: inbox_tx,
             jobs: jobs_tx,
@@ -314,25 +331,38 @@ fn request_view(req: &DiscoveryRequest) -> RequestView {
 struct Dispatcher {
     shared: Arc<Shared>,
     streams: HashMap<u64, Arc<StreamHandle>>,
+    /// Deferred sends (NACK back-off), by dataplane.
     wheel: TimerWheel<ResourceKey>,
+    /// Changes held back while event push is off: the next sweep runs their jobs.
+    owed: HashSet<ResourceKey>,
+    next_sweep: Instant,
 }
 
 impl Dispatcher {
     fn new(shared: Arc<Shared>) -> Self {
         let start = shared.clock.now();
-        Dispatcher { shared, streams: HashMap::new(), wheel: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, start) }
+        let next_sweep = start + shared.settings.read().unwrap_or_else(|p| p.into_inner()).refresh_interval;
+        Dispatcher {
+            shared,
+            streams: HashMap::new(),
+            wheel: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, start),
+            owed: HashSet::new(),
+            next_sweep,
+        }
     }
 
     fn run(mut self, inbox: Receiver<Event>, store_events: Receiver<ChangeEvent>) {
         loop {
             let now = self.shared.clock.now();
-            let due = self.wheel.pop_due(now);
-            if !due.is_empty() {
-                self.tick(due, now);
+            for key in self.wheel.pop_due(now) {
+                self.dispatch(&key);
             }
-            // Waking every batch period while anything is scheduled is cheaper than asking the
-            // wheel for its next deadline, which scans slots on every wake-up.
-            let wait = if self.wheel.is_empty() { IDLE_WAIT } else { TIMER_BATCH };
+            if now >= self.next_sweep {
+                self.sweep();
+                self.next_sweep = now + self.settings().refresh_interval;
+            }
+            let until_sweep = self.next_sweep.saturating_duration_since(now);
+            let wait = until_sweep.min(if self.wheel.is_empty() { IDLE_WAIT } else { TIMER_BATCH });
             select! {
                 recv(inbox) -> ev => match ev {
                     Ok(Event::Stop) | Err(_) => break,
@@ -352,31 +382,33 @@ impl Dispatcher {
         self.shared.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// The refresh interval's check of the dataplanes in `due`: a job only for those whose
-    /// mesh context moved since their last successful job, or with a deferred send. One
-    /// lock of each map for the whole batch keeps a large fleet's ticks cheap.
-    fn tick(&mut self, due: Vec<ResourceKey>, now: Instant) {
-        let interval = self.settings().refresh_interval;
-        let mut jobs = Vec::new();
+    /// The refresh interval's sweep: runs the jobs that are owed (see the module docs).
+    /// Visits a mesh's dataplanes only when its context was rebuilt since the last sweep.
+    fn sweep(&mut self) {
+        let mut jobs: Vec<ResourceKey> = self.owed.drain().collect();
+        jobs.extend(lock(&self.shared.failed).drain());
+        let mut checked = 0;
         {
             let dps = lock(&self.shared.dataplanes);
-            let meshes = lock(&self.shared.meshes);
-            let mut skipped = 0;
-            for key in due {
-                let Some(entry) = dps.get(&key) else { continue };
-                let seen = entry.seen_ctx.load(std::sync::atomic::Ordering::Acquire);
-                let current = meshes.get(&key.mesh).is_some_and(|slot| {
-                    slot.built_from == slot.changes && slot.ctx.as_ref().is_some_and(|c| c.version == seen)
-                });
-                if !entry.retry.swap(false, std::sync::atomic::Ordering::AcqRel) && current {
-                    skipped += 1;
-                } else {
-                    jobs.push(key.clone());
+            let mut meshes = lock(&self.shared.meshes);
+            for (mesh, slot) in meshes.iter_mut() {
+                let marker = slot.sweep_marker();
+                if slot.swept == Some(marker) {
+                    continue;
                 }
-                self.wheel.schedule(key, now + interval);
+                slot.swept = Some(marker);
+                let build = slot.current().map(|c| c.build);
+                for (key, entry) in mesh_range(&dps, mesh) {
+                    checked += 1;
+                    if build != Some(entry.seen_build.load(std::sync::atomic::Ordering::Acquire)) {
+                        jobs.push(key.clone());
+                    }
+                }
             }
-            self.shared.metrics.generation_skipped.fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
         }
+        let m = &self.shared.metrics;
+        Metrics::inc(&m.interval_sweeps);
+        m.interval_checked.fetch_add(checked, std::sync::atomic::Ordering::Relaxed);
         for key in jobs {
             self.dispatch(&key);
         }
@@ -401,23 +433,11 @@ impl Dispatcher {
             }
             Event::Request { id, req } => self.on_request(id, &req),
             Event::Close { id } => self.on_close(id),
-            Event::RetryAt { dp, at } => {
-                if let Some(entry) = lock(&self.shared.dataplanes).get(&dp) {
-                    entry.retry.store(true, std::sync::atomic::Ordering::Release);
-                }
-                self.wheel.schedule_earliest(dp, at);
-            }
+            Event::RetryAt { dp, at } => self.wheel.schedule_earliest(dp, at),
             Event::Settings(s) => {
                 self.shared.reader.set_ttl(s.cache_ttl);
-                if s.refresh_interval != self.settings().refresh_interval {
-                    // Pull the next check of every dataplane in to the new interval; later
-                    // checks follow it anyway.
-                    let next = self.shared.clock.now() + s.refresh_interval;
-                    let keys: Vec<ResourceKey> = lock(&self.shared.dataplanes).keys().cloned().collect();
-                    for key in keys {
-                        self.wheel.schedule_earliest(key, next);
-                    }
-                }
+                // A shorter interval takes effect at once, not after the old one ran out.
+                self.next_sweep = self.next_sweep.min(self.shared.clock.now() + s.refresh_interval);
                 for h in self.streams.values() {
                     lock(&h.state).set_nack_backoff(s.nack_backoff);
                 }
@@ -525,8 +545,7 @@ impl Dispatcher {
                 .or_insert_with(|| {
                     Arc::new(DpEntry {
                         key: dp.clone(),
-                        seen_ctx: std::sync::atomic::AtomicU64::new(0),
-                        retry: AtomicBool::new(false),
+                        seen_build: std::sync::atomic::AtomicU64::new(0),
                         streams: Mutex::new(Vec::new()),
                         gen: Mutex::new(GenState::default()),
                         job: Mutex::new(JobState::Idle),
@@ -535,8 +554,6 @@ impl Dispatcher {
                 .clone()
         };
         lock(&entry.streams).push(handle.clone());
-        let next = self.shared.clock.now() + self.settings().refresh_interval;
-        self.wheel.schedule(dp.clone(), next);
         log::info!("xds: dataplane {}.{} connected (stream {}, {})", dp.mesh, dp.name, handle.id, handle.peer);
         let _ = self.shared.status.send(StatusEvent::Connected(handle.clone()));
     }
@@ -599,10 +616,7 @@ impl Dispatcher {
         let affected: Vec<ResourceKey> = {
             let dps = lock(&self.shared.dataplanes);
             match mesh {
-                Some(m) => {
-                    let start = ResourceKey { rtype: ResourceType::Dataplane, mesh: m.to_string(), name: String::new() };
-                    dps.range(start..).take_while(|(k, _)| k.mesh == m).map(|(k, _)| k.clone()).collect()
-                }
+                Some(m) => mesh_range(&dps, m).map(|(k, _)| k.clone()).collect(),
                 None => dps.keys().cloned().collect(),
             }
         };
@@ -617,15 +631,13 @@ impl Dispatcher {
         let _building = lock(&self.shared.mesh_build);
         let current = {
             let meshes = lock(&self.shared.meshes);
-            meshes.get(&key.mesh).filter(|s| s.built_from == s.changes).and_then(|s| s.ctx.clone())
+            meshes.get(&key.mesh).and_then(|s| s.current().cloned())
         };
         let Some(ctx) = current else {
             // No context yet (or one due for a rebuild): the next job builds it from the
             // store. Only a dataplane waiting for its own creation can be affected so far.
             drop(_building);
-            if push {
-                self.dispatch(key);
-            }
+            self.push_or_owe(key.clone(), push);
             return;
         };
         let new = match self.shared.reader.get(key) {
@@ -646,11 +658,17 @@ impl Dispatcher {
             }
         }
         drop(_building);
-        if !push {
-            return;
-        }
         for name in affected {
-            self.dispatch(&ResourceKey::new(ResourceType::Dataplane, &key.mesh, name));
+            self.push_or_owe(ResourceKey::new(ResourceType::Dataplane, &key.mesh, name), push);
+        }
+    }
+
+    /// Runs `key`'s job now, or at the next sweep when event push is off.
+    fn push_or_owe(&mut self, key: ResourceKey, push: bool) {
+        if push {
+            self.dispatch(&key);
+        } else if lock(&self.shared.dataplanes).contains_key(&key) {
+            self.owed.insert(key);
         }
     }
 
@@ -697,9 +715,11 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
     let ctx = match mesh_context(shared, &key.mesh) {
         Ok(ctx) => ctx,
         Err(e) => {
-            // Nothing is withdrawn: Envoy keeps the last config it accepted.
+            // Nothing is withdrawn: Envoy keeps the last config it accepted. The next refresh
+            // sweep tries again.
             Metrics::inc(&shared.metrics.generation_errors);
             log::warn!("xds: cannot build config for {}.{}: {e}", key.mesh, key.name);
+            lock(&shared.failed).insert(key.clone());
             return;
         }
     };
@@ -742,7 +762,7 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
         }
     };
     drop(gen);
-    entry.seen_ctx.store(ctx.version, std::sync::atomic::Ordering::Release);
+    entry.seen_build.store(ctx.build, std::sync::atomic::Ordering::Release);
     let Some(snapshot) = snapshot else { return };
     let streams = lock(&entry.streams).clone();
     for stream in streams {
@@ -765,8 +785,17 @@ fn input_hash(ctx: &MeshContext, dp: &crate::model::Resource) -> u64 {
     h.finish()
 }
 
+/// The connected dataplanes of `mesh` (the map is ordered by mesh, then name).
+fn mesh_range<'a>(
+    dps: &'a BTreeMap<ResourceKey, Arc<DpEntry>>,
+    mesh: &'a str,
+) -> impl Iterator<Item = (&'a ResourceKey, &'a Arc<DpEntry>)> + 'a {
+    let start = ResourceKey { rtype: ResourceType::Dataplane, mesh: mesh.to_string(), name: String::new() };
+    dps.range(start..).take_while(move |(k, _)| k.mesh == mesh)
+}
+
 fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, GenerateError> {
-    let current = |slot: &MeshSlot| slot.ctx.clone().filter(|_| slot.built_from == slot.changes);
+    let current = |slot: &MeshSlot| slot.current().cloned();
     if let Some(ctx) = lock(&shared.meshes).get(mesh).and_then(current) {
         return Ok(ctx);
     }
@@ -785,7 +814,7 @@ fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, Generat
     };
     let ctx = Arc::new(MeshContext::build(&shared.reader, mesh, previous.as_deref())?);
     let mut meshes = lock(&shared.meshes);
-    let slot = meshes.entry(mesh.to_string()).or_insert(MeshSlot { ctx: None, changes, built_from: 0 });
+    let slot = meshes.entry(mesh.to_string()).or_insert(MeshSlot { ctx: None, changes, built_from: 0, swept: None });
     slot.ctx = Some(ctx.clone());
     slot.built_from = changes;
     Ok(ctx)

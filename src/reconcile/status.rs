@@ -2,11 +2,13 @@
 //! DataplaneInsight (connect/disconnect time, responses sent / ACKed / NACKed, in total and
 //! per type), written by one thread so that status never slows config delivery.
 //!
-//! Connects and disconnects are written at once (the API shows a dataplane online or offline
-//! right away); counters are written at most once per `dataplaneStatusFlushInterval` per
-//! stream and only when they changed; stopping writes everything still pending.
+//! Connects and disconnects are written on the next beat (a quarter second: the API shows a
+//! dataplane online or offline right away); counters at most once per
+//! `dataplaneStatusFlushInterval` per stream and only when they changed; stopping writes
+//! everything still pending. Each beat writes all that is due as one batch — a read and a
+//! write statement or two for thousands of dataplanes on Postgres, not two per dataplane.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +19,7 @@ use super::{lock, Metrics, Settings, StreamHandle};
 use crate::model::insight::{DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription};
 use crate::model::rest::format_time;
 use crate::model::{ResourceKey, ResourceType, Spec};
-use crate::store::{SharedStore, StoreError};
+use crate::store::{BatchWrite, SharedStore, StoreError};
 use crate::threads;
 use crate::xds::resource_kind::ResourceKind;
 use crate::xds::stream::Counters;
@@ -25,6 +27,10 @@ use crate::xds::stream::Counters;
 /// Lost compare-and-swap races are retried this many times before the write waits for the
 /// next flush.
 const CAS_ATTEMPTS: usize = 5;
+/// How often the writer looks for due status: bounds how late a connect or disconnect shows.
+const BEAT: Duration = Duration::from_millis(250);
+/// Insights per batch: bounds one statement's size (an insight is about half a kilobyte).
+const BATCH_LIMIT: usize = 2000;
 
 pub enum StatusEvent {
     Connected(Arc<StreamHandle>),
@@ -80,22 +86,19 @@ struct Tracker {
 
 impl Tracker {
     fn run(mut self, rx: Receiver<StatusEvent>) {
-        let tick = crossbeam_channel::tick(Duration::from_millis(500));
+        let tick = crossbeam_channel::tick(BEAT);
         loop {
             select! {
                 recv(rx) -> ev => match ev {
                     Ok(StatusEvent::Connected(h)) => {
                         let Some(dp) = lock(&h.dataplane).clone() else { continue };
-                        let id = h.id;
-                        self.streams.insert(id, Tracked { handle: h, dataplane: dp, disconnected: None, written: None, written_activity: u64::MAX, last_write: None });
-                        self.write(id);
+                        // Never written, so due on the next beat.
+                        self.streams.insert(h.id, Tracked { handle: h, dataplane: dp, disconnected: None, written: None, written_activity: u64::MAX, last_write: None });
                     }
                     Ok(StatusEvent::Disconnected(h, at)) => {
                         if let Some(t) = self.streams.get_mut(&h.id) {
                             t.disconnected = Some(at);
-                            self.write(h.id);
                         }
-                        self.streams.remove(&h.id);
                     }
                     Ok(StatusEvent::Settings(s)) => self.settings = s,
                     Ok(StatusEvent::Stop) | Err(_) => break,
@@ -107,20 +110,26 @@ impl Tracker {
         log::debug!("xds: status writer stopped");
     }
 
-    /// Writes the streams whose status changed and whose last write is older than the
-    /// flush interval (all changed ones when `all`).
+    /// Writes the streams that connected or disconnected since the last beat, and those whose
+    /// counters changed and whose last write is older than the flush interval (all changed
+    /// ones when `all`). Closed streams are forgotten once written.
     fn flush_due(&mut self, all: bool) {
         let interval = self.settings.status_flush_interval;
         let due: Vec<u64> = self
             .streams
             .iter()
-            .filter(|(_, t)| t.handle.activity.load(std::sync::atomic::Ordering::Relaxed) != t.written_activity)
-            .filter(|(_, t)| all || t.last_write.is_none_or(|w| w.elapsed() >= interval))
+            .filter(|(_, t)| {
+                t.last_write.is_none()
+                    || t.disconnected.is_some()
+                    || (t.handle.activity.load(std::sync::atomic::Ordering::Relaxed) != t.written_activity
+                        && (all || t.last_write.is_some_and(|w| w.elapsed() >= interval)))
+            })
             .map(|(id, _)| *id)
             .collect();
-        for id in due {
-            self.write(id);
+        for chunk in due.chunks(BATCH_LIMIT) {
+            self.write(chunk);
         }
+        self.streams.retain(|_, t| t.disconnected.is_none());
     }
 
     fn subscription(&self, t: &Tracked) -> DiscoverySubscription {
@@ -145,63 +154,103 @@ impl Tracker {
         sub
     }
 
-    fn write(&mut self, id: u64) {
-        let Some(t) = self.streams.get(&id) else { return };
-        let activity = t.handle.activity.load(std::sync::atomic::Ordering::Relaxed);
-        let mut sub = self.subscription(t);
-        if t.written.as_ref() == Some(&sub) {
-            if let Some(t) = self.streams.get_mut(&id) {
-                t.written_activity = activity;
+    /// Writes the status of `ids` in one batch (per insight: all its streams' subscriptions).
+    fn write(&mut self, ids: &[u64]) {
+        // Insight key → (stream id, activity when read, subscription).
+        let mut pending: BTreeMap<ResourceKey, Vec<(u64, u64, DiscoverySubscription)>> = BTreeMap::new();
+        for &id in ids {
+            let Some(t) = self.streams.get(&id) else { continue };
+            let activity = t.handle.activity.load(std::sync::atomic::Ordering::Relaxed);
+            let mut sub = self.subscription(t);
+            if t.written.as_ref() == Some(&sub) {
+                if let Some(t) = self.streams.get_mut(&id) {
+                    t.written_activity = activity;
+                }
+                continue;
             }
-            return;
+            sub.status.last_update_time = Some(format_time(SystemTime::now()));
+            let key = ResourceKey::new(ResourceType::DataplaneInsight, &t.dataplane.mesh, &t.dataplane.name);
+            pending.entry(key).or_default().push((id, activity, sub));
         }
-        sub.status.last_update_time = Some(format_time(SystemTime::now()));
-        let key = ResourceKey::new(ResourceType::DataplaneInsight, &t.dataplane.mesh, &t.dataplane.name);
-        let result = upsert(&self.store, &key, sub.clone(), self.settings.subscription_limit);
-        let t = self.streams.get_mut(&id).expect("checked above");
-        t.last_write = Some(Instant::now());
-        match result {
-            Ok(()) => {
-                sub.status.last_update_time = None;
-                t.written = Some(sub);
-                t.written_activity = activity;
-                Metrics::inc(&self.metrics.insight_writes);
+        let now = Instant::now();
+        for &id in ids {
+            if let Some(t) = self.streams.get_mut(&id) {
+                t.last_write = Some(now);
             }
-            // The Dataplane does not exist (yet): nothing to attach status to; retried on the
-            // next flush.
-            Err(StoreError::OwnerNotFound { .. }) | Err(StoreError::MeshNotFound(_)) => {}
-            Err(e) => {
-                Metrics::inc(&self.metrics.insight_write_errors);
-                log::warn!("xds: writing the status of {}.{} failed: {e}", key.mesh, key.name);
+        }
+        let limit = self.settings.subscription_limit;
+        for _ in 0..CAS_ATTEMPTS {
+            if pending.is_empty() {
+                return;
             }
+            let outcomes = match upsert_batch(&self.store, &pending, limit) {
+                Ok(o) => o,
+                Err(e) => {
+                    self.metrics.insight_write_errors.fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    log::warn!("xds: writing the status of {} dataplanes failed: {e}", pending.len());
+                    return;
+                }
+            };
+            let mut retry = BTreeMap::new();
+            for ((key, subs), outcome) in std::mem::take(&mut pending).into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(()) => {
+                        for (id, activity, mut sub) in subs {
+                            let Some(t) = self.streams.get_mut(&id) else { continue };
+                            sub.status.last_update_time = None;
+                            t.written = Some(sub);
+                            t.written_activity = activity;
+                        }
+                        Metrics::inc(&self.metrics.insight_writes);
+                    }
+                    // Somebody else (another instance, another of our streams' batches) wrote
+                    // first: read again and retry.
+                    Err(StoreError::Conflict(_) | StoreError::AlreadyExists(_) | StoreError::NotFound(_)) => {
+                        retry.insert(key, subs);
+                    }
+                    // The Dataplane does not exist (yet): nothing to attach status to;
+                    // retried on the next flush.
+                    Err(StoreError::OwnerNotFound { .. }) | Err(StoreError::MeshNotFound(_)) => {}
+                    Err(e) => {
+                        Metrics::inc(&self.metrics.insight_write_errors);
+                        log::warn!("xds: writing the status of {}.{} failed: {e}", key.mesh, key.name);
+                    }
+                }
+            }
+            pending = retry;
+        }
+        if !pending.is_empty() {
+            log::debug!("xds: {} status writes kept losing races; retrying on the next flush", pending.len());
         }
     }
 }
 
-/// Puts `sub` into the dataplane's insight, creating it if needed; retries lost races.
-fn upsert(store: &SharedStore, key: &ResourceKey, sub: DiscoverySubscription, limit: usize) -> Result<(), StoreError> {
-    let mut last = None;
-    for _ in 0..CAS_ATTEMPTS {
-        let result = match store.get(key) {
-            Ok(current) => {
-                let mut spec = match &current.spec {
-                    Spec::DataplaneInsight(s) => s.clone(),
-                    _ => DataplaneInsightSpec::default(),
-                };
+/// One read and one write round for a batch of insights: each gets its streams'
+/// subscriptions put in, created when missing. Outcomes in the order of `pending`.
+fn upsert_batch(
+    store: &SharedStore,
+    pending: &BTreeMap<ResourceKey, Vec<(u64, u64, DiscoverySubscription)>>,
+    limit: usize,
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let keys: Vec<ResourceKey> = pending.keys().cloned().collect();
+    let current = store.get_batch(&keys)?;
+    let writes = pending
+        .iter()
+        .zip(current)
+        .map(|((key, subs), current)| {
+            let mut spec = match current.as_ref().map(|c| &c.spec) {
+                Some(Spec::DataplaneInsight(s)) => s.clone(),
+                _ => DataplaneInsightSpec::default(),
+            };
+            for (_, _, sub) in subs {
                 spec.upsert_subscription(sub.clone(), limit);
-                store.update(key, Spec::DataplaneInsight(spec), current.meta.version).map(|_| ())
             }
-            Err(StoreError::NotFound(_)) => {
-                let mut spec = DataplaneInsightSpec::default();
-                spec.upsert_subscription(sub.clone(), limit);
-                store.create(&key.mesh, &key.name, Spec::DataplaneInsight(spec)).map(|_| ())
+            let spec = Spec::DataplaneInsight(spec);
+            match current {
+                Some(c) => BatchWrite::Update { key: key.clone(), spec, expected_version: c.meta.version },
+                None => BatchWrite::Create { key: key.clone(), spec },
             }
-            Err(e) => Err(e),
-        };
-        match result {
-            Err(e @ (StoreError::Conflict(_) | StoreError::AlreadyExists(_))) => last = Some(e),
-            other => return other,
-        }
-    }
-    Err(last.unwrap_or_else(|| StoreError::Internal("status write retries exhausted".into())))
+        })
+        .collect();
+    store.write_batch(writes)
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{ChangeEvent, ResourceStore, Result, SharedStore};
+use super::{BatchWrite, ChangeEvent, ResourceStore, Result, SharedStore};
 use crate::model::{Resource, ResourceKey, ResourceType, Spec};
 
 pub struct MeteredStore {
@@ -54,6 +54,16 @@ impl ResourceStore for MeteredStore {
 
     fn delete(&self, key: &ResourceKey) -> Result<()> {
         self.time("delete", key.rtype, || self.inner.delete(key))
+    }
+
+    fn get_batch(&self, keys: &[ResourceKey]) -> Result<Vec<Option<Arc<Resource>>>> {
+        let Some(first) = keys.first() else { return Ok(Vec::new()) };
+        self.time("get_batch", first.rtype, || self.inner.get_batch(keys))
+    }
+
+    fn write_batch(&self, writes: Vec<BatchWrite>) -> Result<Vec<Result<()>>> {
+        let Some(rtype) = writes.first().map(|w| w.key().rtype) else { return Ok(Vec::new()) };
+        self.time("write_batch", rtype, || self.inner.write_batch(writes))
     }
 
     fn subscribe(&self) -> crossbeam_channel::Receiver<ChangeEvent> {

@@ -45,12 +45,53 @@ pub trait ResourceStore: Send + Sync {
     /// A new receiver of every change from now on.
     fn subscribe(&self) -> crossbeam_channel::Receiver<ChangeEvent>;
 
+    /// Reads many resources; `None` for each one that does not exist. Backends may answer
+    /// in one round trip; the default reads them one by one.
+    fn get_batch(&self, keys: &[ResourceKey]) -> Result<Vec<Option<Arc<Resource>>>> {
+        keys.iter()
+            .map(|k| match self.get(k) {
+                Ok(r) => Ok(Some(r)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Applies independent writes, each with the outcome `create` or `update` would give it
+    /// (in order); every write that succeeds emits its event. `Err` means the batch as a
+    /// whole did not run (nothing, or only some writes, may have landed: read again).
+    /// Backends may do it in a few statements; the default writes one by one.
+    fn write_batch(&self, writes: Vec<BatchWrite>) -> Result<Vec<Result<()>>> {
+        Ok(writes
+            .into_iter()
+            .map(|w| match w {
+                BatchWrite::Create { key, spec } => self.create(&key.mesh, &key.name, spec).map(drop),
+                BatchWrite::Update { key, spec, expected_version } => self.update(&key, spec, expected_version).map(drop),
+            })
+            .collect())
+    }
+
     /// The backend's name as in `store.type`.
     fn backend(&self) -> &'static str;
 
     /// Whether the backend answers right now (readiness); the embedded store always does.
     fn ping(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+/// One write of [`ResourceStore::write_batch`]; the key's type must be the spec's.
+#[derive(Clone, Debug)]
+pub enum BatchWrite {
+    Create { key: ResourceKey, spec: Spec },
+    Update { key: ResourceKey, spec: Spec, expected_version: u64 },
+}
+
+impl BatchWrite {
+    pub fn key(&self) -> &ResourceKey {
+        match self {
+            BatchWrite::Create { key, .. } | BatchWrite::Update { key, .. } => key,
+        }
     }
 }
 

@@ -153,6 +153,10 @@ pub struct MeshContext {
     pub timeouts: Arc<Vec<Arc<Resource>>>,
     /// Unique per context; bumped by every change.
     pub version: u64,
+    /// The version of the full build this context descends from; Dataplane changes keep it.
+    /// A dataplane that ran against a context of the same build and was not among a later
+    /// change's affected set is up to date, whatever `version` says.
+    pub build: u64,
     /// Inbound resources per dataplane, by name and (version, creation time) — a re-created
     /// dataplane restarts its version; shared by successive
     /// contexts of the mesh, so a dataplane whose own resource did not change re-encodes
@@ -226,13 +230,15 @@ impl MeshContext {
             t.meta.name.hash(&mut h);
             t.meta.version.hash(&mut h);
         }
+        let version = next_version();
         Ok(MeshContext {
             mesh: mesh_res,
             dataplanes: dataplanes.into_iter().map(|d| (d.meta.name.clone(), d)).collect(),
             services,
             consumers: consumers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             timeouts: Arc::new(timeouts),
-            version: next_version(),
+            version,
+            build: version,
             inbound_cache: previous.map(|p| p.inbound_cache.clone()).unwrap_or_default(),
             policy_hash: h.finish(),
         })
@@ -298,6 +304,7 @@ impl MeshContext {
             consumers,
             timeouts: self.timeouts.clone(),
             version: next_version(),
+            build: self.build,
             inbound_cache: self.inbound_cache.clone(),
             policy_hash: self.policy_hash,
         };

@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use higuma::model::{rest, ResourceKey, ResourceType, Spec};
-use higuma::store::{ChangeEvent, Operation, SharedStore, StoreError};
+use higuma::store::{BatchWrite, ChangeEvent, Operation, SharedStore, StoreError};
 use serde_json::json;
 
 pub fn spec(value: serde_json::Value) -> Spec {
@@ -264,6 +264,82 @@ pub fn cascaded_deletes_emit_events(store: SharedStore) {
     assert_eq!(deleted, expected);
 }
 
+/// A batch read answers per key, in order, `None` for what does not exist.
+pub fn batch_reads_answer_per_key(store: SharedStore) {
+    with_mesh(&store, "default");
+    store.create("default", "dp-1", dataplane_spec("web", 8080)).unwrap();
+    store.create("default", "dp-2", dataplane_spec("db", 5432)).unwrap();
+    store.create("default", "dp-1", insight_spec()).unwrap();
+    let keys = [
+        key(ResourceType::Dataplane, "default", "dp-2"),
+        key(ResourceType::DataplaneInsight, "default", "dp-2"),
+        key(ResourceType::Dataplane, "default", "dp-1"),
+        key(ResourceType::Dataplane, "other", "dp-1"),
+        key(ResourceType::DataplaneInsight, "default", "dp-1"),
+    ];
+    let got = store.get_batch(&keys).unwrap();
+    let found: Vec<Option<(String, Spec)>> = got.iter().map(|r| r.as_ref().map(|r| (r.meta.name.clone(), r.spec.clone()))).collect();
+    assert_eq!(found, vec![
+        Some(("dp-2".to_string(), dataplane_spec("db", 5432))),
+        None,
+        Some(("dp-1".to_string(), dataplane_spec("web", 8080))),
+        None,
+        Some(("dp-1".to_string(), insight_spec())),
+    ]);
+    for (k, r) in keys.iter().zip(&got) {
+        if let Some(r) = r {
+            assert_eq!(r.meta.version, store.get(k).unwrap().meta.version, "{k}");
+        }
+    }
+    assert!(store.get_batch(&[]).unwrap().is_empty());
+}
+
+/// A batch write gives each write the outcome `create` / `update` would, lands exactly the
+/// ones that succeed, and emits one event for each of them.
+pub fn batch_writes_report_each_outcome(store: SharedStore) {
+    with_mesh(&store, "default");
+    for dp in ["dp-1", "dp-2", "dp-3"] {
+        store.create("default", dp, dataplane_spec("web", 8080)).unwrap();
+    }
+    store.create("default", "dp-1", insight_spec()).unwrap();
+    let v2 = store.create("default", "dp-2", insight_spec()).unwrap();
+    let stale = store.create("default", "dp-3", insight_spec()).unwrap();
+    let k3 = key(ResourceType::DataplaneInsight, "default", "dp-3");
+    store.update(&k3, insight_spec(), stale.meta.version).unwrap();
+    let rx = store.subscribe();
+    let changed = spec(json!({"type": "DataplaneInsight", "name": "x", "mesh": "x",
+        "subscriptions": [{"id": "s1", "controlPlaneInstanceId": "cp-1", "connectTime": "2026-01-01T00:00:00Z"}]}));
+    let ik = |n: &str| key(ResourceType::DataplaneInsight, "default", n);
+    let writes = vec![
+        BatchWrite::Create { key: ik("dp-1"), spec: changed.clone() },
+        BatchWrite::Update { key: ik("dp-2"), spec: changed.clone(), expected_version: v2.meta.version },
+        BatchWrite::Update { key: ik("dp-3"), spec: changed.clone(), expected_version: stale.meta.version },
+        BatchWrite::Update { key: ik("dp-9"), spec: changed.clone(), expected_version: 0 },
+        BatchWrite::Create { key: ik("dp-9"), spec: changed.clone() },
+        BatchWrite::Create { key: key(ResourceType::TrafficPermission, "nowhere", "p"), spec: permission_spec() },
+        BatchWrite::Create { key: key(ResourceType::TrafficPermission, "default", "p"), spec: permission_spec() },
+    ];
+    let outcomes = store.write_batch(writes).unwrap();
+    let labels: Vec<&str> = outcomes.iter().map(|o| o.as_ref().map_or_else(|e| e.label(), |_| "ok")).collect();
+    assert_eq!(labels, ["already_exists", "ok", "conflict", "not_found", "owner_not_found", "mesh_not_found", "ok"]);
+    assert_eq!(store.get(&ik("dp-1")).unwrap().spec, insight_spec(), "a failed create changed nothing");
+    assert_eq!(store.get(&ik("dp-2")).unwrap().spec, changed);
+    assert!(store.get(&ik("dp-2")).unwrap().meta.version != v2.meta.version);
+    assert_eq!(store.get(&k3).unwrap().spec, insight_spec(), "a lost compare-and-swap changed nothing");
+    assert!(matches!(store.get(&ik("dp-9")), Err(StoreError::NotFound(_))));
+    assert_eq!(store.get(&key(ResourceType::TrafficPermission, "default", "p")).unwrap().spec, permission_spec());
+    let by_debug = |e: &ChangeEvent| format!("{e:?}");
+    let mut events = drain(&rx);
+    events.sort_by_key(by_debug);
+    let mut expected = vec![
+        ChangeEvent::Changed { op: Operation::Update, key: ik("dp-2") },
+        ChangeEvent::Changed { op: Operation::Create, key: key(ResourceType::TrafficPermission, "default", "p") },
+    ];
+    expected.sort_by_key(by_debug);
+    assert_eq!(events, expected);
+    assert!(store.write_batch(Vec::new()).unwrap().is_empty());
+}
+
 /// Instantiates every contract case as a `#[test]` in a module named `$name`.
 #[macro_export]
 macro_rules! store_contract_suite {
@@ -290,6 +366,8 @@ macro_rules! store_contract_suite {
             #[test] fn deleting_a_dataplane_deletes_its_insight() { c::deleting_a_dataplane_deletes_its_insight(make()) }
             #[test] fn writes_emit_events_in_order() { c::writes_emit_events_in_order(make()) }
             #[test] fn cascaded_deletes_emit_events() { c::cascaded_deletes_emit_events(make()) }
+            #[test] fn batch_reads_answer_per_key() { c::batch_reads_answer_per_key(make()) }
+            #[test] fn batch_writes_report_each_outcome() { c::batch_writes_report_each_outcome(make()) }
         }
     };
 }

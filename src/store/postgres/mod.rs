@@ -1,6 +1,7 @@
 //! The Postgres backend (`store.type: postgres`), sharing Kuma 2.4's schema so kuma-cp and
 //! higuma can use the same database.
 //!
+//! - `batch`: many reads or writes in a few statements (the status writer's flushes).
 //! - `connection`: `postgres::Config` and TLS from the config, bounded connects, the r2d2 pool.
 //! - `migrations`: the embedded schema, `migrate up`, the start-up version check.
 //! - `listener`: the `LISTEN resource_events` thread that produces the store's change events.
@@ -12,6 +13,7 @@
 //! DataplaneInsight by its Dataplane row), and change events come from the trigger's
 //! notifications, so writes made by other instances are heard too.
 
+mod batch;
 mod connection;
 mod errors;
 mod listener;
@@ -34,7 +36,7 @@ pub use migrations::{migrate_up, MigrateOutcome, SCHEMA_VERSION};
 use self::connection::{Connector, Pool};
 use self::errors::{pool_error, store_error};
 use self::listener::{Listener, PendingSubscriptions, SYNC_CHANNEL};
-use super::{owner_of, ChangeEvent, EventBus, ResourceStore, Result, StoreError};
+use super::{owner_of, BatchWrite, ChangeEvent, EventBus, ResourceStore, Result, StoreError};
 use crate::config::PostgresConfig;
 use crate::model::{Meta, Resource, ResourceKey, ResourceType, Spec};
 
@@ -326,6 +328,14 @@ impl ResourceStore for PostgresStore {
         // The listener may have answered between the time-out and this removal.
         self.pending.remove(&marker);
         rx.try_recv().unwrap_or_else(|_| self.events.subscribe())
+    }
+
+    fn get_batch(&self, keys: &[ResourceKey]) -> Result<Vec<Option<Arc<Resource>>>> {
+        self.get_batch_rows(keys)
+    }
+
+    fn write_batch(&self, writes: Vec<BatchWrite>) -> Result<Vec<Result<()>>> {
+        self.write_batch_rows(writes)
     }
 
     fn backend(&self) -> &'static str {
