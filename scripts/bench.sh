@@ -29,6 +29,14 @@ for n in $SIZES; do
         done
     done
 done
+# Idle at N = 10,000 with a 300 s keepalive instead of Kuma's 15 s: how much of idle CPU is
+# the HTTP/2 PINGs (reported in the analysis, not in the matrix).
+if [ -z "${SKIP_KEEPALIVE_RUN:-}" ]; then
+    mkdir -p "$results/keepalive"
+    KUMA_DP_SERVER_KEEPALIVE_TIME=300s ./target/release/higuma-load run --store postgres --push true \
+        --services 1000 --instances 10 --outbounds 10 --seed 1 --ramp "${RAMP:-5}" --idle "${IDLE:-60}" \
+        --changes 0 --churn 0 --out "$results/keepalive/10000-postgres-push-true-keepalive-300s.json"
+fi
 {
     cat bench/intro.md
     echo

@@ -442,6 +442,12 @@ fn zero_xds_intervals_are_rejected() {
     let mut c = Config::default();
     c.xds_server.dataplane_status_flush_interval = Duration::ZERO;
     expect_invalid(c.validate(), "xdsServer.dataplaneStatusFlushInterval");
+
+    let err = load(None, &env_from(&[("KUMA_DP_SERVER_KEEPALIVE_TIME", "0s")])).err();
+    assert_eq!(
+        err.map(|e| e.to_string()).as_deref(),
+        Some("invalid value \"0s\" for dpServer.keepaliveTime: must be greater than 0")
+    );
 }
 
 #[test]
@@ -792,6 +798,7 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.bootstrap_server.params.xds_connect_timeout = Duration::from_secs(3);
     c.dp_server.interface = "127.0.0.2".to_owned();
     c.dp_server.port = 15678;
+    c.dp_server.keepalive_time = Duration::from_secs(40);
     c.api_server.http.enabled = false;
     c.api_server.http.interface = "127.0.0.1".to_owned();
     c.api_server.http.port = 15681;

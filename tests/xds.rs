@@ -369,3 +369,23 @@ fn with_event_push_off_the_interval_delivers_exactly_the_affected_changes() {
         assert_eq!(connect, ["7s"], "outbound clusters after the policy: {cds:?}");
     }
 }
+
+#[test]
+fn changes_while_a_response_is_in_flight_arrive_after_its_ack() {
+    let cp = Cp::start(60_000);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let env = grpc_env();
+    let mut web = cp.connect(&env, "default.web-1");
+    web.converge(&["backend"]);
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    let first = web.expect(EDS);
+    // Not ACKed yet: a second change must wait (one response in flight per type) ...
+    cp.apply(dataplane("backend-3", "backend", 9092, &[]));
+    web.expect_nothing(Duration::from_millis(500));
+    // ... and must not be lost: the ACK brings it, with a 60 s interval that cannot.
+    web.ack(&first, &["backend"]);
+    let second = web.expect(EDS);
+    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&second.resources[0]).unwrap());
+    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 3, "{json}");
+}

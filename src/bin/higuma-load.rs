@@ -59,6 +59,11 @@ enum Cmd {
         churn: f64,
         #[arg(long, default_value_t = 100)]
         churn_rate: u32,
+        /// gRPC completion-queue threads of the simulated fleet. One by default: on a 2-core
+        /// machine shared with higuma a second one was measured to slow every scenario (it
+        /// takes CPU higuma needs); more cores, more threads.
+        #[arg(long, default_value_t = 1)]
+        completion_queues: usize,
         /// Share HTTP/2 connections between simulated dataplanes.
         #[arg(long)]
         multiplex: bool,
@@ -176,7 +181,7 @@ fn machine() -> Value {
 
 #[allow(clippy::too_many_arguments)]
 fn run(cli: &Cmd) -> anyhow::Result<()> {
-    let Cmd::Run { store, push, services, instances, outbounds, seed, ramp, idle, settle, changes, churn, churn_rate, multiplex, higuma, out, check } = cli
+    let Cmd::Run { store, push, services, instances, outbounds, seed, ramp, idle, settle, completion_queues, changes, churn, churn_rate, multiplex, higuma, out, check } = cli
     else {
         unreachable!()
     };
@@ -254,7 +259,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         churn: Duration::from_secs_f64(*churn),
         churn_rate: *churn_rate,
         multiplex: *multiplex,
-        completion_queues: 1,
+        completion_queues: (*completion_queues).max(1),
     };
     let started = Instant::now();
     eprintln!("creating {} dataplanes", topology.size());

@@ -395,16 +395,24 @@ pub struct DpServerConfig {
     /// Higuma extension (Kuma binds every interface): the address the xDS server binds.
     pub interface: String,
     pub port: u16,
+    /// Higuma extension (Kuma fixes it at 15 s): how often an HTTP/2 PING checks each
+    /// sidecar's connection, and how long its answer may take before the stream is dropped.
+    pub keepalive_time: Duration,
 }
 
 /// Kuma binds the dataplane server on every interface; sidecars on other hosts connect.
 pub const DEFAULT_DP_SERVER_INTERFACE: &str = "0.0.0.0";
+/// Kuma's DP server value: a dead sidecar is noticed within 30 s. Each PING costs the
+/// control plane CPU, so at tens of thousands of sidecars a longer interval trades slower
+/// detection for idle CPU (see BENCHMARKS.md).
+pub const DEFAULT_DP_SERVER_KEEPALIVE_TIME: Duration = Duration::from_secs(15);
 
 impl Default for DpServerConfig {
     fn default() -> Self {
         DpServerConfig {
             interface: DEFAULT_DP_SERVER_INTERFACE.to_string(),
             port: DEFAULT_DP_SERVER_PORT,
+            keepalive_time: DEFAULT_DP_SERVER_KEEPALIVE_TIME,
         }
     }
 }

@@ -201,6 +201,7 @@ impl Config {
             "xdsServer.dataplaneStatusFlushInterval",
             xds.dataplane_status_flush_interval,
         )?;
+        positive("dpServer.keepaliveTime", self.dp_server.keepalive_time)?;
         not_empty(
             "bootstrapServer.params.adminAddress",
             &self.bootstrap_server.params.admin_address,

@@ -97,7 +97,7 @@ impl Daemon {
             SystemClock::shared(),
         ));
         let hub: Arc<dyn StreamHub> = reconciler.clone();
-        let xds = XdsServer::start(&config.dp_server.interface, config.dp_server.port, hub)?;
+        let xds = XdsServer::start(&config.dp_server.interface, config.dp_server.port, config.dp_server.keepalive_time.0, hub)?;
         log::info!("xds: ADS listening on {}:{} ({workers} workers)", config.dp_server.interface, xds.port());
         let diag_addr = format!("{}:{}", config.diagnostics.interface, config.diagnostics.server_port);
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);

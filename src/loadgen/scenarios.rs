@@ -200,10 +200,6 @@ impl Bench {
         Some(last.saturating_sub(t0) as f64 / 1e6)
     }
 
-    fn arrived(&self, watch: &[usize], before: &[u64], t0: u64) -> Option<f64> {
-        self.arrived_kind(watch, ResourceKind::Endpoint, before, t0)
-    }
-
     /// Waits until [`arrived_kind`](Self::arrived_kind) says so (None: timed out).
     fn wait_for(&self, watch: &[usize], kind: ResourceKind, before: &[u64], t0: u64) -> Option<f64> {
         let deadline = Instant::now() + CHANGE_TIMEOUT;
@@ -308,10 +304,31 @@ impl Bench {
     /// Scenario 5: dataplanes leave and join at `churn_rate` per second; how long each
     /// endpoint change takes to reach the consumers of its service.
     pub fn churn(&mut self) -> Value {
+        /// One endpoint change on its way to the consumers of its service. Consumers are
+        /// confirmed in order and never re-checked (a count only grows), so checking
+        /// hundreds of pending events costs the harness what arrived, not what is pending.
         struct Pending {
             watch: Vec<usize>,
             before: Vec<u64>,
             t0: u64,
+            confirmed: usize,
+            /// Latest arrival among the confirmed consumers (fleet nanoseconds).
+            last: u64,
+        }
+        impl Pending {
+            /// Milliseconds from the change to its last consumer, once all have it.
+            fn advance(&mut self, sims: &[Arc<SimDataplane>]) -> Option<f64> {
+                while let Some(&i) = self.watch.get(self.confirmed) {
+                    let stats = &sims[i].stats;
+                    if stats.count(ResourceKind::Endpoint) <= self.before[self.confirmed] {
+                        return None;
+                    }
+                    let at = stats.last_at[ResourceKind::Endpoint.index()].load(std::sync::atomic::Ordering::Relaxed);
+                    self.last = self.last.max(at);
+                    self.confirmed += 1;
+                }
+                Some(self.last.max(self.t0).saturating_sub(self.t0) as f64 / 1e6)
+            }
         }
         let period = Duration::from_secs_f64(1.0 / self.opts.churn_rate.max(1) as f64);
         let cp0 = self.cp();
@@ -360,11 +377,12 @@ impl Bench {
                 if result.is_err() {
                     lost += 1;
                 } else {
-                    pending.push(Pending { watch, before, t0 });
+                    pending.push(Pending { watch, before, t0, confirmed: 0, last: 0 });
                 }
             }
             let now = self.fleet.now_nanos();
-            pending.retain(|p| match self.arrived(&p.watch, &p.before, p.t0) {
+            let sims = &self.sims;
+            pending.retain_mut(|p| match p.advance(sims) {
                 Some(ms) => {
                     latencies.push(ms);
                     false
@@ -381,7 +399,8 @@ impl Bench {
         let drain = Instant::now() + Duration::from_secs(5);
         while !pending.is_empty() && Instant::now() < drain {
             std::thread::sleep(Duration::from_millis(5));
-            pending.retain(|p| match self.arrived(&p.watch, &p.before, p.t0) {
+            let sims = &self.sims;
+            pending.retain_mut(|p| match p.advance(sims) {
                 Some(ms) => {
                     latencies.push(ms);
                     false

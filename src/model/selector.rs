@@ -43,6 +43,12 @@ impl Selector {
         })
     }
 
+    /// [`matches`](Self::matches) against a single `kuma.io/service` tag, without building
+    /// a tag map (every outbound of every regeneration asks this).
+    pub fn matches_service(&self, service: &str) -> bool {
+        self.match_.iter().all(|(key, want)| key == SERVICE_TAG && (want == WILDCARD || want == service))
+    }
+
     /// The number of exact (non-`"*"`) values: Kuma ranks matching policies by this, the most
     /// specific winning (ties broken by name, by the caller).
     pub fn specificity(&self) -> usize {
@@ -180,6 +186,23 @@ mod tests {
         // "*" still needs the key to be present.
         assert!(!Selector::new([("zone", "*")]).matches(&dp));
         assert!(Selector::default().matches(&dp));
+    }
+
+    #[test]
+    fn service_matching_equals_matching_the_service_tag_alone() {
+        let selectors = [
+            Selector::new([("kuma.io/service", "*")]),
+            Selector::new([("kuma.io/service", "backend")]),
+            Selector::new([("kuma.io/service", "web")]),
+            Selector::new([("kuma.io/service", "backend"), ("version", "2")]),
+            Selector::new([("version", "*")]),
+            Selector::default(),
+        ];
+        for s in &selectors {
+            for svc in ["backend", "web"] {
+                assert_eq!(s.matches_service(svc), s.matches(&tags(&[("kuma.io/service", svc)])), "{s:?} vs {svc}");
+            }
+        }
     }
 
     #[test]

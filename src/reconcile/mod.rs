@@ -55,7 +55,7 @@ use crate::xds::resource_kind::ResourceKind;
 use crate::xds::server::{ResponseSender, StreamHub};
 use crate::xds::snapshot::Snapshot;
 use crate::xds::stream::{RequestOutcome, RequestView, SendDecision, StreamState};
-use crate::xds::wire::EncodedResponse;
+use crate::xds::wire::{EncodedResponse, ResourceSet};
 
 pub use metrics::Metrics;
 use reader::CachedReader;
@@ -318,12 +318,14 @@ pub fn parse_node_id(id: &str) -> Option<ResourceKey> {
     Some(ResourceKey::new(ResourceType::Dataplane, mesh, name))
 }
 
-fn request_view(req: &DiscoveryRequest) -> RequestView {
+/// Moves the fields the state machine needs out of the request (no copies on the
+/// dispatcher thread, which sees every request of every stream).
+fn request_view(req: &mut DiscoveryRequest) -> RequestView {
     RequestView {
-        type_url: req.type_url.clone(),
-        version_info: req.version_info.clone(),
-        response_nonce: req.response_nonce.clone(),
-        resource_names: req.resource_names.clone(),
+        type_url: std::mem::take(&mut req.type_url),
+        version_info: std::mem::take(&mut req.version_info),
+        response_nonce: std::mem::take(&mut req.response_nonce),
+        resource_names: std::mem::take(&mut req.resource_names),
         error: req.error_detail.as_ref().map(|s| format!("{} (code {})", s.message, s.code)),
     }
 }
@@ -431,7 +433,7 @@ impl Dispatcher {
                 self.streams.insert(id, handle);
                 Metrics::inc(&self.shared.metrics.streams_active);
             }
-            Event::Request { id, req } => self.on_request(id, &req),
+            Event::Request { id, req } => self.on_request(id, req),
             Event::Close { id } => self.on_close(id),
             Event::RetryAt { dp, at } => self.wheel.schedule_earliest(dp, at),
             Event::Settings(s) => {
@@ -448,7 +450,7 @@ impl Dispatcher {
         }
     }
 
-    fn on_request(&mut self, id: u64, req: &DiscoveryRequest) {
+    fn on_request(&mut self, id: u64, mut req: Box<DiscoveryRequest>) {
         let Some(handle) = self.streams.get(&id).cloned() else {
             log::debug!("xds: request on unknown stream {id}");
             return;
@@ -488,7 +490,7 @@ impl Dispatcher {
                 dp
             }
         };
-        let view = request_view(req);
+        let view = request_view(&mut req);
         handle.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let outcome = lock(&handle.state).on_request(&view, self.shared.clock.now());
         let m = &self.shared.metrics;
@@ -528,12 +530,8 @@ impl Dispatcher {
             if !state.is_subscribed(kind) {
                 return false;
             }
-            let set = if kind.is_wildcard() {
-                snapshot.set(kind).clone()
-            } else {
-                snapshot.set(kind).filtered(state.requested_names(kind))
-            };
-            state.decide(kind, &set.version(), now) != SendDecision::Skip
+            let set = requested(&snapshot, &state, kind);
+            state.decide(kind, set.version(), now) != SendDecision::Skip
         })
     }
 
@@ -820,6 +818,16 @@ fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, Generat
     Ok(ctx)
 }
 
+/// What this stream asked for of `kind`: the whole set for wildcard types, else the names
+/// Envoy subscribed to.
+fn requested<'a>(snapshot: &'a Snapshot, state: &StreamState, kind: ResourceKind) -> std::borrow::Cow<'a, ResourceSet> {
+    if kind.is_wildcard() {
+        std::borrow::Cow::Borrowed(snapshot.set(kind))
+    } else {
+        snapshot.set(kind).filtered(state.requested_names(kind))
+    }
+}
+
 /// Sends every type whose content Envoy lacks, in ADS order.
 fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &Snapshot) {
     let mut state = lock(&stream.state);
@@ -828,12 +836,12 @@ fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &S
         if !state.is_subscribed(kind) {
             continue;
         }
-        let set = if kind.is_wildcard() { snapshot.set(kind).clone() } else { snapshot.set(kind).filtered(state.requested_names(kind)) };
+        let set = requested(snapshot, &state, kind);
         let version = set.version();
-        match state.decide(kind, &version, now) {
+        match state.decide(kind, version, now) {
             SendDecision::Send => {
-                let nonce = state.record_sent_at(kind, &version, now);
-                let response = EncodedResponse::encode(&version, kind, &set, &nonce, &shared.instance_id);
+                let nonce = state.record_sent_at(kind, version, now);
+                let response = EncodedResponse::encode(version, kind, &set, &nonce, &shared.instance_id);
                 if stream.tx.unbounded_send(response).is_err() {
                     log::debug!("xds: stream {} closed while sending", stream.id);
                     return;

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use super::generate::{envoy_builders, GenerateError};
@@ -70,6 +70,28 @@ impl Default for OutboundTimeouts {
     }
 }
 
+// The caches hold encoded bytes only; a panic elsewhere cannot leave them half-written.
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Listeners by address, then (port, timeouts): looked up by `&str`, no key allocated.
+type ListenerCache = HashMap<String, HashMap<(u32, OutboundTimeouts), Arc<EncodedResource>>>;
+
+/// A service's resources that depend on how a consumer reaches it, not on its endpoints.
+#[derive(Debug, Default)]
+struct EncodedPerConsumer {
+    /// The cluster per connect timeout in use; consumers with the same settings share it.
+    clusters: RwLock<HashMap<Duration, Arc<EncodedResource>>>,
+    /// Outbound listeners by (address, port, timeouts): consumers that reach the service
+    /// the same way share the bytes.
+    listeners: RwLock<ListenerCache>,
+}
+
 /// A service of the mesh (`kuma.io/service`) with its shared, encoded resources.
 #[derive(Debug)]
 pub struct ServiceResources {
@@ -78,18 +100,26 @@ pub struct ServiceResources {
     /// Sorted.
     pub endpoints: Vec<Endpoint>,
     pub load_assignment: Arc<EncodedResource>,
-    /// The service's cluster per connect timeout in use; consumers with the same settings
-    /// share the bytes.
-    clusters: Mutex<HashMap<Duration, Arc<EncodedResource>>>,
-    /// Outbound listeners to this service by (address, port, timeouts): consumers that
-    /// reach it the same way share the bytes, and an endpoint change re-encodes none.
-    listeners: Mutex<HashMap<(String, u32, OutboundTimeouts), Arc<EncodedResource>>>,
+    /// The encoded clusters and outbound listeners, which do not depend on the endpoints:
+    /// shared with the service's next version when only its endpoints change, so churn
+    /// re-encodes only the load assignment.
+    encoded: Arc<EncodedPerConsumer>,
     /// Changes whenever the endpoints or the protocol change.
     pub hash: u64,
 }
 
 impl ServiceResources {
-    fn new(name: &str, mut endpoints: Vec<Endpoint>) -> ServiceResources {
+    fn new(name: &str, endpoints: Vec<Endpoint>) -> ServiceResources {
+        Self::build(name, endpoints, None)
+    }
+
+    /// The same service with other endpoints; keeps the encoded clusters and listeners
+    /// unless the protocol changed with them.
+    fn with_endpoints(&self, endpoints: Vec<Endpoint>) -> ServiceResources {
+        Self::build(&self.name, endpoints, Some(self))
+    }
+
+    fn build(name: &str, mut endpoints: Vec<Endpoint>, previous: Option<&ServiceResources>) -> ServiceResources {
         endpoints.sort();
         // Kuma infers a service's protocol from its endpoints; when they disagree the only
         // safe common ground is TCP.
@@ -100,41 +130,34 @@ impl ServiceResources {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         load_assignment.hash.hash(&mut h);
         protocol.as_str().hash(&mut h);
-        ServiceResources {
-            name: name.to_string(),
-            protocol,
-            endpoints,
-            load_assignment,
-            clusters: Mutex::new(HashMap::new()),
-            listeners: Mutex::new(HashMap::new()),
-            hash: h.finish(),
-        }
+        let encoded = previous.filter(|p| p.protocol == protocol).map(|p| p.encoded.clone()).unwrap_or_default();
+        ServiceResources { name: name.to_string(), protocol, endpoints, load_assignment, encoded, hash: h.finish() }
     }
 
     /// The outbound listener on `address:port` to this service (encoded once).
     pub fn outbound_listener(&self, address: &str, port: u32, timeouts: OutboundTimeouts) -> Arc<EncodedResource> {
-        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-        listeners
-            .entry((address.to_string(), port, timeouts))
-            .or_insert_with(|| {
-                let filter = if self.protocol.is_http() {
-                    envoy_builders::http_filter(&self.name, &format!("outbound:{}", self.name), &self.name, Some(timeouts.http_request))
-                } else {
-                    envoy_builders::tcp_proxy_filter(&self.name, &self.name, timeouts.tcp_idle)
-                };
-                let name = format!("outbound:{}", envoy_builders::join_host_port(address, port));
-                envoy_builders::listener(&name, address, port, crate::envoy::base::TrafficDirection::OUTBOUND, filter)
-            })
-            .clone()
+        let found = read(&self.encoded.listeners).get(address).and_then(|by_port| by_port.get(&(port, timeouts)).cloned());
+        if let Some(l) = found {
+            return l;
+        }
+        let filter = if self.protocol.is_http() {
+            envoy_builders::http_filter(&self.name, &format!("outbound:{}", self.name), &self.name, Some(timeouts.http_request))
+        } else {
+            envoy_builders::tcp_proxy_filter(&self.name, &self.name, timeouts.tcp_idle)
+        };
+        let name = format!("outbound:{}", envoy_builders::join_host_port(address, port));
+        let encoded = envoy_builders::listener(&name, address, port, crate::envoy::base::TrafficDirection::OUTBOUND, filter);
+        // Two workers may both have encoded it: the same bytes, whichever lands first wins.
+        write(&self.encoded.listeners).entry(address.to_string()).or_default().entry((port, timeouts)).or_insert(encoded).clone()
     }
 
     /// The cluster consumers with this connect timeout use (encoded once).
     pub fn cluster(&self, connect_timeout: Duration) -> Arc<EncodedResource> {
-        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
-        clusters
-            .entry(connect_timeout)
-            .or_insert_with(|| envoy_builders::eds_cluster(&self.name, self.protocol, connect_timeout))
-            .clone()
+        if let Some(c) = read(&self.encoded.clusters).get(&connect_timeout) {
+            return c.clone();
+        }
+        let encoded = envoy_builders::eds_cluster(&self.name, self.protocol, connect_timeout);
+        write(&self.encoded.clusters).entry(connect_timeout).or_insert(encoded).clone()
     }
 }
 
@@ -145,10 +168,13 @@ pub type InboundCache = Arc<Mutex<HashMap<String, ((u64, std::time::SystemTime),
 #[derive(Debug)]
 pub struct MeshContext {
     pub mesh: Arc<Resource>,
-    pub dataplanes: HashMap<String, Arc<Resource>>,
-    pub services: HashMap<String, Arc<ServiceResources>>,
+    // Persistent maps: the next context after a Dataplane change shares all but the changed
+    // entries with this one (O(log n) per change, not a copy of every entry, which made
+    // churn at 10,000 dataplanes cost the dispatcher O(N) per event).
+    pub dataplanes: imbl::HashMap<String, Arc<Resource>>,
+    pub services: imbl::HashMap<String, Arc<ServiceResources>>,
     /// Service → names of the dataplanes with an outbound to it.
-    pub consumers: HashMap<String, Arc<BTreeSet<String>>>,
+    pub consumers: imbl::HashMap<String, Arc<BTreeSet<String>>>,
     /// Timeout policies, most specific first (Kuma's ranking).
     pub timeouts: Arc<Vec<Arc<Resource>>>,
     /// Unique per context; bumped by every change.
@@ -218,11 +244,15 @@ impl MeshContext {
                 consumers.entry(svc).or_default().insert(dp.meta.name.clone());
             }
         }
-        let mut services = HashMap::with_capacity(endpoints.len());
+        let mut services = imbl::HashMap::new();
         for (name, mut eps) in endpoints {
             eps.sort();
-            let reused = previous.and_then(|p| p.services.get(&name)).filter(|s| s.endpoints == eps).cloned();
-            services.insert(name.clone(), reused.unwrap_or_else(|| Arc::new(ServiceResources::new(&name, eps))));
+            let service = match previous.and_then(|p| p.services.get(&name)) {
+                Some(s) if s.endpoints == eps => s.clone(),
+                Some(s) => Arc::new(s.with_endpoints(eps)),
+                None => Arc::new(ServiceResources::new(&name, eps)),
+            };
+            services.insert(name.clone(), service);
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
         mesh_res.meta.version.hash(&mut h);
@@ -279,7 +309,11 @@ impl MeshContext {
             if eps.is_empty() {
                 services.remove(svc);
             } else {
-                services.insert(svc.clone(), Arc::new(ServiceResources::new(svc, eps)));
+                let next = match services.get(svc) {
+                    Some(current) => current.with_endpoints(eps),
+                    None => ServiceResources::new(svc, eps),
+                };
+                services.insert(svc.clone(), Arc::new(next));
             }
             if let Some(c) = self.consumers.get(svc) {
                 affected.extend(c.iter().cloned());
@@ -324,12 +358,14 @@ impl MeshContext {
     /// whose sources match one of `dp`'s inbounds and whose destinations match the service
     /// (Kuma's ranking), else Kuma's defaults.
     pub fn outbound_timeouts(&self, dp: &DataplaneSpec, service: &str) -> OutboundTimeouts {
-        let dest_tags = BTreeMap::from([(crate::model::selector::SERVICE_TAG.to_string(), service.to_string())]);
         for policy in self.timeouts.iter() {
             let Spec::Timeout(t) = &policy.spec else { continue };
+            // Destinations first: a one-tag compare, and it rules most policies out.
+            if !t.destinations.iter().any(|d| d.matches_service(service)) {
+                continue;
+            }
             let source_ok = t.sources.iter().any(|s| dp.networking.inbound.iter().any(|i| s.matches(&i.tags)));
-            let dest_ok = t.destinations.iter().any(|d| d.matches(&dest_tags));
-            if source_ok && dest_ok {
+            if source_ok {
                 return timeouts_of(t);
             }
         }

@@ -35,8 +35,6 @@ const METHOD: Method<DiscoveryRequest, EncodedResponse> = Method {
     resp_mar: grpcio::Marshaller { ser: serialize_response, de: deserialize_response },
 };
 
-/// Kuma's DP server keepalive (15 s) detects dead Envoys without traffic.
-const KEEPALIVE: Duration = Duration::from_secs(15);
 /// Two completion queues: gRPC's threads only shuttle bytes, two cores are plenty.
 const COMPLETION_QUEUES: usize = 2;
 
@@ -53,7 +51,7 @@ pub struct XdsServer {
 
 impl XdsServer {
     /// Binds `host:port` (port 0 = any free one) and starts serving.
-    pub fn start(host: &str, port: u16, hub: Arc<dyn StreamHub>) -> Result<XdsServer, XdsServerError> {
+    pub fn start(host: &str, port: u16, keepalive: Duration, hub: Arc<dyn StreamHub>) -> Result<XdsServer, XdsServerError> {
         let env = Arc::new(
             grpcio::EnvBuilder::new().cq_count(COMPLETION_QUEUES).name_prefix(threads::GRPC).build(),
         );
@@ -61,8 +59,8 @@ impl XdsServer {
             .add_duplex_streaming_handler(&METHOD, move |ctx, requests, sink| serve_stream(&hub, ctx, requests, sink))
             .build();
         let args = ChannelBuilder::new(env.clone())
-            .keepalive_time(KEEPALIVE)
-            .keepalive_timeout(KEEPALIVE)
+            .keepalive_time(keepalive)
+            .keepalive_timeout(keepalive)
             .keepalive_permit_without_calls(true)
             .build_args();
         let addr = super::generate::envoy_builders::join_host_port(host, port as u32);

@@ -8,6 +8,7 @@
 //! Versions are content hashes (xxh3 of the deterministic encoding), so identical inputs give
 //! identical versions on every run and every instance.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use protobuf::rt::WireType;
@@ -51,35 +52,45 @@ impl EncodedResource {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResourceSet {
     pub resources: Vec<Arc<EncodedResource>>,
+    /// Computed once: every request of every stream compares against it.
+    version: String,
 }
 
 impl ResourceSet {
     pub fn new(mut resources: Vec<Arc<EncodedResource>>) -> Self {
         resources.sort_by(|a, b| a.name.cmp(&b.name));
         resources.dedup_by(|a, b| a.name == b.name);
-        ResourceSet { resources }
+        Self::from_sorted(resources)
     }
 
-    /// The subset Envoy asked for; everything when `names` is empty.
-    pub fn filtered(&self, names: &[String]) -> ResourceSet {
-        if names.is_empty() {
-            return self.clone();
+    fn from_sorted(resources: Vec<Arc<EncodedResource>>) -> Self {
+        let version = if resources.is_empty() {
+            String::new()
+        } else {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            for r in &resources {
+                h.update(r.name.as_bytes());
+                h.update(&[0]);
+                h.update(&r.hash.to_le_bytes());
+            }
+            format!("{:016x}", h.digest())
+        };
+        ResourceSet { resources, version }
+    }
+
+    /// The subset Envoy asked for; everything when `names` is empty. Borrowed (no copy, no
+    /// hashing) when the request covers the whole set, as it does in the common case.
+    pub fn filtered(&self, names: &[String]) -> Cow<'_, ResourceSet> {
+        let wanted = |r: &Arc<EncodedResource>| names.iter().any(|n| *n == r.name);
+        if names.is_empty() || self.resources.iter().all(wanted) {
+            return Cow::Borrowed(self);
         }
-        ResourceSet { resources: self.resources.iter().filter(|r| names.iter().any(|n| *n == r.name)).cloned().collect() }
+        Cow::Owned(Self::from_sorted(self.resources.iter().filter(|r| wanted(r)).cloned().collect()))
     }
 
     /// Hash over names and content: the type's version (hex), "" for an empty set.
-    pub fn version(&self) -> String {
-        if self.resources.is_empty() {
-            return String::new();
-        }
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for r in &self.resources {
-            h.update(r.name.as_bytes());
-            h.update(&[0]);
-            h.update(&r.hash.to_le_bytes());
-        }
-        format!("{:016x}", h.digest())
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
