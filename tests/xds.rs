@@ -389,3 +389,27 @@ fn changes_while_a_response_is_in_flight_arrive_after_its_ack() {
     let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&second.resources[0]).unwrap());
     assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 3, "{json}");
 }
+
+#[test]
+fn a_dataplane_change_waiting_behind_a_policy_rebuild_is_not_lost() {
+    // Push off: both changes wait for the same sweep, so the Dataplane change arrives while
+    // the mesh's context is due for its policy rebuild.
+    let cp = push_off(500);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let env = grpc_env();
+    let mut web = cp.connect(&env, "default.web-1");
+    web.converge(&["backend"]);
+    cp.apply(json!({
+        "type": "Timeout", "mesh": "default", "name": "slow-connect",
+        "sources": [{"match": {"kuma.io/service": "*"}}],
+        "destinations": [{"match": {"kuma.io/service": "*"}}],
+        "conf": {"connectTimeout": "7s"}
+    }));
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    let cds = web.expect(CDS);
+    web.ack(&cds, &[]);
+    let eds = web.expect(EDS);
+    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
+    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 2, "{json}");
+}

@@ -159,6 +159,10 @@ struct MeshSlot {
     /// to the context in place instead.
     changes: u64,
     built_from: u64,
+    /// The next rebuild must read every Dataplane again (a resync, or a Dataplane change
+    /// that found no current context to apply to); otherwise a rebuild after a Mesh or
+    /// policy change re-reads only those and keeps the dataplanes the context holds.
+    full_rebuild: bool,
     /// `(changes, build)` when the refresh sweep last visited this mesh's dataplanes; equal
     /// to the current pair means nothing is owed here.
     swept: Option<(u64, u64)>,
@@ -586,25 +590,26 @@ impl Dispatcher {
                     // Status writes (ours) never change anybody's Envoy config.
                     ResourceType::DataplaneInsight => {}
                     ResourceType::Dataplane => self.on_dataplane_change(&key, push),
-                    ResourceType::Mesh => self.mesh_changed(Some(&key.name), push),
-                    _ => self.mesh_changed(Some(&key.mesh), push),
+                    ResourceType::Mesh => self.mesh_changed(Some(&key.name), push, false),
+                    _ => self.mesh_changed(Some(&key.mesh), push, false),
                 }
             }
             ChangeEvent::Resync => {
                 self.shared.reader.clear();
-                self.mesh_changed(None, push);
+                self.mesh_changed(None, push, true);
             }
         }
     }
 
     /// A Mesh or policy change (or a resync when `mesh` is None): the next job rebuilds the
     /// context, and every connected dataplane of the mesh is due.
-    fn mesh_changed(&mut self, mesh: Option<&str>, push: bool) {
+    fn mesh_changed(&mut self, mesh: Option<&str>, push: bool, full: bool) {
         {
             let mut meshes = lock(&self.shared.meshes);
             for (name, slot) in meshes.iter_mut() {
                 if mesh.is_none_or(|m| m == name) {
                     slot.changes += 1;
+                    slot.full_rebuild |= full;
                 }
             }
         }
@@ -628,12 +633,18 @@ impl Dispatcher {
     fn on_dataplane_change(&mut self, key: &ResourceKey, push: bool) {
         let _building = lock(&self.shared.mesh_build);
         let current = {
-            let meshes = lock(&self.shared.meshes);
-            meshes.get(&key.mesh).and_then(|s| s.current().cloned())
+            let mut meshes = lock(&self.shared.meshes);
+            let slot = meshes.get_mut(&key.mesh);
+            let current = slot.as_ref().and_then(|s| s.current().cloned());
+            if let (None, Some(slot)) = (&current, slot) {
+                // The pending rebuild must see this change: it reads every Dataplane.
+                slot.full_rebuild = true;
+            }
+            current
         };
         let Some(ctx) = current else {
-            // No context yet (or one due for a rebuild): the next job builds it from the
-            // store. Only a dataplane waiting for its own creation can be affected so far.
+            // No context yet (or one due for a rebuild, which makes the whole mesh due):
+            // the next job builds it from the store.
             drop(_building);
             self.push_or_owe(key.clone(), push);
             return;
@@ -644,7 +655,7 @@ impl Dispatcher {
             Err(e) => {
                 log::warn!("xds: cannot read {key} after a change ({e}); rebuilding mesh {:?}", key.mesh);
                 drop(_building);
-                self.mesh_changed(Some(&key.mesh), push);
+                self.mesh_changed(Some(&key.mesh), push, true);
                 return;
             }
         };
@@ -798,23 +809,32 @@ fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, Generat
         return Ok(ctx);
     }
     let _building = lock(&shared.mesh_build);
-    let (previous, changes) = {
+    let (previous, changes, full) = {
         let meshes = lock(&shared.meshes);
         match meshes.get(mesh) {
             Some(slot) => {
                 if let Some(ctx) = current(slot) {
                     return Ok(ctx);
                 }
-                (slot.ctx.clone(), slot.changes)
+                (slot.ctx.clone(), slot.changes, slot.full_rebuild)
             }
-            None => (None, 0),
+            None => (None, 0, true),
         }
     };
-    let ctx = Arc::new(MeshContext::build(&shared.reader, mesh, previous.as_deref())?);
+    let ctx = Arc::new(match &previous {
+        Some(p) if !full => p.with_policies(&shared.reader)?,
+        _ => MeshContext::build(&shared.reader, mesh, previous.as_deref())?,
+    });
     let mut meshes = lock(&shared.meshes);
-    let slot = meshes.entry(mesh.to_string()).or_insert(MeshSlot { ctx: None, changes, built_from: 0, swept: None });
+    let slot = meshes
+        .entry(mesh.to_string())
+        .or_insert(MeshSlot { ctx: None, changes, built_from: 0, full_rebuild: false, swept: None });
     slot.ctx = Some(ctx.clone());
     slot.built_from = changes;
+    // A resync that arrived during the build leaves the flag for the next one.
+    if slot.changes == changes {
+        slot.full_rebuild = false;
+    }
     Ok(ctx)
 }
 

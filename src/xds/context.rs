@@ -199,6 +199,20 @@ fn dataplane_spec(r: &Resource) -> Option<&DataplaneSpec> {
     }
 }
 
+/// The Mesh, its Timeout policies (most specific first) and a hash over their versions.
+fn read_policies(reader: &dyn ResourceReader, mesh: &str) -> Result<(Arc<Resource>, Vec<Arc<Resource>>, u64), GenerateError> {
+    let mesh_res = reader.get(&ResourceKey::new(ResourceType::Mesh, "", mesh))?;
+    let mut timeouts = reader.list(ResourceType::Timeout, Some(mesh))?;
+    sort_by_specificity(&mut timeouts);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    mesh_res.meta.version.hash(&mut h);
+    for t in &timeouts {
+        t.meta.name.hash(&mut h);
+        t.meta.version.hash(&mut h);
+    }
+    Ok((mesh_res, timeouts, h.finish()))
+}
+
 /// The endpoints one dataplane contributes, by service.
 fn endpoints_of(name: &str, spec: &DataplaneSpec) -> BTreeMap<String, Vec<Endpoint>> {
     let net = &spec.networking;
@@ -229,10 +243,8 @@ impl MeshContext {
     /// Builds the context of `mesh` from the store, reusing the services of `previous` whose
     /// endpoints did not change (their encoded bytes and hashes stay identical).
     pub fn build(reader: &dyn ResourceReader, mesh: &str, previous: Option<&MeshContext>) -> Result<MeshContext, GenerateError> {
-        let mesh_res = reader.get(&ResourceKey::new(ResourceType::Mesh, "", mesh))?;
+        let (mesh_res, timeouts, policy_hash) = read_policies(reader, mesh)?;
         let dataplanes = reader.list(ResourceType::Dataplane, Some(mesh))?;
-        let mut timeouts = reader.list(ResourceType::Timeout, Some(mesh))?;
-        sort_by_specificity(&mut timeouts);
         let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
         let mut consumers: HashMap<String, BTreeSet<String>> = HashMap::new();
         for dp in &dataplanes {
@@ -254,12 +266,6 @@ impl MeshContext {
             };
             services.insert(name.clone(), service);
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        mesh_res.meta.version.hash(&mut h);
-        for t in &timeouts {
-            t.meta.name.hash(&mut h);
-            t.meta.version.hash(&mut h);
-        }
         let version = next_version();
         Ok(MeshContext {
             mesh: mesh_res,
@@ -270,7 +276,26 @@ impl MeshContext {
             version,
             build: version,
             inbound_cache: previous.map(|p| p.inbound_cache.clone()).unwrap_or_default(),
-            policy_hash: h.finish(),
+            policy_hash,
+        })
+    }
+
+    /// The next context after a change of the Mesh or its policies: those are read again,
+    /// the dataplanes and services (kept current by [`with_dataplane`](Self::with_dataplane))
+    /// are shared. On Postgres this reads a few rows instead of every Dataplane of the mesh.
+    pub fn with_policies(&self, reader: &dyn ResourceReader) -> Result<MeshContext, GenerateError> {
+        let (mesh_res, timeouts, policy_hash) = read_policies(reader, &self.mesh.meta.name)?;
+        let version = next_version();
+        Ok(MeshContext {
+            mesh: mesh_res,
+            dataplanes: self.dataplanes.clone(),
+            services: self.services.clone(),
+            consumers: self.consumers.clone(),
+            timeouts: Arc::new(timeouts),
+            version,
+            build: version,
+            inbound_cache: self.inbound_cache.clone(),
+            policy_hash,
         })
     }
 
@@ -476,6 +501,29 @@ mod tests {
         // Nobody consumes `web`, so only web-2 itself is affected.
         assert_eq!(affected, BTreeSet::from(["web-2".to_string()]));
         same(&third, &MeshContext::build(&s, "default", None).unwrap());
+    }
+
+    #[test]
+    fn a_policy_rebuild_keeps_the_dataplanes_and_reads_the_policies() {
+        let s = store();
+        let ctx = MeshContext::build(&s, "default", None).unwrap();
+        let timeout = rest::from_json(json!({
+            "type": "Timeout", "mesh": "default", "name": "slow",
+            "sources": [{"match": {"kuma.io/service": "*"}}],
+            "destinations": [{"match": {"kuma.io/service": "backend"}}],
+            "conf": {"connectTimeout": "9s"}
+        }))
+        .unwrap()
+        .spec;
+        s.create("default", "slow", timeout).unwrap();
+        let next = ctx.with_policies(&s).unwrap();
+        same(&next, &MeshContext::build(&s, "default", None).unwrap());
+        assert_ne!(next.policy_hash, ctx.policy_hash);
+        assert_ne!(next.build, ctx.build, "a policy change is a new build: every dataplane is due");
+        assert_eq!(next.timeouts.len(), 1);
+        let web = dataplane_spec(&next.dataplanes["web-1"]).unwrap().clone();
+        assert_eq!(next.outbound_timeouts(&web, "backend").connect, Duration::from_secs(9));
+        assert_eq!(ctx.outbound_timeouts(&web, "backend").connect, OutboundTimeouts::default().connect);
     }
 
     #[test]
