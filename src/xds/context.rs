@@ -200,7 +200,9 @@ fn dataplane_spec(r: &Resource) -> Option<&DataplaneSpec> {
 }
 
 /// The Mesh, its Timeout policies (most specific first) and a hash over their versions.
-fn read_policies(reader: &dyn ResourceReader, mesh: &str) -> Result<(Arc<Resource>, Vec<Arc<Resource>>, u64), GenerateError> {
+type Policies = (Arc<Resource>, Vec<Arc<Resource>>, u64);
+
+fn read_policies(reader: &dyn ResourceReader, mesh: &str) -> Result<Policies, GenerateError> {
     let mesh_res = reader.get(&ResourceKey::new(ResourceType::Mesh, "", mesh))?;
     let mut timeouts = reader.list(ResourceType::Timeout, Some(mesh))?;
     sort_by_specificity(&mut timeouts);
