@@ -105,13 +105,15 @@ impl Daemon {
         }
         let child = cmd.spawn().expect("start higuma");
         let mut daemon = Daemon { child, api_port, xds_port, diag_port, log, _dir: dir };
-        let url = daemon.url("/");
+        // The diagnostics server starts after the API: wait for both, or a test that goes
+        // straight to /metrics or /debug races the start-up.
+        let (url, diag) = (daemon.url("/"), daemon.diag_url("/healthy"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = daemon.child.try_wait().unwrap() {
                 panic!("higuma exited with {status} before serving; log:\n{}", daemon.log_text());
             }
-            if agent().get(&url).call().is_ok() {
+            if agent().get(&url).call().is_ok() && agent().get(&diag).call().is_ok() {
                 break;
             }
             assert!(Instant::now() < deadline, "higuma API did not come up; log:\n{}", daemon.log_text());
