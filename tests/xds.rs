@@ -140,8 +140,7 @@ fn changes_are_pushed_without_waiting_for_the_interval() {
     cp.apply(dataplane("backend-2", "backend", 9091, &[]));
     let eds = envoy.expect(EDS);
     assert!(started.elapsed() < Duration::from_secs(5), "pushed on the event, not on the 60 s tick");
-    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
-    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(endpoint_count(&eds), 2);
     envoy.ack(&eds, &["backend"]);
     envoy.expect_nothing(Duration::from_millis(500));
 }
@@ -149,18 +148,7 @@ fn changes_are_pushed_without_waiting_for_the_interval() {
 #[test]
 fn unaffected_dataplanes_receive_nothing() {
     let cp = Cp::start(60_000);
-    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
-    cp.apply(dataplane("other-1", "other", 7070, &[("db", 10002)]));
-    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
-    let env = grpc_env();
-    let mut web = cp.connect(&env, "default.web-1");
-    let mut other = cp.connect(&env, "default.other-1");
-    web.converge(&["backend"]);
-    other.converge(&["db"]);
-    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
-    let eds = web.expect(EDS);
-    web.ack(&eds, &["backend"]);
-    other.expect_nothing(Duration::from_millis(800));
+    only_consumers_hear_of_a_new_instance(&cp, &grpc_env());
 }
 
 #[test]
@@ -312,6 +300,47 @@ fn deleting_a_service_instance_updates_consumers() {
     assert_eq!(eps[0]["endpoint"]["address"]["socketAddress"]["portValue"], 9091);
 }
 
+/// The number of endpoints in an EDS response's first load assignment.
+fn endpoint_count(eds: &DiscoveryResponse) -> usize {
+    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
+    json["endpoints"][0]["lbEndpoints"].as_array().map_or(0, |a| a.len())
+}
+
+/// A Timeout policy giving every outbound a 7 s connect timeout.
+fn slow_connect_everywhere() -> serde_json::Value {
+    json!({
+        "type": "Timeout", "mesh": "default", "name": "slow-connect",
+        "sources": [{"match": {"kuma.io/service": "*"}}],
+        "destinations": [{"match": {"kuma.io/service": "*"}}],
+        "conf": {"connectTimeout": "7s"}
+    })
+}
+
+/// web-1 (an outbound to `backend`) and backend-1, with web-1's scripted Envoy converged.
+fn web_calling_backend(cp: &Cp, env: &Arc<grpcio::Environment>) -> Envoy {
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let mut web = cp.connect(env, "default.web-1");
+    web.converge(&["backend"]);
+    web
+}
+
+/// web-1 → backend and other-1 → db, both converged; a new backend instance must reach
+/// web-1 (two endpoints now) and nothing may reach other-1. Returns both for more steps.
+fn only_consumers_hear_of_a_new_instance(cp: &Cp, env: &Arc<grpcio::Environment>) -> (Envoy, Envoy) {
+    cp.apply(dataplane("other-1", "other", 7070, &[("db", 10002)]));
+    cp.apply(dataplane("db-1", "db", 9095, &[]));
+    let mut web = web_calling_backend(cp, env);
+    let mut other = cp.connect(env, "default.other-1");
+    other.converge(&["db"]);
+    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
+    let eds = web.expect(EDS);
+    assert_eq!(endpoint_count(&eds), 2);
+    web.ack(&eds, &["backend"]);
+    other.expect_nothing(Duration::from_millis(1000));
+    (web, other)
+}
+
 fn push_off(refresh_ms: u64) -> Cp {
     let mut c = config(refresh_ms);
     c.xds_server.event_push = false;
@@ -322,11 +351,8 @@ fn push_off(refresh_ms: u64) -> Cp {
 fn with_event_push_off_changes_wait_for_the_interval() {
     // A 60 s interval: nothing may arrive within a few seconds of the change.
     let cp = push_off(60_000);
-    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
-    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
     let env = grpc_env();
-    let mut web = cp.connect(&env, "default.web-1");
-    web.converge(&["backend"]);
+    let web = web_calling_backend(&cp, &env);
     cp.apply(dataplane("backend-2", "backend", 9091, &[]));
     web.expect_nothing(Duration::from_millis(2000));
 }
@@ -334,36 +360,18 @@ fn with_event_push_off_changes_wait_for_the_interval() {
 #[test]
 fn with_event_push_off_the_interval_delivers_exactly_the_affected_changes() {
     let cp = push_off(300);
-    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
-    cp.apply(dataplane("other-1", "other", 8081, &[("db", 10002)]));
-    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
-    cp.apply(dataplane("db-1", "db", 9095, &[]));
     let env = grpc_env();
-    let mut web = cp.connect(&env, "default.web-1");
-    let mut other = cp.connect(&env, "default.other-1");
-    web.converge(&["backend"]);
-    other.converge(&["db"]);
-    // A Dataplane change: only the consumers of its service hear of it.
-    cp.apply(dataplane("backend-2", "backend", 9091, &[]));
-    let eds = web.expect(EDS);
-    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
-    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 2, "{json}");
-    web.ack(&eds, &["backend"]);
-    other.expect_nothing(Duration::from_millis(1000));
+    let (mut web, mut other) = only_consumers_hear_of_a_new_instance(&cp, &env);
     // A policy change reaches every dataplane it applies to.
-    cp.apply(json!({
-        "type": "Timeout", "mesh": "default", "name": "slow-connect",
-        "sources": [{"match": {"kuma.io/service": "*"}}],
-        "destinations": [{"match": {"kuma.io/service": "*"}}],
-        "conf": {"connectTimeout": "7s"}
-    }));
+    cp.apply(slow_connect_everywhere());
     for envoy in [&mut web, &mut other] {
         let cds = envoy.expect(CDS);
         let connect: Vec<String> = cds
             .resources
             .iter()
             .map(|a| higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(a).unwrap()))
-            .filter(|c| c["name"] != "localhost:9080" && c["name"] != "localhost:9081")
+            // Outbound clusters only: the local ones (`localhost:<port>`) have no policy.
+            .filter(|c| !c["name"].as_str().unwrap_or("").starts_with("localhost:"))
             .map(|c| c["connectTimeout"].as_str().unwrap_or("").to_string())
             .collect();
         assert_eq!(connect, ["7s"], "outbound clusters after the policy: {cds:?}");
@@ -373,11 +381,8 @@ fn with_event_push_off_the_interval_delivers_exactly_the_affected_changes() {
 #[test]
 fn changes_while_a_response_is_in_flight_arrive_after_its_ack() {
     let cp = Cp::start(60_000);
-    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
-    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
     let env = grpc_env();
-    let mut web = cp.connect(&env, "default.web-1");
-    web.converge(&["backend"]);
+    let mut web = web_calling_backend(&cp, &env);
     cp.apply(dataplane("backend-2", "backend", 9091, &[]));
     let first = web.expect(EDS);
     // Not ACKed yet: a second change must wait (one response in flight per type) ...
@@ -386,8 +391,7 @@ fn changes_while_a_response_is_in_flight_arrive_after_its_ack() {
     // ... and must not be lost: the ACK brings it, with a 60 s interval that cannot.
     web.ack(&first, &["backend"]);
     let second = web.expect(EDS);
-    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&second.resources[0]).unwrap());
-    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(endpoint_count(&second), 3);
 }
 
 #[test]
@@ -395,21 +399,12 @@ fn a_dataplane_change_waiting_behind_a_policy_rebuild_is_not_lost() {
     // Push off: both changes wait for the same sweep, so the Dataplane change arrives while
     // the mesh's context is due for its policy rebuild.
     let cp = push_off(500);
-    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
-    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
     let env = grpc_env();
-    let mut web = cp.connect(&env, "default.web-1");
-    web.converge(&["backend"]);
-    cp.apply(json!({
-        "type": "Timeout", "mesh": "default", "name": "slow-connect",
-        "sources": [{"match": {"kuma.io/service": "*"}}],
-        "destinations": [{"match": {"kuma.io/service": "*"}}],
-        "conf": {"connectTimeout": "7s"}
-    }));
+    let mut web = web_calling_backend(&cp, &env);
+    cp.apply(slow_connect_everywhere());
     cp.apply(dataplane("backend-2", "backend", 9091, &[]));
     let cds = web.expect(CDS);
     web.ack(&cds, &[]);
     let eds = web.expect(EDS);
-    let json = higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(&eds.resources[0]).unwrap());
-    assert_eq!(json["endpoints"][0]["lbEndpoints"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(endpoint_count(&eds), 2);
 }
