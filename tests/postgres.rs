@@ -14,7 +14,7 @@ use common::pg::{admin_client, config_for, env, fresh_database, migrated_store};
 use higuma::config::{PostgresConfig, TlsMode};
 use higuma::model::{ResourceKey, ResourceType};
 use higuma::store::postgres::{migrate_up, PostgresError, PostgresStore, SCHEMA_VERSION};
-use higuma::store::{ChangeEvent, Operation, ResourceStore, StoreError};
+use higuma::store::{BatchWrite, ChangeEvent, Operation, ResourceStore, StoreError};
 use store_contract::{dataplane_spec, insight_spec, mesh_spec, permission_spec};
 
 fn key(rtype: ResourceType, mesh: &str, name: &str) -> ResourceKey {
@@ -121,6 +121,26 @@ fn concurrent_migrations_serialize() {
 
 // ---------------------------------------------------------------------------------------
 // Pool
+
+#[test]
+fn a_batch_write_that_must_look_again_needs_one_connection() {
+    // A lost compare-and-swap makes the batch read the row again to tell Conflict from
+    // NotFound; with a single pooled connection that read must reuse the batch's own.
+    let mut cfg = migrated_config();
+    cfg.max_open_connections = 1;
+    cfg.connection_timeout = 2;
+    let store = PostgresStore::connect(&cfg).unwrap();
+    store.create("", "default", mesh_spec()).unwrap();
+    store.create("default", "dp-1", dataplane_spec("web", 8080)).unwrap();
+    let stale = store.create("default", "dp-1", insight_spec()).unwrap();
+    let key = ResourceKey::new(ResourceType::DataplaneInsight, "default", "dp-1");
+    store.update(&key, insight_spec(), stale.meta.version).unwrap();
+    // Waiting for a second connection would end in the checkout time-out: an Err here.
+    let outcomes = store
+        .write_batch(vec![BatchWrite::Update { key, spec: insight_spec(), expected_version: stale.meta.version }])
+        .expect("the batch ran on one connection");
+    assert!(matches!(outcomes[..], [Err(StoreError::Conflict(_))]), "{outcomes:?}");
+}
 
 #[test]
 fn the_pool_never_opens_more_than_max_open_connections() {

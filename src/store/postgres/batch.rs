@@ -15,12 +15,18 @@ type NameMesh = (String, String);
 
 impl PostgresStore {
     pub(super) fn get_batch_rows(&self, keys: &[ResourceKey]) -> Result<Vec<Option<Arc<Resource>>>> {
+        self.read_rows(&mut *self.conn()?, keys)
+    }
+
+    /// The batch read on a connection the caller holds: a write batch that must look again
+    /// reuses its own instead of waiting for a second one (with `maxOpenConnections: 1` that
+    /// wait could only end in the checkout time-out).
+    fn read_rows(&self, conn: &mut postgres::Client, keys: &[ResourceKey]) -> Result<Vec<Option<Arc<Resource>>>> {
         let mut found: HashMap<&ResourceKey, Arc<Resource>> = HashMap::with_capacity(keys.len());
         let mut by_type: HashMap<ResourceType, Vec<&ResourceKey>> = HashMap::new();
         for k in keys {
             by_type.entry(k.rtype).or_default().push(k);
         }
-        let mut conn = self.conn()?;
         for (rtype, group) in by_type {
             let names: Vec<&str> = group.iter().map(|k| k.name.as_str()).collect();
             let meshes: Vec<&str> = group.iter().map(|k| k.mesh.as_str()).collect();
@@ -129,7 +135,7 @@ impl PostgresStore {
             // Tell apart, for the writes that matched no row, a row that exists (created or
             // moved meanwhile) from one that does not (or whose owner does not).
             let keys: Vec<ResourceKey> = missed.iter().map(|&i| writes[i].key().clone()).collect();
-            let existing = self.get_batch_rows(&keys)?;
+            let existing = self.read_rows(&mut *conn, &keys)?;
             for (&i, current) in missed.iter().zip(existing) {
                 let key = writes[i].key().clone();
                 outcomes[i] = Err(match (create, current) {
