@@ -2,10 +2,11 @@
 //! its dataplanes, per service the endpoints plus the service's cluster and load assignment
 //! (already encoded), who consumes each service, and the policies that shape outbounds.
 //!
-//! A context is immutable and versioned. A Dataplane change produces the next context
-//! incrementally ([`MeshContext::with_dataplane`]): only the services whose endpoints moved are
-//! re-encoded, and the answer says which dataplanes can be affected. Anything else (the Mesh,
-//! a policy, a resync) rebuilds the context from the store.
+//! A context is immutable. A Dataplane change produces the next context incrementally
+//! ([`MeshContext::with_dataplane`]): only the services whose endpoints moved are
+//! re-encoded, and the answer says which dataplanes can be affected. A Mesh or policy change
+//! re-reads those alone ([`MeshContext::with_policies`]); a resync rebuilds the context from
+//! the store. Both start a new build (`MeshContext::build` id).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -35,12 +36,12 @@ impl<S: crate::store::ResourceStore + ?Sized> ResourceReader for S {
     }
 }
 
-/// Context versions are unique in the process, so "seen version" comparisons never confuse
-/// two contexts of different meshes or generations.
-static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+/// Build ids are unique in the process, so "seen build" comparisons never confuse two
+/// contexts of different meshes or generations.
+static NEXT_BUILD: AtomicU64 = AtomicU64::new(1);
 
-fn next_version() -> u64 {
-    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+fn next_build() -> u64 {
+    NEXT_BUILD.fetch_add(1, Ordering::Relaxed)
 }
 
 /// One inbound of one dataplane, as other dataplanes reach it.
@@ -177,11 +178,9 @@ pub struct MeshContext {
     pub consumers: imbl::HashMap<String, Arc<BTreeSet<String>>>,
     /// Timeout policies, most specific first (Kuma's ranking).
     pub timeouts: Arc<Vec<Arc<Resource>>>,
-    /// Unique per context; bumped by every change.
-    pub version: u64,
-    /// The version of the full build this context descends from; Dataplane changes keep it.
-    /// A dataplane that ran against a context of the same build and was not among a later
-    /// change's affected set is up to date, whatever `version` says.
+    /// Id of the full build this context descends from; Dataplane changes keep it. A
+    /// dataplane that ran against a context of the same build and was not among a later
+    /// change's affected set is up to date.
     pub build: u64,
     /// Inbound resources per dataplane, by name and (version, creation time) — a re-created
     /// dataplane restarts its version; shared by successive
@@ -268,15 +267,13 @@ impl MeshContext {
             };
             services.insert(name.clone(), service);
         }
-        let version = next_version();
         Ok(MeshContext {
             mesh: mesh_res,
             dataplanes: dataplanes.into_iter().map(|d| (d.meta.name.clone(), d)).collect(),
             services,
             consumers: consumers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             timeouts: Arc::new(timeouts),
-            version,
-            build: version,
+            build: next_build(),
             inbound_cache: previous.map(|p| p.inbound_cache.clone()).unwrap_or_default(),
             policy_hash,
         })
@@ -287,15 +284,13 @@ impl MeshContext {
     /// are shared. On Postgres this reads a few rows instead of every Dataplane of the mesh.
     pub fn with_policies(&self, reader: &dyn ResourceReader) -> Result<MeshContext, GenerateError> {
         let (mesh_res, timeouts, policy_hash) = read_policies(reader, &self.mesh.meta.name)?;
-        let version = next_version();
         Ok(MeshContext {
             mesh: mesh_res,
             dataplanes: self.dataplanes.clone(),
             services: self.services.clone(),
             consumers: self.consumers.clone(),
             timeouts: Arc::new(timeouts),
-            version,
-            build: version,
+            build: next_build(),
             inbound_cache: self.inbound_cache.clone(),
             policy_hash,
         })
@@ -364,7 +359,6 @@ impl MeshContext {
             services,
             consumers,
             timeouts: self.timeouts.clone(),
-            version: next_version(),
             build: self.build,
             inbound_cache: self.inbound_cache.clone(),
             policy_hash: self.policy_hash,
@@ -481,7 +475,7 @@ mod tests {
         let created = s.create("default", "backend-2", dp("backend-2", "backend", 91, &[])).unwrap();
         let (next, affected) = ctx.with_dataplane("backend-2", Some(created)).unwrap();
         assert_eq!(affected, BTreeSet::from(["backend-2".to_string(), "web-1".to_string()]));
-        assert_ne!(next.version, ctx.version);
+        assert_eq!(next.build, ctx.build, "a Dataplane change is no new build");
         assert_eq!(next.services["backend"].endpoints.len(), 2);
         assert!(Arc::ptr_eq(&next.services["web"], &ctx.services["web"]), "untouched services are shared");
         same(&next, &MeshContext::build(&s, "default", None).unwrap());

@@ -135,7 +135,7 @@ impl PostgresStore {
             // Tell apart, for the writes that matched no row, a row that exists (created or
             // moved meanwhile) from one that does not (or whose owner does not).
             let keys: Vec<ResourceKey> = missed.iter().map(|&i| writes[i].key().clone()).collect();
-            let existing = self.read_rows(&mut *conn, &keys)?;
+            let existing = self.read_rows(&mut conn, &keys)?;
             for (&i, current) in missed.iter().zip(existing) {
                 let key = writes[i].key().clone();
                 outcomes[i] = Err(match (create, current) {
