@@ -184,3 +184,19 @@ fn config_check_and_defaults() {
     assert_eq!(reloaded.config, higuma::config::Config::default());
     assert!(reloaded.warnings.is_empty(), "{:?}", reloaded.warnings);
 }
+
+/// Kuma's advice for a small Postgres: lower `maxOpenConnections` and nothing else. Both
+/// commands accept it; `config check` shows the idle limit it derived.
+#[test]
+fn a_lower_open_connection_limit_alone_is_accepted_and_shown() {
+    let out = Command::new(higuma_bin())
+        .args(["config", "check"])
+        .env("KUMA_STORE_TYPE", "postgres")
+        .env("KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS", "3")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}{}", stdout, text(&out.stderr));
+    assert!(stdout.contains("store.postgres.maxIdleConnections = 3 (configured 50"), "{stdout}");
+    assert!(!text(&out.stderr).contains("maxIdleConnections"), "a derived default is no warning: {}", text(&out.stderr));
+}

@@ -520,18 +520,17 @@ fn postgres_rules_apply_only_to_the_postgres_store() {
     c.store.postgres.driver_name = "mysql".to_owned();
     let (value, _, _) = expect_invalid(c.validate(), "store.postgres.driverName");
     assert_eq!(value, "mysql");
-
-    let mut c = postgres();
-    c.store.postgres.max_connection_lifetime_jitter = Duration::from_hours(2);
-    expect_invalid(c.validate(), "store.postgres.maxConnectionLifetimeJitter");
 }
 
 #[test]
-fn reconnect_intervals_must_grow() {
+fn reconnect_intervals_must_not_shrink() {
+    // Equal bounds are a constant back-off; only a ceiling below the floor contradicts.
     let mut c = postgres();
     c.store.postgres.max_reconnect_interval = c.store.postgres.min_reconnect_interval;
+    assert!(c.validate().is_ok());
+    c.store.postgres.max_reconnect_interval = Duration::from_secs(1);
     let (value, reason, _) = expect_invalid(c.validate(), "store.postgres.maxReconnectInterval");
-    assert_eq!(value, "10s");
+    assert_eq!(value, "1s");
     assert!(reason.contains("minReconnectInterval"), "{reason}");
 
     let mut c = postgres();
@@ -540,12 +539,7 @@ fn reconnect_intervals_must_grow() {
 }
 
 #[test]
-fn pool_sizes_must_fit_under_the_maximum() {
-    let mut c = postgres();
-    c.store.postgres.max_idle_connections = 51;
-    let (value, _, _) = expect_invalid(c.validate(), "store.postgres.maxIdleConnections");
-    assert_eq!(value, "51");
-
+fn pool_minimum_must_fit_under_the_maximum() {
     let mut c = postgres();
     c.store.postgres.min_open_connections = 60;
     expect_invalid(c.validate(), "store.postgres.minOpenConnections");
@@ -554,7 +548,99 @@ fn pool_sizes_must_fit_under_the_maximum() {
     let mut c = postgres();
     c.store.postgres.max_open_connections = 0;
     c.store.postgres.max_idle_connections = 500;
+    c.store.postgres.min_open_connections = 60;
     assert!(c.validate().is_ok());
+}
+
+// ---- derived values: one key changed alone never trips over another key's default ----------
+
+const PG_ENV: [(&str, &str); 2] = [("KUMA_STORE_TYPE", "postgres"), ("KUMA_STORE_POSTGRES_PASSWORD", "secret")];
+
+fn load_env(extra: &[(&str, &str)]) -> Loaded {
+    let mut env: Vec<(&str, &str)> = PG_ENV.to_vec();
+    env.extend_from_slice(extra);
+    ok(load(None, &env_from(&env)))
+}
+
+#[test]
+fn lowering_max_open_connections_alone_lowers_the_idle_limit_with_an_info_note() {
+    let loaded = load_env(&[("KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS", "3")]);
+    let pg = &loaded.config.store.postgres;
+    assert_eq!((pg.max_open_connections, pg.max_idle_connections), (3, 3));
+    assert_eq!(loaded.derived.len(), 1, "{:?}", loaded.derived);
+    let d = &loaded.derived[0];
+    assert_eq!(d.key, "store.postgres.maxIdleConnections");
+    assert_eq!((d.configured.as_str(), d.effective.as_str()), ("50", "3"));
+    assert!(!d.explicit, "the idle limit was a default");
+    assert!(loaded.warnings.is_empty(), "a default that yields is no warning: {:?}", loaded.warnings);
+}
+
+#[test]
+fn an_explicit_idle_limit_above_the_open_limit_is_a_warning_not_an_error() {
+    let loaded = ok(load_yaml(
+        "store:\n  type: postgres\n  postgres:\n    password: x\n    maxOpenConnections: 4\n    maxIdleConnections: 10\n",
+        &[],
+    ));
+    assert_eq!(loaded.config.store.postgres.max_idle_connections, 4);
+    assert!(loaded.derived[0].explicit);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let w = &loaded.warnings[0];
+    assert!(w.contains("store.postgres.maxIdleConnections = 4") && w.contains("configured 10"), "{w}");
+    assert!(w.contains("store.postgres.maxOpenConnections"), "{w}");
+}
+
+#[test]
+fn unlimited_open_connections_keep_the_idle_limit() {
+    let loaded = load_env(&[("KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS", "0")]);
+    assert_eq!(loaded.config.store.postgres.max_idle_connections, 50);
+    assert!(loaded.derived.is_empty());
+}
+
+#[test]
+fn a_short_or_no_connection_lifetime_lowers_the_jitter() {
+    let loaded = load_env(&[("KUMA_STORE_POSTGRES_MAX_CONNECTION_LIFETIME", "30s")]);
+    assert_eq!(loaded.config.store.postgres.max_connection_lifetime_jitter, Duration::from_secs(30));
+    assert_eq!(loaded.derived[0].key, "store.postgres.maxConnectionLifetimeJitter");
+    assert!(loaded.warnings.is_empty());
+    let loaded = load_env(&[("KUMA_STORE_POSTGRES_MAX_CONNECTION_LIFETIME", "0s")]);
+    assert_eq!(loaded.config.store.postgres.max_connection_lifetime_jitter, Duration::ZERO);
+    // Both set: the operator's contradiction is a warning, still not an error.
+    let loaded = load_env(&[
+        ("KUMA_STORE_POSTGRES_MAX_CONNECTION_LIFETIME", "30s"),
+        ("KUMA_STORE_POSTGRES_MAX_CONNECTION_LIFETIME_JITTER", "2m"),
+    ]);
+    assert_eq!(loaded.config.store.postgres.max_connection_lifetime_jitter, Duration::from_secs(30));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+}
+
+#[test]
+fn the_reconnect_key_the_operator_set_wins_over_the_other_default() {
+    // Floor raised above the default ceiling (60 s): the ceiling follows.
+    let loaded = load_env(&[("KUMA_STORE_POSTGRES_MIN_RECONNECT_INTERVAL", "2m")]);
+    let pg = &loaded.config.store.postgres;
+    assert_eq!((pg.min_reconnect_interval, pg.max_reconnect_interval), (Duration::from_mins(2), Duration::from_mins(2)));
+    assert_eq!(loaded.derived[0].key, "store.postgres.maxReconnectInterval");
+    assert!(loaded.warnings.is_empty());
+    // Ceiling lowered below the default floor (10 s): the floor follows.
+    let loaded = load_env(&[("KUMA_STORE_POSTGRES_MAX_RECONNECT_INTERVAL", "2s")]);
+    let pg = &loaded.config.store.postgres;
+    assert_eq!((pg.min_reconnect_interval, pg.max_reconnect_interval), (Duration::from_secs(2), Duration::from_secs(2)));
+    assert_eq!(loaded.derived[0].key, "store.postgres.minReconnectInterval");
+    assert!(loaded.warnings.is_empty());
+    // Both set against each other: the floor wins, with a warning.
+    let loaded = load_env(&[
+        ("KUMA_STORE_POSTGRES_MIN_RECONNECT_INTERVAL", "5s"),
+        ("KUMA_STORE_POSTGRES_MAX_RECONNECT_INTERVAL", "2s"),
+    ]);
+    assert_eq!(loaded.config.store.postgres.max_reconnect_interval, Duration::from_secs(5));
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+}
+
+#[test]
+fn the_memory_store_derives_nothing_from_postgres_settings() {
+    let loaded = ok(load(None, &env_from(&[("KUMA_STORE_POSTGRES_MAX_OPEN_CONNECTIONS", "3")])));
+    assert!(loaded.derived.is_empty());
+    assert_eq!(loaded.config.store.postgres.max_idle_connections, 50);
 }
 
 #[test]

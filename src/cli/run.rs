@@ -19,6 +19,12 @@ pub fn check(path: Option<&Path>) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     println!("config is valid{}", path.map(|p| format!(": {}", p.display())).unwrap_or_default());
+    if !loaded.derived.is_empty() {
+        println!("effective values derived from related settings:");
+        for d in &loaded.derived {
+            println!("  {d}");
+        }
+    }
     Ok(())
 }
 
@@ -71,6 +77,10 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     let loaded = config::load_from_process(path).context("invalid configuration")?;
     for warning in &loaded.warnings {
         log::warn!("config: {warning}");
+    }
+    // Explicit keys were warned about above; defaults that yielded are worth one info line.
+    for d in loaded.derived.iter().filter(|d| !d.explicit) {
+        log::info!("config: {d}");
     }
     let daemon = Daemon::start(loaded.config)?;
     let (tx, rx) = crossbeam_channel::unbounded::<Signal>();

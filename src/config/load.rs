@@ -4,12 +4,12 @@
 //! env var and its unknown-key check without per-field code: the tree of
 //! `Config::default()` is the schema. A key added to a struct is picked up automatically.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, Derived};
 
 /// Prefix of every env var, kept from Kuma so existing deployments need no change.
 const ENV_PREFIX: &str = "KUMA";
@@ -29,7 +29,11 @@ const ENV_OVERRIDES: &[(&str, &str)] = &[
 pub struct Loaded {
     pub config: Config,
     /// Unknown keys and suspicious values; the config is usable but these should be logged.
+    /// Includes every derived value of a key the operator set explicitly.
     pub warnings: Vec<String>,
+    /// Values higuma derived from related settings instead of the configured ones
+    /// ([`Config::derive`]); those of keys left at their default are logged at info level.
+    pub derived: Vec<Derived>,
 }
 
 /// Builds the config from defaults, then the YAML file at `path` (if any), then the env
@@ -43,11 +47,14 @@ pub fn load(
     let defaults = defaults_tree()?;
     let mut merged = defaults.clone();
     let mut warnings = Vec::new();
+    // Keys the operator set (file or env), so derived values can tell a default that must
+    // yield from a choice that contradicts another.
+    let mut explicit = HashSet::new();
 
     if let Some(path) = path {
         let file = read_file(path)?;
         let mut unknown = Vec::new();
-        merge(&mut merged, file, &mut String::new(), &mut unknown);
+        merge(&mut merged, file, &mut String::new(), &mut unknown, &mut explicit);
         warnings.extend(
             unknown
                 .into_iter()
@@ -58,9 +65,13 @@ pub fn load(
     let mut from_env = HashMap::new();
     overlay_env(&defaults, &mut merged, &mut Vec::new(), env, &mut from_env)?;
 
-    let config = deserialize(&merged, &from_env)?;
+    explicit.extend(from_env.keys().cloned());
+
+    let mut config = deserialize(&merged, &from_env)?;
+    let derived = config.derive(&|key| explicit.contains(key));
+    warnings.extend(derived.iter().filter(|d| d.explicit).map(|d| format!("{d}")));
     warnings.extend(config.validate()?);
-    Ok(Loaded { config, warnings })
+    Ok(Loaded { config, warnings, derived })
 }
 
 /// [`load`] with the process environment.
@@ -134,8 +145,9 @@ fn read_file(path: &Path) -> Result<Value, ConfigError> {
 }
 
 /// Deep-merges `file` into `base` (the defaults tree). Keys that `base` lacks are not
-/// copied but recorded in `unknown` with their full dotted path.
-fn merge(base: &mut Value, file: Value, path: &mut String, unknown: &mut Vec<String>) {
+/// copied but recorded in `unknown` with their full dotted path; the leaves it sets are
+/// recorded in `set`.
+fn merge(base: &mut Value, file: Value, path: &mut String, unknown: &mut Vec<String>, set: &mut HashSet<String>) {
     match (base, file) {
         // `key:` with nothing after it is null in YAML; Go's YAML→JSON loader treats it as
         // "not set", so the default stays.
@@ -148,7 +160,7 @@ fn merge(base: &mut Value, file: Value, path: &mut String, unknown: &mut Vec<Str
                 }
                 path.push_str(&key);
                 match base.get_mut(&key) {
-                    Some(slot) => merge(slot, value, path, unknown),
+                    Some(slot) => merge(slot, value, path, unknown, set),
                     None => unknown.push(path.clone()),
                 }
                 path.truncate(len);
@@ -156,7 +168,10 @@ fn merge(base: &mut Value, file: Value, path: &mut String, unknown: &mut Vec<Str
         }
         // A leaf, or a section replaced by a non-mapping: take the file's value and let
         // deserialization report a wrong type against this key.
-        (slot, value) => *slot = value,
+        (slot, value) => {
+            set.insert(path.clone());
+            *slot = value
+        }
     }
 }
 
@@ -460,6 +475,7 @@ mod tests {
             serde_json::json!({"a": null, "c": null, "d": {"e": 1}}),
             &mut String::new(),
             &mut unknown,
+            &mut HashSet::new(),
         );
         assert_eq!(base, serde_json::json!({"a": {"b": 1}, "c": "x"}));
         assert_eq!(unknown, vec!["d".to_owned()]);

@@ -12,6 +12,7 @@
 //!
 //! `etc/higuma.yaml` is the commented copy of [`Config::default`]; a test keeps them equal.
 
+mod derive;
 mod duration;
 mod errors;
 mod load;
@@ -19,6 +20,7 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
+pub use derive::Derived;
 pub use duration::{Duration, ParseDurationError};
 pub use errors::ConfigError;
 pub use load::{env_var_name, leaf_keys, load, load_from_process, Loaded};

@@ -110,52 +110,34 @@ impl Config {
                 "must be greater than 0 (whole seconds)",
             ));
         }
-        if pg.max_connection_lifetime_jitter > pg.max_connection_lifetime {
-            return Err(invalid(
-                "store.postgres.maxConnectionLifetimeJitter",
-                pg.max_connection_lifetime_jitter,
-                format!(
-                    "must not exceed store.postgres.maxConnectionLifetime ({})",
-                    pg.max_connection_lifetime
-                ),
-            ));
-        }
         positive(
             "store.postgres.minReconnectInterval",
             pg.min_reconnect_interval,
         )?;
-        if pg.max_reconnect_interval <= pg.min_reconnect_interval {
+        // Relations that a changed default must not turn into an error (idle vs open
+        // connections, jitter vs lifetime, the reconnect back-off range) are resolved by
+        // `Config::derive` before this runs; what is left here contradicts itself.
+        if pg.max_reconnect_interval < pg.min_reconnect_interval {
             return Err(invalid(
                 "store.postgres.maxReconnectInterval",
                 pg.max_reconnect_interval,
                 format!(
-                    "must be greater than store.postgres.minReconnectInterval ({})",
+                    "must not be less than store.postgres.minReconnectInterval ({})",
                     pg.min_reconnect_interval
                 ),
             ));
         }
-        // 0 means unlimited, so the pool-size relations only apply to a real maximum.
-        if pg.max_open_connections > 0 {
-            if pg.min_open_connections > pg.max_open_connections {
-                return Err(invalid(
-                    "store.postgres.minOpenConnections",
-                    pg.min_open_connections,
-                    format!(
-                        "must not exceed store.postgres.maxOpenConnections ({})",
-                        pg.max_open_connections
-                    ),
-                ));
-            }
-            if pg.max_idle_connections > pg.max_open_connections {
-                return Err(invalid(
-                    "store.postgres.maxIdleConnections",
-                    pg.max_idle_connections,
-                    format!(
-                        "must not exceed store.postgres.maxOpenConnections ({})",
-                        pg.max_open_connections
-                    ),
-                ));
-            }
+        // 0 means unlimited, so the pool-size relation only applies to a real maximum. A
+        // minimum above the maximum is the operator's own contradiction (its default is 0).
+        if pg.max_open_connections > 0 && pg.min_open_connections > pg.max_open_connections {
+            return Err(invalid(
+                "store.postgres.minOpenConnections",
+                pg.min_open_connections,
+                format!(
+                    "must not exceed store.postgres.maxOpenConnections ({})",
+                    pg.max_open_connections
+                ),
+            ));
         }
 
         let tls = &pg.tls;

@@ -227,6 +227,8 @@ pub(crate) type Pool = r2d2::Pool<Manager>;
 pub(crate) fn pool(cfg: &PostgresConfig, connector: Connector) -> Pool {
     let max_size = if cfg.max_open_connections == 0 { UNLIMITED_POOL_SIZE } else { cfg.max_open_connections };
     let max_lifetime = cfg.max_connection_lifetime.as_std();
+    // `Config::derive` lowers the idle limit to the open one, so "idle = open" means every
+    // open connection may stay.
     let keep_idle = cfg.max_open_connections != 0 && cfg.max_idle_connections >= cfg.max_open_connections;
     r2d2::Pool::builder()
         .max_size(max_size)
