@@ -9,6 +9,8 @@
 //! | [`config`]    | `higuma.yaml` + `KUMA_*` env: defaults < file < env, validation, masking  |
 //! | [`model`]     | Kuma's resources (Mesh, Dataplane, policies, insights), REST envelope,    |
 //! |               | validation that names the offending field                                |
+//! | [`policies`]  | one folder per policy type, the engine core (targetRef rules, old-style   |
+//! |               | ranking), resolved confs that generators read                            |
 //! | [`store`]     | the `ResourceStore` trait, change events, the in-memory backend           |
 //! | [`cache`]     | sharded TTL cache with per-key fetch sharing (Kuma's cached read path)   |
 //! | [`envoy`]     | the Envoy v3 API subset we serve, generated from `proto/` at build time  |
@@ -34,6 +36,7 @@ pub mod envoy;
 pub mod http;
 pub mod loadgen;
 pub mod model;
+pub mod policies;
 pub mod reconcile;
 pub mod store;
 pub mod threads;

@@ -408,3 +408,132 @@ fn a_dataplane_change_waiting_behind_a_policy_rebuild_is_not_lost() {
     let eds = web.expect(EDS);
     assert_eq!(endpoint_count(&eds), 2);
 }
+
+// ---- re-created resources: versions restart at 1, content decides -------------------------
+
+/// The listener names in an LDS response that are inbound listeners.
+fn inbound_listeners(lds: &DiscoveryResponse) -> Vec<String> {
+    names(lds).into_iter().filter(|n| n.starts_with("inbound:")).collect()
+}
+
+/// ACKs whatever arrives (EDS for `backend`) until a response satisfies `done`; panics after
+/// 10 s without one.
+fn until(envoy: &mut Envoy, what: &str, done: impl Fn(&DiscoveryResponse) -> bool) -> DiscoveryResponse {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = envoy.recv(left).unwrap_or_else(|| panic!("no response with {what} within 10 s"));
+        envoy.ack(&r, if r.type_url == EDS.type_url() { &["backend"] } else { &[] });
+        if done(&r) {
+            return r;
+        }
+    }
+}
+
+fn is(kind: higuma::xds::resource_kind::ResourceKind, r: &DiscoveryResponse) -> bool {
+    r.type_url == kind.type_url()
+}
+
+/// Deletes web-1 and creates it again with another inbound port on a stream that stays
+/// open: the new inbound listener must arrive (the re-created resource is at version 1
+/// again, like the one it replaced).
+fn recreated_dataplane_reaches_its_envoy(cp: &Cp) {
+    let env = grpc_env();
+    let mut web = web_calling_backend(cp, &env);
+    cp.delete(ResourceType::Dataplane, "web-1");
+    cp.apply(dataplane("web-1", "web", 8090, &[("backend", 10001)]));
+    until(&mut web, "the new local cluster", |r| is(CDS, r) && names(r).contains(&"localhost:9090".to_string()));
+    until(&mut web, "the new inbound listener", |r| is(LDS, r) && inbound_listeners(r) == ["inbound:127.0.0.1:8090"]);
+}
+
+#[test]
+fn a_dataplane_deleted_and_created_again_gets_its_new_config() {
+    recreated_dataplane_reaches_its_envoy(&Cp::start(60_000));
+}
+
+#[test]
+fn a_dataplane_deleted_and_created_again_gets_its_new_config_on_postgres() {
+    let pg = common::pg::fresh_database();
+    higuma::store::postgres::migrate_up(&pg).unwrap();
+    let mut c = config(60_000);
+    c.store.r#type = higuma::config::StoreType::Postgres;
+    c.store.postgres = pg;
+    recreated_dataplane_reaches_its_envoy(&Cp::start_with(c));
+}
+
+/// The outbound clusters' connect timeouts in a CDS response.
+fn outbound_connect_timeouts(cds: &DiscoveryResponse) -> Vec<String> {
+    cds.resources
+        .iter()
+        .map(|a| higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(a).unwrap()))
+        .filter(|c| !c["name"].as_str().unwrap_or("").starts_with("localhost:"))
+        .map(|c| c["connectTimeout"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn slow_connect(seconds: u32) -> serde_json::Value {
+    let mut p = slow_connect_everywhere();
+    p["conf"]["connectTimeout"] = json!(format!("{seconds}s"));
+    p
+}
+
+#[test]
+fn a_policy_deleted_and_created_again_while_push_is_off_takes_effect() {
+    // Both writes wait for the same sweep: the new policy has the old one's name and
+    // version (1), only its content differs.
+    let cp = push_off(400);
+    let env = grpc_env();
+    let mut web = web_calling_backend(&cp, &env);
+    cp.apply(slow_connect(7));
+    until(&mut web, "connect timeout 7s", |r| is(CDS, r) && outbound_connect_timeouts(r) == ["7s"]);
+    cp.delete(ResourceType::Timeout, "slow-connect");
+    cp.apply(slow_connect(3));
+    until(&mut web, "connect timeout 3s", |r| is(CDS, r) && outbound_connect_timeouts(r) == ["3s"]);
+}
+
+#[test]
+fn a_policy_deleted_and_created_again_while_jobs_are_queued_takes_effect() {
+    // Forty consumers: the delete queues forty jobs on two workers, so most of them are
+    // still queued when the create lands and run once against the final state.
+    let cp = Cp::start(60_000);
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    cp.apply(slow_connect(7));
+    let env = grpc_env();
+    let mut envoys: Vec<Envoy> = (0..40)
+        .map(|i| {
+            let name = format!("web-{i}");
+            cp.apply(dataplane(&name, "web", 8000 + i, &[("backend", 10001)]));
+            let mut e = cp.connect(&env, &format!("default.{name}"));
+            let (cds, _, _) = e.converge(&["backend"]);
+            assert_eq!(outbound_connect_timeouts(&cds), ["7s"]);
+            e
+        })
+        .collect();
+    cp.delete(ResourceType::Timeout, "slow-connect");
+    cp.apply(slow_connect(3));
+    // Some may see the moment without the policy (the 5 s default) first; all end at 3 s.
+    for e in &mut envoys {
+        until(e, "connect timeout 3s", |r| is(CDS, r) && outbound_connect_timeouts(r) == ["3s"]);
+    }
+}
+
+#[test]
+fn a_mesh_deleted_and_created_again_with_its_dataplanes_serves_their_new_config() {
+    let cp = Cp::start(60_000);
+    let in_mesh = |mut v: serde_json::Value| {
+        v["mesh"] = json!("other");
+        v
+    };
+    cp.apply(json!({"type": "Mesh", "name": "other"}));
+    cp.apply(in_mesh(dataplane("web-1", "web", 8080, &[("backend", 10001)])));
+    cp.apply(in_mesh(dataplane("backend-1", "backend", 9090, &[])));
+    let env = grpc_env();
+    let mut web = cp.connect(&env, "other.web-1");
+    web.converge(&["backend"]);
+    // Deleting the Mesh deletes its dataplanes; everything comes back at version 1.
+    cp.d().store.delete(&ResourceKey::new(ResourceType::Mesh, "", "other")).unwrap();
+    cp.apply(json!({"type": "Mesh", "name": "other"}));
+    cp.apply(in_mesh(dataplane("backend-1", "backend", 9090, &[])));
+    cp.apply(in_mesh(dataplane("web-1", "web", 8090, &[("backend", 10001)])));
+    until(&mut web, "the new inbound listener", |r| is(LDS, r) && inbound_listeners(r) == ["inbound:127.0.0.1:8090"]);
+}

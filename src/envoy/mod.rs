@@ -55,6 +55,7 @@ pub mod generated {
 pub use generated::*;
 
 pub mod ads_grpc;
+pub mod parts;
 
 pub use protobuf::well_known_types as wkt;
 

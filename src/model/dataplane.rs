@@ -379,6 +379,12 @@ pub(crate) fn is_dns_name(s: &str) -> bool {
         && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
+impl super::SpecType for DataplaneSpec {
+    fn validate(&self) -> Result<(), ValidationError> {
+        DataplaneSpec::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

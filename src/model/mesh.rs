@@ -234,6 +234,12 @@ fn check_type(errors: &mut ValidationError, field: &str, value: &str, allowed: &
     }
 }
 
+impl super::SpecType for MeshSpec {
+    fn validate(&self) -> Result<(), ValidationError> {
+        MeshSpec::validate(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,14 +5,15 @@
 //! - [`Resource`] = [`Meta`] (mesh, name, version, times) + a typed [`Spec`].
 //! - [`rest`] turns resources into Kuma's JSON envelope (spec fields flattened next to the
 //!   meta) and back.
-//! - Each spec module (`mesh`, `dataplane`, `insight`, `policy`) owns its serde types and its
-//!   `validate()`, which reports every violation with the field path Kuma would name.
+//! - Each spec module (`mesh`, `dataplane`, `insight`, and every policy's `api` module under
+//!   `crate::policies`) owns its serde types and its `validate()`, which reports every
+//!   violation with the field path Kuma would name.
 
 pub mod dataplane;
+pub mod duration;
 pub mod errors;
 pub mod insight;
 pub mod mesh;
-pub mod policy;
 pub mod rest;
 pub mod selector;
 pub mod types;
@@ -20,7 +21,7 @@ pub mod types;
 use std::time::SystemTime;
 
 pub use errors::{ValidationError, Violation};
-pub use types::ResourceType;
+pub use types::{Registered, ResourceType, Spec, SpecType};
 
 /// Identifies one stored resource. Global types (Mesh) use an empty `mesh`, as Kuma's
 /// Postgres schema does.
@@ -61,91 +62,6 @@ pub struct Meta {
     pub modification_time: SystemTime,
 }
 
-/// A typed spec; the variant decides the resource type.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Spec {
-    Mesh(mesh::MeshSpec),
-    Dataplane(dataplane::DataplaneSpec),
-    DataplaneInsight(insight::DataplaneInsightSpec),
-    TrafficPermission(policy::TrafficPermissionSpec),
-    TrafficRoute(policy::TrafficRouteSpec),
-    HealthCheck(policy::HealthCheckSpec),
-    CircuitBreaker(policy::CircuitBreakerSpec),
-    Timeout(policy::TimeoutSpec),
-    Retry(policy::RetrySpec),
-}
-
-impl Spec {
-    pub fn resource_type(&self) -> ResourceType {
-        match self {
-            Spec::Mesh(_) => ResourceType::Mesh,
-            Spec::Dataplane(_) => ResourceType::Dataplane,
-            Spec::DataplaneInsight(_) => ResourceType::DataplaneInsight,
-            Spec::TrafficPermission(_) => ResourceType::TrafficPermission,
-            Spec::TrafficRoute(_) => ResourceType::TrafficRoute,
-            Spec::HealthCheck(_) => ResourceType::HealthCheck,
-            Spec::CircuitBreaker(_) => ResourceType::CircuitBreaker,
-            Spec::Timeout(_) => ResourceType::Timeout,
-            Spec::Retry(_) => ResourceType::Retry,
-        }
-    }
-
-    /// Decodes the spec fields of a resource of type `rtype` (the envelope's meta keys already
-    /// removed). Unknown fields and wrong value types are violations naming the field path.
-    pub fn from_json(rtype: ResourceType, value: serde_json::Value) -> Result<Spec, ValidationError> {
-        fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationError> {
-            serde_path_to_error::deserialize(value).map_err(|err| {
-                let path = err.path().to_string();
-                let field = if path == "." { String::new() } else { path };
-                ValidationError::single(field, err.into_inner().to_string())
-            })
-        }
-        Ok(match rtype {
-            ResourceType::Mesh => Spec::Mesh(decode(value)?),
-            ResourceType::Dataplane => Spec::Dataplane(decode(value)?),
-            ResourceType::DataplaneInsight => Spec::DataplaneInsight(decode(value)?),
-            ResourceType::TrafficPermission => Spec::TrafficPermission(decode(value)?),
-            ResourceType::TrafficRoute => Spec::TrafficRoute(decode(value)?),
-            ResourceType::HealthCheck => Spec::HealthCheck(decode(value)?),
-            ResourceType::CircuitBreaker => Spec::CircuitBreaker(decode(value)?),
-            ResourceType::Timeout => Spec::Timeout(decode(value)?),
-            ResourceType::Retry => Spec::Retry(decode(value)?),
-        })
-    }
-
-    /// The spec's fields as a JSON object, in Kuma's field names (camelCase).
-    pub fn to_json(&self) -> serde_json::Value {
-        let encoded = match self {
-            Spec::Mesh(s) => serde_json::to_value(s),
-            Spec::Dataplane(s) => serde_json::to_value(s),
-            Spec::DataplaneInsight(s) => serde_json::to_value(s),
-            Spec::TrafficPermission(s) => serde_json::to_value(s),
-            Spec::TrafficRoute(s) => serde_json::to_value(s),
-            Spec::HealthCheck(s) => serde_json::to_value(s),
-            Spec::CircuitBreaker(s) => serde_json::to_value(s),
-            Spec::Timeout(s) => serde_json::to_value(s),
-            Spec::Retry(s) => serde_json::to_value(s),
-        };
-        // Serializing plain data structs with string keys cannot fail.
-        encoded.expect("spec types serialize to JSON")
-    }
-
-    /// Checks the semantic rules of the spec (required fields, ranges, tag rules).
-    pub fn validate(&self) -> Result<(), ValidationError> {
-        match self {
-            Spec::Mesh(s) => s.validate(),
-            Spec::Dataplane(s) => s.validate(),
-            Spec::DataplaneInsight(_) => Ok(()),
-            Spec::TrafficPermission(s) => s.validate(),
-            Spec::TrafficRoute(s) => s.validate(),
-            Spec::HealthCheck(s) => s.validate(),
-            Spec::CircuitBreaker(s) => s.validate(),
-            Spec::Timeout(s) => s.validate(),
-            Spec::Retry(s) => s.validate(),
-        }
-    }
-}
-
 /// A stored resource. Shared as `Arc<Resource>` between the store, caches and readers, so it
 /// is never mutated in place: writers build a new one.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,6 +77,19 @@ impl Resource {
 
     pub fn key(&self) -> ResourceKey {
         ResourceKey::new(self.rtype(), self.meta.mesh.clone(), self.meta.name.clone())
+    }
+
+    /// A hash of the spec's content: what "did this resource change?" compares. Versions
+    /// cannot answer that: they restart at 1 when a resource is deleted and created again,
+    /// on every backend.
+    pub fn content_hash(&self) -> u64 {
+        // The spec types hold ordered maps only, so equal specs serialize to equal bytes.
+        let bytes = serde_json::to_vec(&self.spec.to_json()).unwrap_or_default();
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(self.rtype().name().as_bytes());
+        h.update(&[0]);
+        h.update(&bytes);
+        h.digest()
     }
 }
 

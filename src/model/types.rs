@@ -1,79 +1,218 @@
-//! The type registry: one row per resource type with Kuma's type name, REST path and the
-//! names kumactl accepts for it.
+//! The type registry: every resource type higuma knows, listed once in [`resource_types!`]
+//! below, with Kuma's type name, REST path, kumactl names, scope, envelope and spec type.
+//!
+//! The macro turns that one list into [`ResourceType`], the typed [`Spec`] enum and every
+//! per-type `match` (decode, encode, validate), so the REST API, the CLI, both stores and
+//! `GET /policies` pick a new type up with no edits anywhere else. Adding a policy is: its
+//! folder under `src/policies/`, one row here, one plugin in `src/policies/mod.rs`.
 
 use std::fmt;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ResourceType {
+use super::ValidationError;
+
+/// Where a type lives: outside any mesh (Mesh) or inside one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Global,
     Mesh,
-    Dataplane,
-    DataplaneInsight,
-    TrafficPermission,
-    TrafficRoute,
-    HealthCheck,
-    CircuitBreaker,
-    Timeout,
-    Retry,
 }
 
-struct Row {
-    rtype: ResourceType,
-    name: &'static str,
-    ws_path: &'static str,
+/// How the REST/YAML envelope carries the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    /// Spec fields beside `type`/`mesh`/`name` (Kuma's protobuf resources).
+    Flat,
+    /// Spec under a `spec:` key (Kuma's targetRef policies, generated from OpenAPI).
+    Spec,
+}
+
+/// What role a type plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Mesh, Dataplane, ...
+    Core,
+    /// Written only by the control plane itself (insights), never through the API.
+    Status,
+    /// An old-style policy: `sources`/`destinations` (or `selectors`) and a `conf`.
+    OldStylePolicy,
+    /// A targetRef policy (`spec.targetRef`, `to`, `from`).
+    TargetRefPolicy,
+}
+
+/// What every spec type provides to the registry.
+pub trait SpecType: serde::Serialize + serde::de::DeserializeOwned + Clone + fmt::Debug + PartialEq {
+    /// Semantic rules beyond the shape (required fields, ranges, tag rules), each violation
+    /// naming its field path as Kuma would (`spec.to[0].default.http.requestTimeout`).
+    fn validate(&self) -> Result<(), ValidationError>;
+
+    /// An old-style policy's selectors, for the engine's ranking.
+    fn old_style(&self) -> Option<&dyn crate::policies::core::oldstyle::OldStylePolicy> {
+        None
+    }
+
+    /// A targetRef policy's `targetRef`, `to` and `from`, for the engine's matching.
+    fn target_ref(&self) -> Option<&dyn crate::policies::core::targetref::TargetRefPolicy> {
+        None
+    }
+}
+
+/// A spec type's place in the registry, for typed access (`Spec::get::<MeshTimeout>()`).
+pub trait Registered: SpecType {
+    const TYPE: ResourceType;
+    fn from_spec(spec: &Spec) -> Option<&Self>;
+    fn into_spec(self) -> Spec;
+}
+
+pub(crate) struct Row {
+    pub rtype: ResourceType,
+    pub name: &'static str,
+    pub ws_path: &'static str,
     /// Singular names kumactl accepts (`kumactl get dataplane x`); the plural is `ws_path`.
-    singular: &'static [&'static str],
+    pub singular: &'static [&'static str],
+    pub scope: Scope,
+    pub envelope: Envelope,
+    pub kind: Kind,
 }
 
-const REGISTRY: [Row; 9] = [
-    Row { rtype: ResourceType::Mesh, name: "Mesh", ws_path: "meshes", singular: &["mesh"] },
-    Row { rtype: ResourceType::Dataplane, name: "Dataplane", ws_path: "dataplanes", singular: &["dataplane", "dp"] },
-    Row {
-        rtype: ResourceType::DataplaneInsight,
-        name: "DataplaneInsight",
-        ws_path: "dataplane-insights",
-        singular: &["dataplane-insight"],
-    },
-    Row {
-        rtype: ResourceType::TrafficPermission,
-        name: "TrafficPermission",
-        ws_path: "traffic-permissions",
-        singular: &["traffic-permission"],
-    },
-    Row {
-        rtype: ResourceType::TrafficRoute,
-        name: "TrafficRoute",
-        ws_path: "traffic-routes",
-        singular: &["traffic-route"],
-    },
-    Row {
-        rtype: ResourceType::HealthCheck,
-        name: "HealthCheck",
-        ws_path: "health-checks",
-        singular: &["healthcheck", "health-check", "healthchecks"],
-    },
-    Row {
-        rtype: ResourceType::CircuitBreaker,
-        name: "CircuitBreaker",
-        ws_path: "circuit-breakers",
-        singular: &["circuit-breaker"],
-    },
-    Row { rtype: ResourceType::Timeout, name: "Timeout", ws_path: "timeouts", singular: &["timeout"] },
-    Row { rtype: ResourceType::Retry, name: "Retry", ws_path: "retries", singular: &["retry"] },
-];
+macro_rules! resource_types {
+    ($( $variant:ident => ($name:literal, $path:literal, [$($singular:literal),*], $scope:ident, $envelope:ident, $kind:ident, $spec:ty), )+) => {
+        /// Every resource type, in registry order.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ResourceType {
+            $( $variant, )+
+        }
+
+        const REGISTRY: &[Row] = &[
+            $( Row {
+                rtype: ResourceType::$variant,
+                name: $name,
+                ws_path: $path,
+                singular: &[$($singular),*],
+                scope: Scope::$scope,
+                envelope: Envelope::$envelope,
+                kind: Kind::$kind,
+            }, )+
+        ];
+
+        impl ResourceType {
+            pub const ALL: &'static [ResourceType] = &[ $( ResourceType::$variant, )+ ];
+        }
+
+        /// A typed spec; the variant decides the resource type.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Spec {
+            $( $variant($spec), )+
+        }
+
+        impl Spec {
+            pub fn resource_type(&self) -> ResourceType {
+                match self {
+                    $( Spec::$variant(_) => ResourceType::$variant, )+
+                }
+            }
+
+            /// Decodes the spec of a resource of type `rtype` (for flat envelopes the meta
+            /// keys already removed; for `spec:` envelopes the value under `spec`). Unknown
+            /// fields and wrong value types are violations naming the field path.
+            pub fn from_json(rtype: ResourceType, value: serde_json::Value) -> Result<Spec, ValidationError> {
+                let prefix = match rtype.envelope() { Envelope::Flat => "", Envelope::Spec => "spec" };
+                Ok(match rtype {
+                    $( ResourceType::$variant => Spec::$variant(decode(prefix, value)?), )+
+                })
+            }
+
+            /// The spec as a JSON object, in Kuma's field names (camelCase).
+            pub fn to_json(&self) -> serde_json::Value {
+                let encoded = match self {
+                    $( Spec::$variant(s) => serde_json::to_value(s), )+
+                };
+                // Serializing plain data structs with string keys cannot fail.
+                encoded.expect("spec types serialize to JSON")
+            }
+
+            /// Checks the semantic rules of the spec (required fields, ranges, tag rules).
+            pub fn validate(&self) -> Result<(), ValidationError> {
+                match self {
+                    $( Spec::$variant(s) => SpecType::validate(s), )+
+                }
+            }
+
+            /// The selectors of an old-style policy.
+            pub fn old_style(&self) -> Option<&dyn crate::policies::core::oldstyle::OldStylePolicy> {
+                match self {
+                    $( Spec::$variant(s) => SpecType::old_style(s), )+
+                }
+            }
+
+            /// The targetRefs of a targetRef policy.
+            pub fn target_ref(&self) -> Option<&dyn crate::policies::core::targetref::TargetRefPolicy> {
+                match self {
+                    $( Spec::$variant(s) => SpecType::target_ref(s), )+
+                }
+            }
+
+            /// The spec as `T`, if it is one.
+            pub fn get<T: Registered>(&self) -> Option<&T> {
+                T::from_spec(self)
+            }
+        }
+
+        $(
+            impl Registered for $spec {
+                const TYPE: ResourceType = ResourceType::$variant;
+                fn from_spec(spec: &Spec) -> Option<&Self> {
+                    match spec {
+                        Spec::$variant(s) => Some(s),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+                fn into_spec(self) -> Spec {
+                    Spec::$variant(self)
+                }
+            }
+
+            impl From<$spec> for Spec {
+                fn from(s: $spec) -> Spec {
+                    Spec::$variant(s)
+                }
+            }
+        )+
+    };
+}
+
+fn decode<T: serde::de::DeserializeOwned>(prefix: &str, value: serde_json::Value) -> Result<T, ValidationError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let field = match (prefix.is_empty(), path == ".") {
+            (true, true) => String::new(),
+            (true, false) => path,
+            (false, true) => prefix.to_string(),
+            (false, false) => format!("{prefix}.{path}"),
+        };
+        ValidationError::single(field, err.into_inner().to_string())
+    })
+}
+
+use crate::policies as p;
+
+resource_types! {
+    // ---- core ---------------------------------------------------------------------------------
+    Mesh => ("Mesh", "meshes", ["mesh"], Global, Flat, Core, super::mesh::MeshSpec),
+    Dataplane => ("Dataplane", "dataplanes", ["dataplane", "dp"], Mesh, Flat, Core, super::dataplane::DataplaneSpec),
+    DataplaneInsight => ("DataplaneInsight", "dataplane-insights", ["dataplane-insight"], Mesh, Flat, Status, super::insight::DataplaneInsightSpec),
+    // ---- old-style policies ----------------------------------------------------------------
+    TrafficPermission => ("TrafficPermission", "traffic-permissions", ["traffic-permission"], Mesh, Flat, OldStylePolicy, p::traffic_permission::api::TrafficPermissionSpec),
+    TrafficRoute => ("TrafficRoute", "traffic-routes", ["traffic-route"], Mesh, Flat, OldStylePolicy, p::traffic_route::api::TrafficRouteSpec),
+    HealthCheck => ("HealthCheck", "health-checks", ["healthcheck", "health-check", "healthchecks"], Mesh, Flat, OldStylePolicy, p::health_check::api::HealthCheckSpec),
+    CircuitBreaker => ("CircuitBreaker", "circuit-breakers", ["circuit-breaker"], Mesh, Flat, OldStylePolicy, p::circuit_breaker::api::CircuitBreakerSpec),
+    Timeout => ("Timeout", "timeouts", ["timeout"], Mesh, Flat, OldStylePolicy, p::timeout::api::TimeoutSpec),
+    Retry => ("Retry", "retries", ["retry"], Mesh, Flat, OldStylePolicy, p::retry::api::RetrySpec),
+    // ---- old-style policies: inbound and logging ----------------------------------------------
+    // ---- targetRef policies ----------------------------------------------------------------
+}
 
 impl ResourceType {
-    pub const ALL: [ResourceType; 9] = [
-        ResourceType::Mesh,
-        ResourceType::Dataplane,
-        ResourceType::DataplaneInsight,
-        ResourceType::TrafficPermission,
-        ResourceType::TrafficRoute,
-        ResourceType::HealthCheck,
-        ResourceType::CircuitBreaker,
-        ResourceType::Timeout,
-        ResourceType::Retry,
-    ];
-
     fn row(self) -> &'static Row {
         // REGISTRY lists the variants in declaration order.
         &REGISTRY[self as usize]
@@ -84,24 +223,40 @@ impl ResourceType {
         self.row().name
     }
 
-    /// The REST collection path segment (`dataplanes`, `traffic-permissions`).
+    /// The REST collection path segment (`dataplanes`, `traffic-permissions`, `meshtimeouts`).
     pub fn ws_path(self) -> &'static str {
         self.row().ws_path
     }
 
+    pub fn scope(self) -> Scope {
+        self.row().scope
+    }
+
+    pub fn envelope(self) -> Envelope {
+        self.row().envelope
+    }
+
+    pub fn kind(self) -> Kind {
+        self.row().kind
+    }
+
     /// Global types live outside any mesh.
     pub fn is_global(self) -> bool {
-        self == ResourceType::Mesh
+        self.scope() == Scope::Global
     }
 
     /// Written only by the control plane itself, never through the API.
     pub fn is_read_only(self) -> bool {
-        self == ResourceType::DataplaneInsight
+        self.kind() == Kind::Status
     }
 
-    /// Policies: the types that select dataplanes by tags.
+    /// Policies: the types that select dataplanes (by tags or targetRef).
     pub fn is_policy(self) -> bool {
-        !matches!(self, ResourceType::Mesh | ResourceType::Dataplane | ResourceType::DataplaneInsight)
+        matches!(self.kind(), Kind::OldStylePolicy | Kind::TargetRefPolicy)
+    }
+
+    pub fn is_target_ref_policy(self) -> bool {
+        self.kind() == Kind::TargetRefPolicy
     }
 
     pub fn from_name(name: &str) -> Option<ResourceType> {
@@ -113,7 +268,7 @@ impl ResourceType {
     }
 
     /// Accepts what kumactl accepts: the plural REST path, a singular name, or the type name
-    /// in any case (`dataplanes`, `dataplane`, `Dataplane`).
+    /// in any case (`dataplanes`, `dataplane`, `Dataplane`, `meshtimeout`).
     pub fn from_cli_arg(arg: &str) -> Option<ResourceType> {
         let lower = arg.to_ascii_lowercase();
         REGISTRY
@@ -125,6 +280,11 @@ impl ResourceType {
     /// Every name `from_cli_arg` accepts, for error messages.
     pub fn cli_names() -> Vec<&'static str> {
         REGISTRY.iter().map(|r| r.ws_path).collect()
+    }
+
+    /// The policy types, in registry order.
+    pub fn policies() -> impl Iterator<Item = ResourceType> {
+        ResourceType::ALL.iter().copied().filter(|t| t.is_policy())
     }
 }
 
@@ -139,12 +299,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn registry_is_in_declaration_order() {
-        for t in ResourceType::ALL {
+    fn registry_is_in_declaration_order_and_names_are_unique() {
+        for (i, &t) in ResourceType::ALL.iter().enumerate() {
+            assert_eq!(t as usize, i);
             assert_eq!(t.row().rtype, t);
             assert_eq!(ResourceType::from_name(t.name()), Some(t));
             assert_eq!(ResourceType::from_ws_path(t.ws_path()), Some(t));
             assert_eq!(ResourceType::from_cli_arg(t.ws_path()), Some(t));
+            for s in t.row().singular {
+                assert_eq!(ResourceType::from_cli_arg(s), Some(t), "{s}");
+            }
         }
     }
 

@@ -14,16 +14,18 @@
 //!
 //! - A Dataplane change updates the mesh context incrementally (only the services whose
 //!   endpoints moved are re-encoded) and makes exactly the dataplanes it can affect due at
-//!   once: the changed one and the consumers of those services. A Mesh or policy change
-//!   rebuilds the context and makes the whole mesh due. Config reaches Envoy in
-//!   milliseconds.
+//!   once: the changed one and the consumers of those services. A policy change replaces
+//!   that policy in the context and makes due the connected dataplanes it can reach (see
+//!   `policies::core::reach`). A Mesh change rebuilds the context and makes the whole mesh
+//!   due. Config reaches Envoy in milliseconds.
 //! - The refresh interval is the safety net, and costs what changed, not what is connected:
 //!   once per interval a sweep runs the jobs that are owed — dataplanes whose last job
 //!   failed (store down), changes held back while event push is off, and the dataplanes of a
 //!   mesh whose context was rebuilt since the last sweep and that have not run against it.
 //!   A mesh that did not move is one integer compare; an idle fleet of any size is free.
-//! - A dataplane's *input hash* covers its own resource, its mesh's policies and the
-//!   services it reaches; when it is unchanged a job is a hash compare and nothing more.
+//! - A dataplane's *input hash* covers its own resource's content, its mesh's policies
+//!   (content, not versions, which restart on re-create) and the services its clusters read;
+//!   when it is unchanged a job is a hash compare and nothing more.
 //! - A dataplane is never worked on by two workers at once: a trigger that arrives while its
 //!   job runs re-queues it once afterwards.
 //! - Responses are only sent for types whose content changed and that Envoy is watching
@@ -49,7 +51,8 @@ use crate::envoy::discovery::DiscoveryRequest;
 use crate::model::{ResourceKey, ResourceType, Spec};
 use crate::store::{ChangeEvent, SharedStore};
 use crate::threads;
-use crate::xds::context::{MeshContext, ResourceReader};
+use crate::store::ResourceReader;
+use crate::xds::context::MeshContext;
 use crate::xds::generate::{self, GenerateError, Generator};
 use crate::xds::resource_kind::ResourceKind;
 use crate::xds::server::{ResponseSender, StreamHub};
@@ -342,6 +345,8 @@ struct Dispatcher {
     /// Changes held back while event push is off: the next sweep runs their jobs.
     owed: HashSet<ResourceKey>,
     next_sweep: Instant,
+    /// The policy types some plugin reads; changes of other types are stored only.
+    enforced: HashSet<ResourceType>,
 }
 
 impl Dispatcher {
@@ -354,6 +359,7 @@ impl Dispatcher {
             wheel: TimerWheel::new(TIMER_TICK, TIMER_SLOTS, start),
             owed: HashSet::new(),
             next_sweep,
+            enforced: crate::policies::enforced_types().into_iter().collect(),
         }
     }
 
@@ -587,11 +593,12 @@ impl Dispatcher {
             ChangeEvent::Changed { key, .. } => {
                 self.shared.reader.invalidate(&key);
                 match key.rtype {
-                    // Status writes (ours) never change anybody's Envoy config.
-                    ResourceType::DataplaneInsight => {}
                     ResourceType::Dataplane => self.on_dataplane_change(&key, push),
                     ResourceType::Mesh => self.mesh_changed(Some(&key.name), push, false),
-                    _ => self.mesh_changed(Some(&key.mesh), push, false),
+                    t if self.enforced.contains(&t) => self.on_policy_change(&key, push),
+                    // Status writes (ours) and types no plugin reads never change anybody's
+                    // Envoy config.
+                    _ => {}
                 }
             }
             ChangeEvent::Resync => {
@@ -667,6 +674,42 @@ impl Dispatcher {
             }
         }
         drop(_building);
+        for name in affected {
+            self.push_or_owe(ResourceKey::new(ResourceType::Dataplane, &key.mesh, name), push);
+        }
+    }
+
+    /// Applies a policy change to its mesh's context and makes the dataplanes it can reach
+    /// due (not the whole mesh: a MeshTimeout on one service reaches that service's
+    /// consumers).
+    fn on_policy_change(&mut self, key: &ResourceKey, push: bool) {
+        let building = lock(&self.shared.mesh_build);
+        let current = lock(&self.shared.meshes).get(&key.mesh).and_then(|s| s.current().cloned());
+        // No context yet, or one due for a rebuild: the rebuild reads every policy again and
+        // makes the whole mesh due.
+        let Some(ctx) = current else { return };
+        let new = match self.shared.reader.get(key) {
+            Ok(r) => Some(r),
+            Err(crate::store::StoreError::NotFound(_)) => None,
+            Err(e) => {
+                log::warn!("xds: cannot read {key} after a change ({e}); rebuilding mesh {:?}", key.mesh);
+                drop(building);
+                self.mesh_changed(Some(&key.mesh), push, false);
+                return;
+            }
+        };
+        let old = ctx.policies.get(key).cloned();
+        let Some(next) = ctx.with_policy(key, new.clone()) else { return };
+        let connected: Vec<String> = {
+            let dps = lock(&self.shared.dataplanes);
+            mesh_range(&dps, &key.mesh).map(|(k, _)| k.name.clone()).collect()
+        };
+        let affected = next.affected_by_policy(&ctx, old.as_deref(), new.as_deref(), connected.iter().map(String::as_str));
+        if let Some(slot) = lock(&self.shared.meshes).get_mut(&key.mesh) {
+            slot.ctx = Some(Arc::new(next));
+        }
+        drop(building);
+        log::debug!("xds: {key} changed; {} connected dataplane(s) affected", affected.len());
         for name in affected {
             self.push_or_owe(ResourceKey::new(ResourceType::Dataplane, &key.mesh, name), push);
         }
@@ -779,16 +822,17 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
     }
 }
 
-/// Covers everything a dataplane's config is made from: its own resource, its mesh, and the
-/// services it reaches (each service's hash covers its endpoints and encoded resources).
+/// Covers everything a dataplane's config is made from: its own resource, its mesh and
+/// policies, and the services its clusters read (each service's hash covers its endpoints).
 fn input_hash(ctx: &MeshContext, dp: &crate::model::Resource) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     ctx.policy_hash.hash(&mut h);
-    dp.meta.version.hash(&mut h);
+    // Content, not the version, which restarts when the Dataplane is re-created.
+    dp.content_hash().hash(&mut h);
     if let Spec::Dataplane(spec) = &dp.spec {
-        for o in &spec.networking.outbound {
-            o.service().hash(&mut h);
-            ctx.services.get(o.service()).map(|s| s.hash).unwrap_or(0).hash(&mut h);
+        for service in ctx.services_read_by(spec) {
+            ctx.services.get(&service).map(|s| s.hash).unwrap_or(0).hash(&mut h);
+            service.hash(&mut h);
         }
     }
     h.finish()

@@ -12,7 +12,7 @@ use crate::cache::{CacheStats, ShardedTtlCache};
 use crate::clock::Clock;
 use crate::model::{Resource, ResourceKey, ResourceType};
 use crate::store::{SharedStore, StoreError};
-use crate::xds::context::ResourceReader;
+use crate::store::ResourceReader;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum CacheKey {

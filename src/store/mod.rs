@@ -104,5 +104,21 @@ pub fn owner_of(key: &ResourceKey) -> Option<ResourceKey> {
     }
 }
 
+/// Reads resources; implemented by every store and by the cache in front of one (config
+/// generation reads through the cache).
+pub trait ResourceReader: Send + Sync {
+    fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>>;
+    fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Arc<Resource>>>;
+}
+
+impl<S: ResourceStore + ?Sized> ResourceReader for S {
+    fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>> {
+        ResourceStore::get(self, key)
+    }
+    fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Arc<Resource>>> {
+        ResourceStore::list(self, rtype, mesh)
+    }
+}
+
 /// Shared handle used across the daemon.
 pub type SharedStore = Arc<dyn ResourceStore>;

@@ -1,40 +1,31 @@
 //! What config generation needs to know about a mesh, shared by every dataplane of the mesh:
-//! its dataplanes, per service the endpoints plus the service's cluster and load assignment
-//! (already encoded), who consumes each service, and the policies that shape outbounds.
+//! the Mesh, its dataplanes, per service the endpoints and their encoded load assignments,
+//! who consumes each service, the mesh's policies, and the cache of encoded resources.
 //!
-//! A context is immutable. A Dataplane change produces the next context incrementally
-//! ([`MeshContext::with_dataplane`]): only the services whose endpoints moved are
-//! re-encoded, and the answer says which dataplanes can be affected. A Mesh or policy change
-//! re-reads those alone ([`MeshContext::with_policies`]); a resync rebuilds the context from
-//! the store. Both start a new build (`MeshContext::build` id).
+//! A context is immutable, and every change produces the next one incrementally:
+//! - a Dataplane change ([`MeshContext::with_dataplane`]) re-encodes only the load
+//!   assignments of the services whose endpoints moved, and says which dataplanes can be
+//!   affected (the dataplane itself and those services' consumers);
+//! - a policy change ([`MeshContext::with_policy`]) replaces one entry of the policy set,
+//!   and [`MeshContext::affected_by_policy`] says which dataplanes it can reach;
+//! - a Mesh change re-reads the Mesh and its policies ([`MeshContext::with_policies`]) and a
+//!   resync rebuilds everything from the store; both start a new build (`build` id) and make
+//!   the whole mesh due.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
 
+use super::encodings::EncodingCache;
 use super::generate::{envoy_builders, GenerateError};
 use super::wire::EncodedResource;
 use crate::model::dataplane::{DataplaneSpec, Protocol};
-use crate::model::policy::TimeoutSpec;
+use crate::model::selector::SERVICE_TAG;
 use crate::model::{Resource, ResourceKey, ResourceType, Spec};
-use crate::store::StoreError;
-
-/// Reads resources; implemented by the store and by the cache in front of it.
-pub trait ResourceReader: Send + Sync {
-    fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>, StoreError>;
-    fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Arc<Resource>>, StoreError>;
-}
-
-impl<S: crate::store::ResourceStore + ?Sized> ResourceReader for S {
-    fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>, StoreError> {
-        crate::store::ResourceStore::get(self, key)
-    }
-    fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Arc<Resource>>, StoreError> {
-        crate::store::ResourceStore::list(self, rtype, mesh)
-    }
-}
+use crate::policies::core::set::PolicySet;
+use crate::policies::{self, resolved, PLUGINS};
+use crate::store::ResourceReader;
 
 /// Build ids are unique in the process, so "seen build" comparisons never confuse two
 /// contexts of different meshes or generations.
@@ -51,76 +42,32 @@ pub struct Endpoint {
     pub port: u32,
     pub dataplane: String,
     pub protocol: Protocol,
+    /// The inbound's tags: subset clusters (`backend-_0_` for `version: v2`) pick endpoints
+    /// by them.
+    pub tags: BTreeMap<String, String>,
 }
 
-/// Outbound settings a Timeout policy gives one consumer of one service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct OutboundTimeouts {
-    pub connect: Duration,
-    pub http_request: Duration,
-    pub tcp_idle: Option<Duration>,
-}
+/// Load assignments of subset clusters by (cluster name, tags).
+type SubsetAssignments = HashMap<(String, BTreeMap<String, String>), Arc<EncodedResource>>;
 
-impl Default for OutboundTimeouts {
-    fn default() -> Self {
-        OutboundTimeouts {
-            connect: envoy_builders::OUTBOUND_CONNECT_TIMEOUT,
-            http_request: envoy_builders::OUTBOUND_REQUEST_TIMEOUT,
-            tcp_idle: None,
-        }
-    }
-}
-
-// The caches hold encoded bytes only; a panic elsewhere cannot leave them half-written.
-fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Listeners by address, then (port, timeouts): looked up by `&str`, no key allocated.
-type ListenerCache = HashMap<String, HashMap<(u32, OutboundTimeouts), Arc<EncodedResource>>>;
-
-/// A service's resources that depend on how a consumer reaches it, not on its endpoints.
-#[derive(Debug, Default)]
-struct EncodedPerConsumer {
-    /// The cluster per connect timeout in use; consumers with the same settings share it.
-    clusters: RwLock<HashMap<Duration, Arc<EncodedResource>>>,
-    /// Outbound listeners by (address, port, timeouts): consumers that reach the service
-    /// the same way share the bytes.
-    listeners: RwLock<ListenerCache>,
-}
-
-/// A service of the mesh (`kuma.io/service`) with its shared, encoded resources.
+/// A service of the mesh (`kuma.io/service`) with its endpoints, encoded.
 #[derive(Debug)]
 pub struct ServiceResources {
     pub name: String,
     pub protocol: Protocol,
     /// Sorted.
     pub endpoints: Vec<Endpoint>,
+    /// The load assignment of the cluster named after the service (all endpoints).
     pub load_assignment: Arc<EncodedResource>,
-    /// The encoded clusters and outbound listeners, which do not depend on the endpoints:
-    /// shared with the service's next version when only its endpoints change, so churn
-    /// re-encodes only the load assignment.
-    encoded: Arc<EncodedPerConsumer>,
+    /// Load assignments of subset clusters, encoded on first use; they die with this value
+    /// when the endpoints change.
+    subsets: RwLock<SubsetAssignments>,
     /// Changes whenever the endpoints or the protocol change.
     pub hash: u64,
 }
 
 impl ServiceResources {
-    fn new(name: &str, endpoints: Vec<Endpoint>) -> ServiceResources {
-        Self::build(name, endpoints, None)
-    }
-
-    /// The same service with other endpoints; keeps the encoded clusters and listeners
-    /// unless the protocol changed with them.
-    fn with_endpoints(&self, endpoints: Vec<Endpoint>) -> ServiceResources {
-        Self::build(&self.name, endpoints, Some(self))
-    }
-
-    fn build(name: &str, mut endpoints: Vec<Endpoint>, previous: Option<&ServiceResources>) -> ServiceResources {
+    fn new(name: &str, mut endpoints: Vec<Endpoint>) -> ServiceResources {
         endpoints.sort();
         // Kuma infers a service's protocol from its endpoints; when they disagree the only
         // safe common ground is TCP.
@@ -131,40 +78,83 @@ impl ServiceResources {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         load_assignment.hash.hash(&mut h);
         protocol.as_str().hash(&mut h);
-        let encoded = previous.filter(|p| p.protocol == protocol).map(|p| p.encoded.clone()).unwrap_or_default();
-        ServiceResources { name: name.to_string(), protocol, endpoints, load_assignment, encoded, hash: h.finish() }
+        // Subset clusters read the tags too.
+        for e in &endpoints {
+            e.tags.hash(&mut h);
+        }
+        ServiceResources {
+            name: name.to_string(),
+            protocol,
+            endpoints,
+            load_assignment,
+            subsets: RwLock::default(),
+            hash: h.finish(),
+        }
     }
 
-    /// The outbound listener on `address:port` to this service (encoded once).
-    pub fn outbound_listener(&self, address: &str, port: u32, timeouts: OutboundTimeouts) -> Arc<EncodedResource> {
-        let found = read(&self.encoded.listeners).get(address).and_then(|by_port| by_port.get(&(port, timeouts)).cloned());
-        if let Some(l) = found {
-            return l;
+    /// The load assignment of cluster `cluster` of this service: every endpoint, or those
+    /// whose tags include `tags` for a subset cluster.
+    pub fn load_assignment_for(&self, cluster: &str, tags: &BTreeMap<String, String>) -> Arc<EncodedResource> {
+        if cluster == self.name && tags.is_empty() {
+            return self.load_assignment.clone();
         }
-        let filter = if self.protocol.is_http() {
-            envoy_builders::http_filter(&self.name, &format!("outbound:{}", self.name), &self.name, Some(timeouts.http_request))
-        } else {
-            envoy_builders::tcp_proxy_filter(&self.name, &self.name, timeouts.tcp_idle)
-        };
-        let name = format!("outbound:{}", envoy_builders::join_host_port(address, port));
-        let encoded = envoy_builders::listener(&name, address, port, crate::envoy::base::TrafficDirection::OUTBOUND, filter);
-        // Two workers may both have encoded it: the same bytes, whichever lands first wins.
-        write(&self.encoded.listeners).entry(address.to_string()).or_default().entry((port, timeouts)).or_insert(encoded).clone()
-    }
-
-    /// The cluster consumers with this connect timeout use (encoded once).
-    pub fn cluster(&self, connect_timeout: Duration) -> Arc<EncodedResource> {
-        if let Some(c) = read(&self.encoded.clusters).get(&connect_timeout) {
-            return c.clone();
+        let key = (cluster.to_string(), tags.clone());
+        if let Some(hit) = self.subsets.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return hit.clone();
         }
-        let encoded = envoy_builders::eds_cluster(&self.name, self.protocol, connect_timeout);
-        write(&self.encoded.clusters).entry(connect_timeout).or_insert(encoded).clone()
+        let picked: Vec<Endpoint> =
+            self.endpoints.iter().filter(|e| tags.iter().all(|(k, v)| e.tags.get(k) == Some(v))).cloned().collect();
+        let encoded = envoy_builders::load_assignment(cluster, &picked);
+        self.subsets.write().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(encoded).clone()
     }
 }
 
-/// Encoded inbound resources by dataplane name, tagged with the (version, creation time) of
-/// the Dataplane they were built from.
-pub type InboundCache = Arc<Mutex<HashMap<String, ((u64, std::time::SystemTime), Vec<Arc<EncodedResource>>)>>>;
+/// The encoded resources of a mesh, shared by its successive contexts (see
+/// [`EncodingCache`]).
+#[derive(Debug, Default)]
+pub struct Encodings {
+    pub clusters: EncodingCache<resolved::ResolvedCluster>,
+    pub outbound_listeners: EncodingCache<envoy_builders::OutboundKey>,
+    pub inbound_listeners: EncodingCache<envoy_builders::InboundKey>,
+    pub local_clusters: EncodingCache<envoy_builders::InboundKey>,
+}
+
+/// Services a routing policy can send an outbound's traffic to besides the outbound's own:
+/// by outbound service, and for any outbound (`any`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTargets {
+    pub by_service: HashMap<String, BTreeSet<String>>,
+    pub any: BTreeSet<String>,
+}
+
+impl RouteTargets {
+    fn of(policies: &PolicySet) -> RouteTargets {
+        let mut out = RouteTargets::default();
+        for plugin in PLUGINS {
+            for (from, to) in plugin.route_targets(policies) {
+                match from {
+                    Some(f) if f != to => {
+                        out.by_service.entry(f).or_default().insert(to);
+                    }
+                    Some(_) => {}
+                    None => {
+                        out.any.insert(to);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The outbound services whose traffic may go to `target` (besides `target` itself);
+    /// `None` when any outbound's may.
+    fn routed_to(&self, target: &str) -> Option<Vec<&str>> {
+        if self.any.contains(target) {
+            return None;
+        }
+        Some(self.by_service.iter().filter(|(_, to)| to.contains(target)).map(|(from, _)| from.as_str()).collect())
+    }
+}
 
 #[derive(Debug)]
 pub struct MeshContext {
@@ -176,19 +166,17 @@ pub struct MeshContext {
     pub services: imbl::HashMap<String, Arc<ServiceResources>>,
     /// Service → names of the dataplanes with an outbound to it.
     pub consumers: imbl::HashMap<String, Arc<BTreeSet<String>>>,
-    /// Timeout policies, most specific first (Kuma's ranking).
-    pub timeouts: Arc<Vec<Arc<Resource>>>,
-    /// Id of the full build this context descends from; Dataplane changes keep it. A
-    /// dataplane that ran against a context of the same build and was not among a later
-    /// change's affected set is up to date.
+    pub policies: Arc<PolicySet>,
+    pub route_targets: Arc<RouteTargets>,
+    /// Id of the full build this context descends from; Dataplane and policy changes keep
+    /// it. A dataplane that ran against a context of the same build and was not among a
+    /// later change's affected set is up to date.
     pub build: u64,
-    /// Inbound resources per dataplane, by name and (version, creation time) — a re-created
-    /// dataplane restarts its version; shared by successive
-    /// contexts of the mesh, so a dataplane whose own resource did not change re-encodes
-    /// nothing when only its outbounds moved.
-    pub inbound_cache: InboundCache,
-    /// Over the versions of the mesh and its policies (not dataplanes, which have their own).
+    /// Over the content of the Mesh and its policies (not dataplanes, which have their own);
+    /// part of every dataplane's input hash.
     pub policy_hash: u64,
+    /// Encoded listeners and clusters, shared by the successive contexts of the mesh.
+    pub encodings: Arc<Encodings>,
 }
 
 fn dataplane_spec(r: &Resource) -> Option<&DataplaneSpec> {
@@ -198,20 +186,22 @@ fn dataplane_spec(r: &Resource) -> Option<&DataplaneSpec> {
     }
 }
 
-/// The Mesh, its Timeout policies (most specific first) and a hash over their versions.
-type Policies = (Arc<Resource>, Vec<Arc<Resource>>, u64);
-
-fn read_policies(reader: &dyn ResourceReader, mesh: &str) -> Result<Policies, GenerateError> {
+/// The Mesh and every policy of the mesh by type.
+fn read_policies(reader: &dyn ResourceReader, mesh: &str) -> Result<(Arc<Resource>, PolicySet), GenerateError> {
     let mesh_res = reader.get(&ResourceKey::new(ResourceType::Mesh, "", mesh))?;
-    let mut timeouts = reader.list(ResourceType::Timeout, Some(mesh))?;
-    sort_by_specificity(&mut timeouts);
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    mesh_res.meta.version.hash(&mut h);
-    for t in &timeouts {
-        t.meta.name.hash(&mut h);
-        t.meta.version.hash(&mut h);
+    let mut lists = Vec::new();
+    for t in policies::enforced_types() {
+        lists.push((t, reader.list(t, Some(mesh))?));
     }
-    Ok((mesh_res, timeouts, h.finish()))
+    Ok((mesh_res, PolicySet::from_lists(lists)))
+}
+
+/// Content, not versions: a resource deleted and created again restarts at version 1.
+fn policy_hash(mesh: &Resource, set: &PolicySet) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    mesh.content_hash().hash(&mut h);
+    set.content_hash(&policies::enforced_types()).hash(&mut h);
+    h.finish()
 }
 
 /// The endpoints one dataplane contributes, by service.
@@ -231,6 +221,7 @@ fn endpoints_of(name: &str, spec: &DataplaneSpec) -> BTreeMap<String, Vec<Endpoi
             port: inbound.port,
             dataplane: name.to_string(),
             protocol: inbound.protocol(),
+            tags: inbound.tags.iter().filter(|(k, _)| *k != SERVICE_TAG).map(|(k, v)| (k.clone(), v.clone())).collect(),
         });
     }
     out
@@ -244,7 +235,7 @@ impl MeshContext {
     /// Builds the context of `mesh` from the store, reusing the services of `previous` whose
     /// endpoints did not change (their encoded bytes and hashes stay identical).
     pub fn build(reader: &dyn ResourceReader, mesh: &str, previous: Option<&MeshContext>) -> Result<MeshContext, GenerateError> {
-        let (mesh_res, timeouts, policy_hash) = read_policies(reader, mesh)?;
+        let (mesh_res, set) = read_policies(reader, mesh)?;
         let dataplanes = reader.list(ResourceType::Dataplane, Some(mesh))?;
         let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
         let mut consumers: HashMap<String, BTreeSet<String>> = HashMap::new();
@@ -262,38 +253,99 @@ impl MeshContext {
             eps.sort();
             let service = match previous.and_then(|p| p.services.get(&name)) {
                 Some(s) if s.endpoints == eps => s.clone(),
-                Some(s) => Arc::new(s.with_endpoints(eps)),
-                None => Arc::new(ServiceResources::new(&name, eps)),
+                _ => Arc::new(ServiceResources::new(&name, eps)),
             };
             services.insert(name.clone(), service);
         }
         Ok(MeshContext {
+            policy_hash: policy_hash(&mesh_res, &set),
+            route_targets: Arc::new(RouteTargets::of(&set)),
             mesh: mesh_res,
             dataplanes: dataplanes.into_iter().map(|d| (d.meta.name.clone(), d)).collect(),
             services,
             consumers: consumers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
-            timeouts: Arc::new(timeouts),
+            policies: Arc::new(set),
             build: next_build(),
-            inbound_cache: previous.map(|p| p.inbound_cache.clone()).unwrap_or_default(),
-            policy_hash,
+            encodings: previous.map(|p| p.encodings.clone()).unwrap_or_default(),
         })
     }
 
-    /// The next context after a change of the Mesh or its policies: those are read again,
-    /// the dataplanes and services (kept current by [`with_dataplane`](Self::with_dataplane))
-    /// are shared. On Postgres this reads a few rows instead of every Dataplane of the mesh.
+    /// The next context after a change of the Mesh itself: the Mesh and the policies are
+    /// read again, the dataplanes and services (kept current by
+    /// [`with_dataplane`](Self::with_dataplane)) are shared. On Postgres this reads a few
+    /// rows instead of every Dataplane of the mesh.
     pub fn with_policies(&self, reader: &dyn ResourceReader) -> Result<MeshContext, GenerateError> {
-        let (mesh_res, timeouts, policy_hash) = read_policies(reader, &self.mesh.meta.name)?;
+        let (mesh_res, set) = read_policies(reader, &self.mesh.meta.name)?;
         Ok(MeshContext {
+            policy_hash: policy_hash(&mesh_res, &set),
+            route_targets: Arc::new(RouteTargets::of(&set)),
             mesh: mesh_res,
             dataplanes: self.dataplanes.clone(),
             services: self.services.clone(),
             consumers: self.consumers.clone(),
-            timeouts: Arc::new(timeouts),
+            policies: Arc::new(set),
             build: next_build(),
-            inbound_cache: self.inbound_cache.clone(),
-            policy_hash,
+            encodings: self.encodings.clone(),
         })
+    }
+
+    /// The next context after policy `key` became `new` (`None`: deleted); `None` when its
+    /// content did not change (an identical re-PUT, or a delete and re-create of the same
+    /// policy). Keeps the build: only the dataplanes it can affect are due.
+    pub fn with_policy(&self, key: &ResourceKey, new: Option<Arc<Resource>>) -> Option<MeshContext> {
+        let old = self.policies.get(key);
+        if old.map(|o| &o.spec) == new.as_ref().map(|n| &n.spec) {
+            return None;
+        }
+        let set = self.policies.with(key, new);
+        Some(MeshContext {
+            policy_hash: policy_hash(&self.mesh, &set),
+            route_targets: Arc::new(RouteTargets::of(&set)),
+            mesh: self.mesh.clone(),
+            dataplanes: self.dataplanes.clone(),
+            services: self.services.clone(),
+            consumers: self.consumers.clone(),
+            policies: Arc::new(set),
+            build: self.build,
+            encodings: self.encodings.clone(),
+        })
+    }
+
+    /// Of the dataplanes named by `candidates`, those whose config the change of a policy
+    /// from `old` to `new` can affect (either version reaching them counts).
+    pub fn affected_by_policy<'a>(
+        &self,
+        previous: &MeshContext,
+        old: Option<&Resource>,
+        new: Option<&Resource>,
+        candidates: impl Iterator<Item = &'a str>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in candidates {
+            let Some(spec) = self.dataplanes.get(name).and_then(|d| dataplane_spec(d)) else { continue };
+            let hit = |ctx: &MeshContext, p: Option<&Resource>| {
+                p.is_some_and(|p| {
+                    policies::core::reach::affects(&ctx.policies, p, spec, &|svc| ctx.consumes(spec, svc))
+                })
+            };
+            if hit(previous, old) || hit(self, new) {
+                out.push(name.to_string());
+            }
+        }
+        out
+    }
+
+    /// Whether `dp` can have a cluster of `service`: an outbound to it, or an outbound whose
+    /// traffic a routing policy can send there.
+    pub fn consumes(&self, dp: &DataplaneSpec, service: &str) -> bool {
+        let outbounds = || dp.networking.outbound.iter().map(|o| o.service());
+        if outbounds().any(|s| s == service) {
+            return true;
+        }
+        match self.route_targets.routed_to(service) {
+            None => !dp.networking.outbound.is_empty(),
+            Some(from) => outbounds().any(|s| from.contains(&s)),
+        }
     }
 
     /// The next context after Dataplane `name` became `new` (`None`: deleted), and the names
@@ -301,9 +353,9 @@ impl MeshContext {
     /// consumers of every service whose endpoints moved. `None` when nothing changed.
     pub fn with_dataplane(&self, name: &str, new: Option<Arc<Resource>>) -> Option<(MeshContext, BTreeSet<String>)> {
         let old = self.dataplanes.get(name);
-        if old.map(|o| o.meta.version) == new.as_ref().map(|n| n.meta.version)
-            && old.map(|o| o.meta.creation_time) == new.as_ref().map(|n| n.meta.creation_time)
-        {
+        // Content decides: a Dataplane deleted and created again restarts at version 1, and
+        // an identical re-PUT bumps the version without changing anything.
+        if old.map(|o| &o.spec) == new.as_ref().map(|n| &n.spec) {
             return None;
         }
         let old_eps = old.and_then(|o| dataplane_spec(o)).map(|s| endpoints_of(name, s)).unwrap_or_default();
@@ -319,6 +371,7 @@ impl MeshContext {
         let mut services = self.services.clone();
         let mut affected = BTreeSet::from([name.to_string()]);
         let touched: BTreeSet<&String> = old_eps.keys().chain(new_eps.keys()).collect();
+        let mut everyone = false;
         for svc in touched {
             if old_eps.get(svc) == new_eps.get(svc) {
                 continue;
@@ -331,15 +384,24 @@ impl MeshContext {
             if eps.is_empty() {
                 services.remove(svc);
             } else {
-                let next = match services.get(svc) {
-                    Some(current) => current.with_endpoints(eps),
-                    None => ServiceResources::new(svc, eps),
-                };
-                services.insert(svc.clone(), Arc::new(next));
+                services.insert(svc.clone(), Arc::new(ServiceResources::new(svc, eps)));
             }
             if let Some(c) = self.consumers.get(svc) {
                 affected.extend(c.iter().cloned());
             }
+            match self.route_targets.routed_to(svc) {
+                None => everyone = true,
+                Some(from) => {
+                    for f in from {
+                        if let Some(c) = self.consumers.get(f) {
+                            affected.extend(c.iter().cloned());
+                        }
+                    }
+                }
+            }
+        }
+        if everyone {
+            affected.extend(self.dataplanes.keys().cloned());
         }
         let mut consumers = self.consumers.clone();
         for svc in old_out.difference(&new_out) {
@@ -350,18 +412,16 @@ impl MeshContext {
         for svc in new_out.difference(&old_out) {
             Arc::make_mut(consumers.entry(svc.clone()).or_default()).insert(name.to_string());
         }
-        if new.is_none() {
-            self.inbound_cache.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-        }
         let next = MeshContext {
             mesh: self.mesh.clone(),
             dataplanes,
             services,
             consumers,
-            timeouts: self.timeouts.clone(),
+            policies: self.policies.clone(),
+            route_targets: self.route_targets.clone(),
             build: self.build,
-            inbound_cache: self.inbound_cache.clone(),
             policy_hash: self.policy_hash,
+            encodings: self.encodings.clone(),
         };
         Some((next, affected))
     }
@@ -375,48 +435,46 @@ impl MeshContext {
         }
     }
 
-    /// The Timeout policy settings for `dp`'s outbound to `service`: the most specific policy
-    /// whose sources match one of `dp`'s inbounds and whose destinations match the service
-    /// (Kuma's ranking), else Kuma's defaults.
-    pub fn outbound_timeouts(&self, dp: &DataplaneSpec, service: &str) -> OutboundTimeouts {
-        for policy in self.timeouts.iter() {
-            let Spec::Timeout(t) = &policy.spec else { continue };
-            // Destinations first: a one-tag compare, and it rules most policies out.
-            if !t.destinations.iter().any(|d| d.matches_service(service)) {
-                continue;
-            }
-            let source_ok = t.sources.iter().any(|s| dp.networking.inbound.iter().any(|i| s.matches(&i.tags)));
-            if source_ok {
-                return timeouts_of(t);
+    /// The protocol of `service` from its endpoints (TCP when nobody provides it).
+    pub fn protocol_of(&self, service: &str) -> Protocol {
+        self.services.get(service).map(|s| s.protocol).unwrap_or(Protocol::Tcp)
+    }
+
+    /// Every policy of the mesh resolved for dataplane `dp`.
+    pub fn resolve(&self, dp: &Resource, spec: &DataplaneSpec) -> resolved::ResolvedProxy {
+        let fallback = crate::model::mesh::MeshSpec::default();
+        let mesh_spec = match &self.mesh.spec {
+            Spec::Mesh(m) => m,
+            _ => &fallback,
+        };
+        let protocol_of = |s: &str| self.protocol_of(s);
+        policies::resolve(&policies::ResolveCx {
+            mesh_name: &self.mesh.meta.name,
+            mesh: mesh_spec,
+            policies: &self.policies,
+            name: &dp.meta.name,
+            dataplane: spec,
+            protocol_of: &protocol_of,
+        })
+    }
+
+    /// The services `dp`'s clusters read (its outbounds and what routing adds), for input
+    /// hashes: a change of any of them must regenerate it.
+    pub fn services_read_by(&self, spec: &DataplaneSpec) -> Vec<String> {
+        let mut out: HashSet<String> = HashSet::new();
+        for o in &spec.networking.outbound {
+            out.insert(o.service().to_string());
+            if let Some(extra) = self.route_targets.by_service.get(o.service()) {
+                out.extend(extra.iter().cloned());
             }
         }
-        OutboundTimeouts::default()
-    }
-}
-
-fn timeouts_of(t: &TimeoutSpec) -> OutboundTimeouts {
-    let d = OutboundTimeouts::default();
-    let conf = &t.conf;
-    OutboundTimeouts {
-        connect: conf.connect_timeout.map(|c| c.0).unwrap_or(d.connect),
-        http_request: conf.http.as_ref().and_then(|h| h.request_timeout).map(|c| c.0).unwrap_or(d.http_request),
-        tcp_idle: conf.tcp.as_ref().and_then(|t| t.idle_timeout).map(|c| c.0),
-    }
-}
-
-/// Kuma ranks old-style policies by the number of exact tags in their selectors, then by
-/// name; the first match wins.
-fn sort_by_specificity(policies: &mut [Arc<Resource>]) {
-    let rank = |r: &Resource| -> usize {
-        match crate::model::policy::selectors_of(&r.spec) {
-            Some((sources, destinations)) => {
-                sources.iter().map(|s| s.specificity()).max().unwrap_or(0)
-                    + destinations.iter().map(|s| s.specificity()).max().unwrap_or(0)
-            }
-            None => 0,
+        if !spec.networking.outbound.is_empty() {
+            out.extend(self.route_targets.any.iter().cloned());
         }
-    };
-    policies.sort_by(|a, b| rank(b).cmp(&rank(a)).then_with(|| a.meta.name.cmp(&b.meta.name)));
+        let mut v: Vec<String> = out.into_iter().collect();
+        v.sort();
+        v
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +483,7 @@ mod tests {
     use crate::model::rest;
     use crate::store::{MemoryStore, ResourceStore};
     use serde_json::json;
+    use std::time::Duration;
 
     fn dp(name: &str, service: &str, port: u32, outbound: &[&str]) -> Spec {
         let out: Vec<_> = outbound.iter().map(|s| json!({"port": 20000, "tags": {"kuma.io/service": s}})).collect();
@@ -499,27 +558,59 @@ mod tests {
         same(&third, &MeshContext::build(&s, "default", None).unwrap());
     }
 
-    #[test]
-    fn a_policy_rebuild_keeps_the_dataplanes_and_reads_the_policies() {
-        let s = store();
-        let ctx = MeshContext::build(&s, "default", None).unwrap();
-        let timeout = rest::from_json(json!({
-            "type": "Timeout", "mesh": "default", "name": "slow",
+    fn slow(name: &str, dest: &str, connect: &str) -> Spec {
+        rest::from_json(json!({
+            "type": "Timeout", "mesh": "default", "name": name,
             "sources": [{"match": {"kuma.io/service": "*"}}],
-            "destinations": [{"match": {"kuma.io/service": "backend"}}],
-            "conf": {"connectTimeout": "9s"}
+            "destinations": [{"match": {"kuma.io/service": dest}}],
+            "conf": {"connectTimeout": connect}
         }))
         .unwrap()
-        .spec;
-        s.create("default", "slow", timeout).unwrap();
+        .spec
+    }
+
+    #[test]
+    fn a_mesh_rebuild_keeps_the_dataplanes_and_reads_the_policies() {
+        let s = store();
+        let ctx = MeshContext::build(&s, "default", None).unwrap();
+        s.create("default", "slow", slow("slow", "backend", "9s")).unwrap();
         let next = ctx.with_policies(&s).unwrap();
         same(&next, &MeshContext::build(&s, "default", None).unwrap());
         assert_ne!(next.policy_hash, ctx.policy_hash);
-        assert_ne!(next.build, ctx.build, "a policy change is a new build: every dataplane is due");
-        assert_eq!(next.timeouts.len(), 1);
+        assert_ne!(next.build, ctx.build, "a Mesh change is a new build: every dataplane is due");
+        assert_eq!(next.policies.of(ResourceType::Timeout).len(), 1);
+    }
+
+    #[test]
+    fn a_policy_change_reaches_only_the_consumers_it_names() {
+        let s = store();
+        let ctx = MeshContext::build(&s, "default", None).unwrap();
+        let created = s.create("default", "slow", slow("slow", "backend", "9s")).unwrap();
+        let key = created.key();
+        let next = ctx.with_policy(&key, Some(created.clone())).unwrap();
+        assert_eq!(next.build, ctx.build, "a targeted policy change keeps the build");
+        assert_ne!(next.policy_hash, ctx.policy_hash);
+        let names = ["web-1", "web-2", "backend-1"];
+        let affected = next.affected_by_policy(&ctx, None, Some(&created), names.into_iter());
+        assert_eq!(affected, ["web-1"], "only backend's consumer");
         let web = dataplane_spec(&next.dataplanes["web-1"]).unwrap().clone();
-        assert_eq!(next.outbound_timeouts(&web, "backend").connect, Duration::from_secs(9));
-        assert_eq!(ctx.outbound_timeouts(&web, "backend").connect, OutboundTimeouts::default().connect);
+        let resolved = next.resolve(&next.dataplanes["web-1"], &web);
+        assert_eq!(resolved.clusters[0].conf.timeouts.connect, Duration::from_secs(9));
+        // The same content again is no change at all.
+        assert!(next.with_policy(&key, Some(created)).is_none());
+    }
+
+    #[test]
+    fn a_policy_deleted_and_created_again_with_other_values_is_a_change() {
+        let s = store();
+        let first = s.create("default", "slow", slow("slow", "backend", "9s")).unwrap();
+        let ctx = MeshContext::build(&s, "default", None).unwrap();
+        s.delete(&first.key()).unwrap();
+        let again = s.create("default", "slow", slow("slow", "backend", "3s")).unwrap();
+        assert_eq!(again.meta.version, first.meta.version, "versions restart");
+        let next = ctx.with_policy(&again.key(), Some(again)).expect("the content differs");
+        assert_ne!(next.policy_hash, ctx.policy_hash);
+        assert_ne!(MeshContext::build(&s, "default", None).unwrap().policy_hash, ctx.policy_hash);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - [`server`]: the ADS gRPC service (thin grpcio glue).
 //! - [`stream`]: the per-stream state machine (nonces, ACK, NACK, back-off).
 //! - [`context`]: per-mesh data shared by all its dataplanes.
+//! - [`encodings`]: the mesh's cache of encoded resources, keyed by what they are built from.
 //! - [`generate`]: the generator chain that builds a dataplane's [`snapshot`].
 //! - [`wire`]: encoded resources, content-hash versions and response encoding.
 //! - [`debug`]: decoding what we serve back to JSON, for golden files and inspection.
@@ -11,6 +12,7 @@
 pub mod bootstrap;
 pub mod context;
 pub mod debug;
+pub mod encodings;
 pub mod generate;
 pub mod resource_kind;
 pub mod server;

@@ -1,17 +1,18 @@
-//! Small builders for the Envoy objects higuma generates, so generators read as "an inbound
-//! listener with an HTTP filter chain" rather than as nested struct literals.
+//! Builders for the Envoy objects higuma generates, so generators read as "an inbound
+//! listener with an HTTP filter chain" rather than as nested struct literals, and the cache
+//! keys that say what each encoded resource is built from.
 //!
 //! Only ordered collections go into messages (no multi-entry maps), which keeps the encoded
 //! bytes, and so the versions, deterministic.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use protobuf::{EnumOrUnknown, MessageField};
 
-use crate::envoy::{duration, to_any as any};
-
 use crate::envoy::address::{Address, SocketAddress};
+use crate::envoy::base::{HeaderValue as EnvoyHeaderValue, HeaderValueOption};
 use crate::envoy::cluster::cluster::{DiscoveryType, EdsClusterConfig};
 use crate::envoy::cluster::Cluster;
 use crate::envoy::config_source::{AggregatedConfigSource, ApiVersion, ConfigSource};
@@ -22,22 +23,31 @@ use crate::envoy::http_protocol_options::http_protocol_options::ExplicitHttpConf
 use crate::envoy::http_protocol_options::HttpProtocolOptions;
 use crate::envoy::listener::Listener;
 use crate::envoy::listener_components::{Filter, FilterChain};
+use crate::envoy::parts::{InboundListener, OutboundListener};
 use crate::envoy::protocol::Http2ProtocolOptions;
+use crate::envoy::regex::{regex_matcher::GoogleRE2, RegexMatchAndSubstitute, RegexMatcher};
 use crate::envoy::route::RouteConfiguration;
-use crate::envoy::route_components::{Route, RouteAction, RouteMatch, VirtualHost};
+use crate::envoy::route_components::{
+    redirect_action::RedirectResponseCode, route_action::RequestMirrorPolicy, weighted_cluster::ClusterWeight,
+    HeaderMatcher as EnvoyHeaderMatcher, QueryParameterMatcher, RedirectAction, Route, RouteAction, RouteMatch,
+    VirtualHost, WeightedCluster as EnvoyWeightedCluster,
+};
 use crate::envoy::router::Router;
-use crate::envoy::tcp_proxy::TcpProxy;
+use crate::envoy::string::StringMatcher;
+use crate::envoy::tcp_proxy::{tcp_proxy::weighted_cluster::ClusterWeight as TcpClusterWeight, TcpProxy};
+use crate::envoy::{duration, to_any as any};
 use crate::model::dataplane::Protocol;
+use crate::policies::resolved::{
+    HeaderMatcher, HeaderValue, HostRewrite, HttpAction, HttpRoute, InboundConf, OutboundConf, PathMatch,
+    ResolvedCluster, Routing, StringMatch, WeightedCluster,
+};
+use crate::policies::PLUGINS;
 use crate::xds::context::Endpoint;
 use crate::xds::resource_kind::ResourceKind;
 use crate::xds::wire::EncodedResource;
 
-/// Kuma's default connect timeout for outbound clusters (`timeout-all`: 5 s).
-pub const OUTBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Kuma's inbound default (`DefaultInboundTimeout`): twice the outbound one.
 pub const INBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Kuma's default HTTP request timeout on outbound routes (`timeout-all`: 15 s).
-pub const OUTBOUND_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -66,24 +76,26 @@ fn set_http2(cluster: &mut Cluster) {
     cluster.typed_extension_protocol_options.insert(HTTP_PROTOCOL_OPTIONS.to_string(), any(&opts));
 }
 
-/// The cluster every consumer of `service` uses: endpoints come over EDS.
-pub fn eds_cluster(service: &str, protocol: Protocol, connect_timeout: Duration) -> Arc<EncodedResource> {
-    let mut c = Cluster::new();
-    c.name = service.to_string();
-    c.set_type(DiscoveryType::EDS);
+/// An outbound cluster: endpoints over EDS, shaped by every plugin's conf.
+pub fn outbound_cluster(c: &ResolvedCluster) -> Arc<EncodedResource> {
+    let mut cluster = Cluster::new();
+    cluster.name = c.name.clone();
+    cluster.set_type(DiscoveryType::EDS);
     let mut eds = EdsClusterConfig::new();
     eds.eds_config = MessageField::some(ads_config_source());
-    c.eds_cluster_config = MessageField::some(eds);
-    c.connect_timeout = MessageField::some(duration(connect_timeout));
-    if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
-        set_http2(&mut c);
+    cluster.eds_cluster_config = MessageField::some(eds);
+    if matches!(c.protocol, Protocol::Http2 | Protocol::Grpc) {
+        set_http2(&mut cluster);
     }
-    EncodedResource::encode(ResourceKind::Cluster, service, &c)
+    for plugin in PLUGINS {
+        plugin.configure_cluster(&c.conf, &mut cluster);
+    }
+    EncodedResource::encode(ResourceKind::Cluster, c.name.as_str(), &cluster)
 }
 
-/// The endpoints of `service`: one per ready inbound of every dataplane providing it.
-pub fn load_assignment(service: &str, endpoints: &[Endpoint]) -> Arc<EncodedResource> {
-    EncodedResource::encode(ResourceKind::Endpoint, service, &cla(service, endpoints.iter().map(|e| (e.address.as_str(), e.port))))
+/// The endpoints of cluster `name`: one per ready inbound of every dataplane providing it.
+pub fn load_assignment(name: &str, endpoints: &[Endpoint]) -> Arc<EncodedResource> {
+    EncodedResource::encode(ResourceKind::Endpoint, name, &cla(name, endpoints.iter().map(|e| (e.address.as_str(), e.port))))
 }
 
 fn cla<'a>(name: &str, endpoints: impl Iterator<Item = (&'a str, u32)>) -> ClusterLoadAssignment {
@@ -103,8 +115,92 @@ fn cla<'a>(name: &str, endpoints: impl Iterator<Item = (&'a str, u32)>) -> Clust
     cla
 }
 
+/// Everything an outbound listener is built from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OutboundKey {
+    pub address: String,
+    pub port: u32,
+    pub service: String,
+    pub routing: Routing,
+    pub conf: OutboundConf,
+}
+
+/// The outbound listener on `address:port`, routing as resolved.
+pub fn outbound_listener(k: &OutboundKey) -> Arc<EncodedResource> {
+    let mut parts = OutboundListener::default();
+    match &k.routing {
+        Routing::Http { routes } => {
+            parts.hcm = Some(hcm(&k.service, &format!("outbound:{}", k.service), &k.service, routes.iter().map(route).collect()));
+        }
+        Routing::Tcp { clusters } => parts.tcp = Some(tcp_proxy(&k.service, clusters)),
+    }
+    for plugin in PLUGINS {
+        plugin.configure_outbound(&k.conf, &mut parts);
+    }
+    let name = format!("outbound:{}", join_host_port(&k.address, k.port));
+    listener(&name, &k.address, k.port, crate::envoy::base::TrafficDirection::OUTBOUND, filter_of(&parts.hcm, &parts.tcp), Vec::new())
+}
+
+/// Everything an inbound listener and its local cluster are built from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InboundKey {
+    pub address: String,
+    pub port: u32,
+    pub service: String,
+    pub protocol: Protocol,
+    pub local_address: String,
+    pub service_port: u32,
+    pub conf: InboundConf,
+}
+
+impl InboundKey {
+    pub fn cluster_name(&self) -> String {
+        format!("localhost:{}", self.service_port)
+    }
+
+    fn parts(&self) -> InboundListener {
+        let cluster = self.cluster_name();
+        let stat_prefix = cluster.replace(':', "_");
+        let mut parts = InboundListener {
+            protocol: Some(self.protocol),
+            local_cluster: local_cluster(&cluster, &self.local_address, self.service_port, self.protocol),
+            ..InboundListener::default()
+        };
+        if self.protocol.is_http() {
+            let mut r = route(&HttpRoute::catch_all(vec![WeightedCluster { name: cluster.clone(), weight: 100 }]));
+            // Inbound requests have no route timeout: the caller's side enforces it.
+            r.mut_route().timeout = MessageField::some(duration(Duration::ZERO));
+            parts.hcm = Some(hcm(&stat_prefix, &format!("inbound:{}", self.service), &cluster, vec![r]));
+        } else {
+            parts.tcp = Some(tcp_proxy(&stat_prefix, &[WeightedCluster { name: cluster, weight: 100 }]));
+        }
+        for plugin in PLUGINS {
+            plugin.configure_inbound(&self.conf, &mut parts);
+        }
+        parts
+    }
+}
+
+pub fn inbound_listener(k: &InboundKey) -> Arc<EncodedResource> {
+    let parts = k.parts();
+    let name = format!("inbound:{}", join_host_port(&k.address, k.port));
+    listener(
+        &name,
+        &k.address,
+        k.port,
+        crate::envoy::base::TrafficDirection::INBOUND,
+        filter_of(&parts.hcm, &parts.tcp),
+        parts.network_filters,
+    )
+}
+
+pub fn inbound_cluster(k: &InboundKey) -> Arc<EncodedResource> {
+    let parts = k.parts();
+    EncodedResource::encode(ResourceKind::Cluster, parts.local_cluster.name.clone(), &parts.local_cluster)
+}
+
 /// The cluster of a local application behind an inbound (`localhost:<servicePort>`).
-pub fn local_cluster(name: &str, address: &str, port: u32, protocol: Protocol) -> Arc<EncodedResource> {
+fn local_cluster(name: &str, address: &str, port: u32, protocol: Protocol) -> Cluster {
     let mut c = Cluster::new();
     c.name = name.to_string();
     c.alt_stat_name = name.replace(':', "_");
@@ -114,39 +210,35 @@ pub fn local_cluster(name: &str, address: &str, port: u32, protocol: Protocol) -
     if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
         set_http2(&mut c);
     }
-    EncodedResource::encode(ResourceKind::Cluster, name, &c)
+    c
 }
 
-pub fn tcp_proxy_filter(stat_prefix: &str, cluster: &str, idle_timeout: Option<Duration>) -> Filter {
+fn tcp_proxy(stat_prefix: &str, clusters: &[WeightedCluster]) -> TcpProxy {
     let mut tcp = TcpProxy::new();
     tcp.stat_prefix = stat_prefix.to_string();
-    tcp.set_cluster(cluster.to_string());
-    if let Some(t) = idle_timeout {
-        tcp.idle_timeout = MessageField::some(duration(t));
+    match clusters {
+        [one] => tcp.set_cluster(one.name.clone()),
+        many => {
+            let mut w = crate::envoy::tcp_proxy::tcp_proxy::WeightedCluster::new();
+            for c in many {
+                let mut cw = TcpClusterWeight::new();
+                cw.name = c.name.clone();
+                cw.weight = c.weight;
+                w.clusters.push(cw);
+            }
+            tcp.set_weighted_clusters(w);
+        }
     }
-    let mut f = Filter::new();
-    f.name = "envoy.filters.network.tcp_proxy".to_string();
-    f.set_typed_config(any(&tcp));
-    f
+    tcp
 }
 
-/// An HTTP connection manager routing everything to `cluster` through an inline route
-/// config named `route_name` (Kuma inlines routes; there is no RDS).
-pub fn http_filter(stat_prefix: &str, route_name: &str, cluster: &str, timeout: Option<Duration>) -> Filter {
-    let mut action = RouteAction::new();
-    action.set_cluster(cluster.to_string());
-    if let Some(t) = timeout {
-        action.timeout = MessageField::some(duration(t));
-    }
-    let mut m = RouteMatch::new();
-    m.set_prefix("/".to_string());
-    let mut route = Route::new();
-    route.match_ = MessageField::some(m);
-    route.set_route(action);
+/// An HTTP connection manager with an inline route config named `route_name` (Kuma
+/// inlines routes; there is no RDS) of one virtual host `vhost` matching every domain.
+fn hcm(stat_prefix: &str, route_name: &str, vhost: &str, routes: Vec<Route>) -> HttpConnectionManager {
     let mut vh = VirtualHost::new();
-    vh.name = cluster.to_string();
+    vh.name = vhost.to_string();
     vh.domains.push("*".to_string());
-    vh.routes.push(route);
+    vh.routes = routes;
     let mut rc = RouteConfiguration::new();
     rc.name = route_name.to_string();
     rc.virtual_hosts.push(vh);
@@ -159,21 +251,189 @@ pub fn http_filter(stat_prefix: &str, route_name: &str, cluster: &str, timeout: 
     hcm.stat_prefix = stat_prefix.to_string();
     hcm.set_route_config(rc);
     hcm.http_filters.push(router);
+    hcm
+}
+
+fn regex(re: &str) -> RegexMatcher {
+    let mut m = RegexMatcher::new();
+    m.set_google_re2(GoogleRE2::new());
+    m.regex = re.to_string();
+    m
+}
+
+fn string_matcher(m: &StringMatch) -> StringMatcher {
+    let mut s = StringMatcher::new();
+    match m {
+        StringMatch::Exact(v) => s.set_exact(v.clone()),
+        StringMatch::Prefix(v) => s.set_prefix(v.clone()),
+        StringMatch::Regex(v) => s.set_safe_regex(regex(v)),
+    }
+    s
+}
+
+fn header_value(h: &HeaderValue) -> HeaderValueOption {
+    use crate::envoy::base::header_value_option::HeaderAppendAction;
+    let mut hv = EnvoyHeaderValue::new();
+    hv.key = h.name.clone();
+    hv.value = h.value.clone();
+    let mut o = HeaderValueOption::new();
+    o.header = MessageField::some(hv);
+    o.append_action = EnumOrUnknown::new(if h.append {
+        HeaderAppendAction::APPEND_IF_EXISTS_OR_ADD
+    } else {
+        HeaderAppendAction::OVERWRITE_IF_EXISTS_OR_ADD
+    });
+    o
+}
+
+/// An Envoy route from a resolved one.
+pub fn route(r: &HttpRoute) -> Route {
+    let mut m = RouteMatch::new();
+    match &r.path {
+        PathMatch::Prefix(p) => m.set_prefix(p.clone()),
+        PathMatch::Exact(p) => m.set_path(p.clone()),
+        PathMatch::Regex(p) => m.set_safe_regex(regex(p)),
+    }
+    for h in &r.headers {
+        let mut hm = EnvoyHeaderMatcher::new();
+        hm.name = h.name.clone();
+        match &h.matcher {
+            HeaderMatcher::Exact(v) => hm.set_string_match(string_matcher(&StringMatch::Exact(v.clone()))),
+            HeaderMatcher::Prefix(v) => hm.set_string_match(string_matcher(&StringMatch::Prefix(v.clone()))),
+            HeaderMatcher::Regex(v) => hm.set_string_match(string_matcher(&StringMatch::Regex(v.clone()))),
+            HeaderMatcher::Present => hm.set_present_match(true),
+            HeaderMatcher::Absent => {
+                hm.set_present_match(true);
+                hm.invert_match = true;
+            }
+        }
+        m.headers.push(hm);
+    }
+    if let Some(method) = &r.method {
+        let mut hm = EnvoyHeaderMatcher::new();
+        hm.name = ":method".to_string();
+        hm.set_string_match(string_matcher(method));
+        m.headers.push(hm);
+    }
+    for q in &r.query {
+        let mut qm = QueryParameterMatcher::new();
+        qm.name = q.name.clone();
+        let sm = if q.regex { StringMatch::Regex(q.value.clone()) } else { StringMatch::Exact(q.value.clone()) };
+        qm.set_string_match(string_matcher(&sm));
+        m.query_parameters.push(qm);
+    }
+    let mut out = Route::new();
+    out.name = r.name.clone();
+    out.match_ = MessageField::some(m);
+    match &r.action {
+        HttpAction::Forward { clusters, prefix_rewrite, regex_rewrite, host_rewrite, mirrors } => {
+            let mut a = RouteAction::new();
+            match clusters.as_slice() {
+                [one] => a.set_cluster(one.name.clone()),
+                many => {
+                    let mut w = EnvoyWeightedCluster::new();
+                    for c in many {
+                        let mut cw = ClusterWeight::new();
+                        cw.name = c.name.clone();
+                        cw.weight = MessageField::some(crate::envoy::u32_value(c.weight));
+                        w.clusters.push(cw);
+                    }
+                    a.set_weighted_clusters(w);
+                }
+            }
+            if let Some(p) = prefix_rewrite {
+                a.prefix_rewrite = p.clone();
+            }
+            if let Some((pattern, substitution)) = regex_rewrite {
+                let mut s = RegexMatchAndSubstitute::new();
+                s.pattern = MessageField::some(regex(pattern));
+                s.substitution = substitution.clone();
+                a.regex_rewrite = MessageField::some(s);
+            }
+            match host_rewrite {
+                Some(HostRewrite::Literal(h)) => a.set_host_rewrite_literal(h.clone()),
+                Some(HostRewrite::PathRegex(pattern, substitution)) => {
+                    let mut s = RegexMatchAndSubstitute::new();
+                    s.pattern = MessageField::some(regex(pattern));
+                    s.substitution = substitution.clone();
+                    a.set_host_rewrite_path_regex(s);
+                }
+                None => {}
+            }
+            for mirror in mirrors {
+                let mut p = RequestMirrorPolicy::new();
+                p.cluster = mirror.cluster.clone();
+                let mut rf = crate::envoy::base::RuntimeFractionalPercent::new();
+                let mut fp = crate::envoy::percent::FractionalPercent::new();
+                fp.numerator = mirror.millionths;
+                fp.denominator = EnumOrUnknown::new(crate::envoy::percent::fractional_percent::DenominatorType::MILLION);
+                rf.default_value = MessageField::some(fp);
+                p.runtime_fraction = MessageField::some(rf);
+                a.request_mirror_policies.push(p);
+            }
+            out.set_route(a);
+        }
+        HttpAction::Redirect { scheme, host, port, path, status } => {
+            let mut rd = RedirectAction::new();
+            if let Some(s) = scheme {
+                rd.set_scheme_redirect(s.clone());
+            }
+            if let Some(h) = host {
+                rd.host_redirect = h.clone();
+            }
+            if let Some(p) = port {
+                rd.port_redirect = *p;
+            }
+            match path {
+                Some((true, full)) => rd.set_path_redirect(full.clone()),
+                Some((false, prefix)) => rd.set_prefix_rewrite(prefix.clone()),
+                None => {}
+            }
+            rd.response_code = EnumOrUnknown::new(match status {
+                302 => RedirectResponseCode::FOUND,
+                303 => RedirectResponseCode::SEE_OTHER,
+                307 => RedirectResponseCode::TEMPORARY_REDIRECT,
+                308 => RedirectResponseCode::PERMANENT_REDIRECT,
+                _ => RedirectResponseCode::MOVED_PERMANENTLY,
+            });
+            out.set_redirect(rd);
+        }
+    }
+    out.request_headers_to_add = r.request_headers_to_add.iter().map(header_value).collect();
+    out.request_headers_to_remove = r.request_headers_to_remove.clone();
+    out.response_headers_to_add = r.response_headers_to_add.iter().map(header_value).collect();
+    out.response_headers_to_remove = r.response_headers_to_remove.clone();
+    out
+}
+
+/// The terminal network filter: the HCM if there is one, else the TCP proxy.
+fn filter_of(hcm: &Option<HttpConnectionManager>, tcp: &Option<TcpProxy>) -> Filter {
     let mut f = Filter::new();
-    f.name = "envoy.filters.network.http_connection_manager".to_string();
-    f.set_typed_config(any(&hcm));
+    match (hcm, tcp) {
+        (Some(h), _) => {
+            f.name = "envoy.filters.network.http_connection_manager".to_string();
+            f.set_typed_config(any(h));
+        }
+        (None, Some(t)) => {
+            f.name = "envoy.filters.network.tcp_proxy".to_string();
+            f.set_typed_config(any(t));
+        }
+        (None, None) => f.name = "envoy.filters.network.tcp_proxy".to_string(),
+    }
     f
 }
 
-pub fn listener(
+fn listener(
     name: &str,
     address: &str,
     port: u32,
     direction: crate::envoy::base::TrafficDirection,
-    filter: Filter,
+    terminal: Filter,
+    before: Vec<Filter>,
 ) -> Arc<EncodedResource> {
     let mut chain = FilterChain::new();
-    chain.filters.push(filter);
+    chain.filters = before;
+    chain.filters.push(terminal);
     let mut l = Listener::new();
     l.name = name.to_string();
     l.address = MessageField::some(socket_address(address, port));
@@ -186,3 +446,6 @@ pub fn listener(
 pub fn join_host_port(host: &str, port: u32) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
+
+/// Endpoint tags as `BTreeMap`s compare and hash in order.
+pub type Tags = BTreeMap<String, String>;

@@ -1,9 +1,11 @@
-//! Config generation: a chain of generators, one per concern (Kuma's generator pipeline),
-//! each adding Envoy resources for one dataplane to a [`Snapshot`].
+//! Config generation: the policies are resolved for the dataplane once
+//! ([`crate::policies::resolve`]), then a chain of generators, one per concern (Kuma's
+//! generator pipeline), adds the Envoy resources to a [`Snapshot`]. Generators read only
+//! the resolved confs; every resource comes from the mesh's encoding cache, keyed by what it
+//! is built from, so dataplanes with equal outcomes share the bytes.
 //!
 //! - [`inbound`]: a listener per inbound and the local cluster behind it.
-//! - [`outbound`]: a listener per outbound, and the shared cluster + endpoints of the
-//!   service it reaches.
+//! - [`outbound`]: a listener per outbound, and the clusters and endpoints it routes to.
 
 pub mod envoy_builders;
 pub mod inbound;
@@ -16,6 +18,7 @@ use super::snapshot::Snapshot;
 use super::wire::EncodedResource;
 use crate::model::dataplane::DataplaneSpec;
 use crate::model::Resource;
+use crate::policies::resolved::ResolvedProxy;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,7 @@ pub struct ProxyContext<'a> {
     pub mesh: &'a MeshContext,
     pub dataplane: &'a Resource,
     pub spec: &'a DataplaneSpec,
+    pub resolved: &'a ResolvedProxy,
 }
 
 pub trait Generator: Send + Sync {
@@ -45,12 +49,13 @@ pub fn default_chain() -> Vec<Box<dyn Generator>> {
     vec![Box::new(inbound::InboundGenerator), Box::new(outbound::OutboundGenerator)]
 }
 
-/// Runs `chain` for `dataplane` and assembles the snapshot.
+/// Resolves `dataplane`'s policies, runs `chain` and assembles the snapshot.
 pub fn generate(chain: &[Box<dyn Generator>], mesh: &MeshContext, dataplane: &Resource) -> Result<Snapshot, GenerateError> {
     let crate::model::Spec::Dataplane(spec) = &dataplane.spec else {
         return Err(GenerateError::NotADataplane(dataplane.key().to_string()));
     };
-    let ctx = ProxyContext { mesh, dataplane, spec };
+    let resolved = mesh.resolve(dataplane, spec);
+    let ctx = ProxyContext { mesh, dataplane, spec, resolved: &resolved };
     let mut out = Vec::new();
     for g in chain {
         g.generate(&ctx, &mut out)?;

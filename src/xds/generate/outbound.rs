@@ -1,11 +1,10 @@
 //! Outbound: for each outbound, a listener on `<address>:<port>` (127.0.0.1 by default)
-//! forwarding to the service's cluster, plus that cluster and its endpoints — the same
-//! encoded resources for every consumer of the service with the same settings. The
-//! matching Timeout policy sets the cluster's connect timeout, the HTTP route timeout and
-//! the TCP idle timeout (Kuma's old-style Timeout; defaults 5 s and 15 s).
+//! routing as the policies resolved, plus every cluster it routes to and that cluster's
+//! endpoints. Consumers with the same outcome share the encoded listener and clusters.
 
 use std::sync::Arc;
 
+use super::envoy_builders::{self as b, OutboundKey};
 use super::{GenerateError, Generator, ProxyContext};
 use crate::xds::wire::EncodedResource;
 
@@ -17,12 +16,21 @@ impl Generator for OutboundGenerator {
     }
 
     fn generate(&self, ctx: &ProxyContext<'_>, out: &mut Vec<Arc<EncodedResource>>) -> Result<(), GenerateError> {
-        for outbound in &ctx.spec.networking.outbound {
-            let service = ctx.mesh.service(outbound.service());
-            let timeouts = ctx.mesh.outbound_timeouts(ctx.spec, &service.name);
-            out.push(service.cluster(timeouts.connect));
-            out.push(service.load_assignment.clone());
-            out.push(service.outbound_listener(outbound.effective_address(), outbound.port, timeouts));
+        let encodings = &ctx.mesh.encodings;
+        for cluster in &ctx.resolved.clusters {
+            out.push(encodings.clusters.get_or_encode(cluster.clone(), b::outbound_cluster));
+            out.push(ctx.mesh.service(&cluster.service).load_assignment_for(&cluster.name, &cluster.tags));
+        }
+        for o in &ctx.resolved.outbounds {
+            let Some(outbound) = ctx.spec.networking.outbound.get(o.index) else { continue };
+            let key = OutboundKey {
+                address: outbound.effective_address().to_string(),
+                port: outbound.port,
+                service: o.service.clone(),
+                routing: o.routing.clone(),
+                conf: o.conf.clone(),
+            };
+            out.push(encodings.outbound_listeners.get_or_encode(key, b::outbound_listener));
         }
         Ok(())
     }

@@ -1,0 +1,138 @@
+//! Which targetRef policies of a type select a dataplane, in the order their confs merge,
+//! and the `to` / `from` rules they make (reference §4.2–4.3).
+//!
+//! Order: by top-level targetRef kind, least specific first (Mesh < MeshSubset < MeshGateway
+//! < MeshService < MeshServiceSubset < MeshHTTPRoute), then by name *descending*, so on equal
+//! kinds the lexicographically smallest name is merged last and wins. Kuma 2.4 sorted names
+//! ascending (greatest name won); 2.6.0 reversed it as a fix, and higuma follows 2.6.
+
+use std::sync::Arc;
+
+use super::rules::{MergeOptions, RuleItem, Rules, Subset};
+use super::set::{PolicySet, Side};
+use super::targetref::{top_of, TargetKind, TargetRef, TargetRefPolicy};
+use crate::model::dataplane::DataplaneSpec;
+use crate::model::{Resource, ResourceType};
+
+fn policy_of(r: &Resource) -> Option<&dyn TargetRefPolicy> {
+    r.spec.target_ref()
+}
+
+/// The top-level targetRef that decides selection: a MeshHTTPRoute reference selects what
+/// the referenced route's own targetRef selects (`None`: the route does not exist, and the
+/// policy selects nothing, as in Kuma).
+fn effective_top(set: &PolicySet, top: &TargetRef) -> Option<TargetRef> {
+    if top.kind() != TargetKind::MeshHttpRoute {
+        return Some(top.clone());
+    }
+    // The MeshHTTPRoute type registers later; until then no route exists to select through.
+    let route_type = ResourceType::from_name("MeshHTTPRoute")?;
+    let route = set
+        .of(route_type)
+        .iter()
+        .find(|r| r.meta.name == top.name())
+        .and_then(|r| policy_of(r))?;
+    let route_top = top_of(route);
+    (route_top.kind() != TargetKind::MeshHttpRoute).then_some(route_top)
+}
+
+/// Whether `policy` (of any targetRef type) selects `dp`.
+pub fn selects(set: &PolicySet, policy: &Resource, dp: &DataplaneSpec) -> bool {
+    let Some(p) = policy_of(policy) else { return false };
+    effective_top(set, &top_of(p)).is_some_and(|t| t.selects(dp))
+}
+
+/// The indices (into `set.of(t)`) of the policies of `t` selecting `dp`, in merge order.
+pub fn matched(set: &PolicySet, t: ResourceType, dp: &DataplaneSpec) -> Vec<u32> {
+    let list = set.of(t);
+    let mut out: Vec<(TargetKind, u32)> = list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let p = policy_of(r)?;
+            let top = top_of(p);
+            effective_top(set, &top).filter(|e| e.selects(dp)).map(|_| (top.kind(), i as u32))
+        })
+        .collect();
+    // `list` is sorted by name ascending: reversing within a kind gives name descending.
+    out.sort_by(|(ka, ia), (kb, ib)| ka.cmp(kb).then(ib.cmp(ia)));
+    out.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The `to` rules of the matched policies (cached per distinct match).
+pub fn to_rules(set: &PolicySet, t: ResourceType, matched: &[u32], options: MergeOptions) -> Arc<Rules> {
+    set.rules(t, Side::To, matched.to_vec(), || {
+        let list = set.of(t);
+        let items: Vec<RuleItem> = matched
+            .iter()
+            .filter_map(|&i| list.get(i as usize))
+            .flat_map(|r| {
+                let key = r.key();
+                policy_of(r)
+                    .map(|p| p.outbound_items())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |item| {
+                        let subset = item.target_ref.subset()?;
+                        Some(RuleItem { subset, default: item.default, origin: key.clone() })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Rules::compute(&items, options)
+    })
+}
+
+/// The `from` rules for one inbound: the `from` items of the matched policies that select
+/// that inbound (its tags), cached per distinct set of such policies.
+pub fn from_rules(
+    set: &PolicySet,
+    t: ResourceType,
+    matched: &[u32],
+    inbound_tags: &std::collections::BTreeMap<String, String>,
+    options: MergeOptions,
+) -> Arc<Rules> {
+    let list = set.of(t);
+    let selecting: Vec<u32> = matched
+        .iter()
+        .copied()
+        .filter(|&i| {
+            list.get(i as usize)
+                .and_then(|r| policy_of(r))
+                .and_then(|p| effective_top(set, &top_of(p)))
+                .is_some_and(|top| top.selects_inbound(inbound_tags))
+        })
+        .collect();
+    set.rules(t, Side::From, selecting.clone(), || {
+        let items: Vec<RuleItem> = selecting
+            .iter()
+            .filter_map(|&i| list.get(i as usize))
+            .flat_map(|r| {
+                let key = r.key();
+                policy_of(r)
+                    .map(|p| p.inbound_items())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(move |item| {
+                        let subset = item.target_ref.subset()?;
+                        Some(RuleItem { subset, default: item.default, origin: key.clone() })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Rules::compute(&items, options)
+    })
+}
+
+/// The conf of the rule for an outbound to `service`, decoded as `C`; `None` when no rule
+/// covers it (or the merged JSON does not decode, which validation rules out).
+pub fn conf_for<C: serde::de::DeserializeOwned>(rules: &Rules, query: &Subset) -> Option<C> {
+    let rule = rules.compute_for(query)?;
+    match serde_json::from_value(rule.conf.clone()) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("policies: a merged conf does not decode ({e}): {}", rule.conf);
+            None
+        }
+    }
+}

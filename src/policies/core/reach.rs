@@ -1,0 +1,48 @@
+//! Which dataplanes a policy can affect: the ones it can select, narrowed to those that
+//! reach a destination it names. A policy write regenerates only these (old and new
+//! version), so a MeshTimeout on one service costs that service's consumers, not the mesh.
+//!
+//! Conservative by construction: anything not understood affects every selected dataplane.
+
+use super::matching;
+use super::oldstyle;
+use super::set::PolicySet;
+use super::targetref::TargetKind;
+use crate::model::dataplane::DataplaneSpec;
+use crate::model::Resource;
+
+/// Whether `policy` can change the config of `dp`. `consumes(service)` tells whether the
+/// dataplane has a cluster of that service (an outbound to it, or a route that sends an
+/// outbound's traffic there).
+pub fn affects(set: &PolicySet, policy: &Resource, dp: &DataplaneSpec, consumes: &dyn Fn(&str) -> bool) -> bool {
+    if let Some(p) = policy.spec.old_style() {
+        if p.attaches_inbound() {
+            return dp.tags_of_inbounds().any(|t| p.destinations().iter().any(|d| d.matches(t)));
+        }
+        if !oldstyle::sources_match(p, dp) {
+            return false;
+        }
+        return match oldstyle::destination_services(p.destinations()) {
+            None => true,
+            Some(services) => services.iter().any(|s| consumes(s)),
+        };
+    }
+    if let Some(p) = policy.spec.target_ref() {
+        if !matching::selects(set, policy, dp) {
+            return false;
+        }
+        if !p.inbound_items().is_empty() {
+            return true;
+        }
+        let to = p.outbound_items();
+        if to.is_empty() {
+            return true;
+        }
+        return to.iter().any(|item| match item.target_ref.kind() {
+            TargetKind::MeshService | TargetKind::MeshServiceSubset => consumes(item.target_ref.name()),
+            _ => true,
+        });
+    }
+    // Not a policy (or one the engine does not know): assume it matters.
+    true
+}

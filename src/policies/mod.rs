@@ -1,0 +1,150 @@
+//! The policy engine: one folder per policy type (Kuma's `pkg/plugins/policies/<name>/`),
+//! a shared core, and the plugin list.
+//!
+//! - `<policy>/api.rs`: the spec, its defaults and validation (the registry in
+//!   `crate::model::types` names it).
+//! - `<policy>/plugin.rs`: how the policies of that type resolve for one dataplane (which
+//!   ones match, what they decide) and how the resolved conf shapes Envoy resources; golden
+//!   files beside it in `testdata/`.
+//! - [`core`]: targetRef selection and rules, old-style ranking, the policy set, reach.
+//! - [`resolved`]: the resolved confs every generator reads.
+//!
+//! A dataplane's config is made in two steps: [`resolve`] runs every plugin's `resolve` in
+//! [`PLUGINS`] order and yields a [`resolved::ResolvedProxy`]; the generators build each
+//! Envoy resource from its part of that and let every plugin's `configure_*` adjust it. The
+//! configure hooks see only their conf and the resource, never the dataplane, so the bytes
+//! are a pure function of the cache key and equal outcomes share one encoding.
+
+pub mod core;
+pub mod resolved;
+
+pub mod circuit_breaker;
+pub mod health_check;
+pub mod retry;
+pub mod timeout;
+pub mod traffic_permission;
+pub mod traffic_route;
+
+use std::collections::BTreeMap;
+
+use crate::envoy::cluster::Cluster;
+use crate::envoy::parts::{InboundListener, OutboundListener};
+use crate::model::dataplane::{DataplaneSpec, Protocol};
+use crate::model::mesh::MeshSpec;
+use crate::model::ResourceType;
+use core::set::PolicySet;
+use resolved::{
+    ClusterConf, InboundConf, OutboundConf, ResolvedCluster, ResolvedInbound, ResolvedOutbound, ResolvedProxy, RoutedBy,
+    Routing, WeightedCluster,
+};
+
+/// Everything a plugin may look at while resolving one dataplane.
+pub struct ResolveCx<'a> {
+    pub mesh_name: &'a str,
+    pub mesh: &'a MeshSpec,
+    pub policies: &'a PolicySet,
+    pub name: &'a str,
+    pub dataplane: &'a DataplaneSpec,
+    /// The protocol of a service of the mesh, from its endpoints (TCP when unknown).
+    pub protocol_of: &'a dyn Fn(&str) -> Protocol,
+}
+
+/// One policy type (or one concern) of the engine.
+pub trait Plugin: Sync {
+    fn name(&self) -> &'static str;
+
+    /// The resource types this plugin reads.
+    fn types(&self) -> &'static [ResourceType];
+
+    /// Writes this plugin's decisions into `out`.
+    fn resolve(&self, cx: &ResolveCx<'_>, out: &mut ResolvedProxy);
+
+    /// The services a routing plugin can send an outbound's traffic to besides the outbound's
+    /// own: `(outbound service or None for any, destination service)`. Their endpoint
+    /// changes must reach that outbound's dataplanes.
+    fn route_targets(&self, _policies: &PolicySet) -> Vec<(Option<String>, String)> {
+        Vec::new()
+    }
+
+    /// Adjusts an outbound cluster from its resolved conf.
+    fn configure_cluster(&self, _conf: &ClusterConf, _cluster: &mut Cluster) {}
+
+    /// Adjusts an outbound listener's filters from its resolved conf.
+    fn configure_outbound(&self, _conf: &OutboundConf, _listener: &mut OutboundListener) {}
+
+    /// Adjusts an inbound listener's filters and local cluster from its resolved conf.
+    fn configure_inbound(&self, _conf: &InboundConf, _listener: &mut InboundListener) {}
+}
+
+/// Every plugin, in application order: routing first (it decides the clusters the others
+/// configure), then each concern with the old-style policy before its targetRef successor so
+/// the successor's settings override (Kuma applies old-style generators, then plugins in
+/// `pkg/plugins/policies/policies.go` order).
+pub static PLUGINS: &[&dyn Plugin] = &[
+    // ---- routing ---------------------------------------------------------------------------
+    // ---- outbound concerns -------------------------------------------------------------------
+    &timeout::plugin::TimeoutPlugin,
+    // ---- inbound concerns --------------------------------------------------------------------
+];
+
+/// The policy types some plugin reads; a change of any other type affects no dataplane's
+/// config (it is stored and validated only).
+pub fn enforced_types() -> Vec<ResourceType> {
+    let mut out: Vec<ResourceType> = PLUGINS.iter().flat_map(|p| p.types().iter().copied()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Resolves every policy for one dataplane.
+pub fn resolve(cx: &ResolveCx<'_>) -> ResolvedProxy {
+    let mut out = skeleton(cx);
+    for plugin in PLUGINS {
+        plugin.resolve(cx, &mut out);
+    }
+    finish(cx, &mut out);
+    out
+}
+
+/// Inbounds as declared; each outbound routed to one cluster of its own service.
+fn skeleton(cx: &ResolveCx<'_>) -> ResolvedProxy {
+    let inbounds = (0..cx.dataplane.networking.inbound.len())
+        .map(|index| ResolvedInbound { index, conf: InboundConf::default() })
+        .collect();
+    let mut clusters: Vec<ResolvedCluster> = Vec::new();
+    let outbounds = cx
+        .dataplane
+        .networking
+        .outbound
+        .iter()
+        .enumerate()
+        .map(|(index, o)| {
+            let service = o.service().to_string();
+            let protocol = (cx.protocol_of)(&service);
+            if !clusters.iter().any(|c| c.name == service) {
+                clusters.push(ResolvedCluster {
+                    name: service.clone(),
+                    service: service.clone(),
+                    tags: BTreeMap::new(),
+                    protocol,
+                    conf: ClusterConf::default(),
+                });
+            }
+            let cluster = WeightedCluster { name: service.clone(), weight: 100 };
+            let routing = if protocol.is_http() {
+                Routing::Http { routes: vec![resolved::HttpRoute::catch_all(vec![cluster])] }
+            } else {
+                Routing::Tcp { clusters: vec![cluster] }
+            };
+            ResolvedOutbound { index, service, protocol, routing, routed_by: RoutedBy::Default, conf: OutboundConf::default() }
+        })
+        .collect();
+    ResolvedProxy { inbounds, outbounds, clusters }
+}
+
+/// Drops clusters no routing uses any more (a routing plugin replaced them).
+fn finish(_cx: &ResolveCx<'_>, out: &mut ResolvedProxy) {
+    let used: Vec<String> =
+        out.outbounds.iter().flat_map(|o| o.routing.cluster_names().into_iter().map(str::to_string)).collect();
+    out.clusters.retain(|c| used.contains(&c.name));
+}

@@ -1,0 +1,253 @@
+//! Resolved confs: what the policies decided for one dataplane, and all the generators read.
+//!
+//! The engine ([`super::resolve`]) starts from the dataplane's own inbounds and outbounds,
+//! each outbound routed to one cluster of its own service, and lets every plugin, in
+//! [`super::PLUGINS`] order, write its concern: the routing plugins replace `routing` and the
+//! clusters, the others fill their field of [`ClusterConf`], [`OutboundConf`] or
+//! [`InboundConf`]. An old-style policy and its targetRef successor write the same field
+//! (Timeout then MeshTimeout), so the later one overrides what it sets.
+//!
+//! Every conf is plain data with `Hash + Eq`: encoded resources are cached by (what they are
+//! built from, conf), and dataplanes with equal outcomes share one encoding.
+
+use std::collections::BTreeMap;
+
+use crate::model::dataplane::Protocol;
+use crate::policies::timeout::plugin::OutboundTimeouts;
+
+/// A dataplane's config as the policies shape it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ResolvedProxy {
+    /// One per inbound of the Dataplane, in its order.
+    pub inbounds: Vec<ResolvedInbound>,
+    /// One per outbound of the Dataplane, in its order.
+    pub outbounds: Vec<ResolvedOutbound>,
+    /// The clusters the outbounds route to, unique by name, in first-use order.
+    pub clusters: Vec<ResolvedCluster>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ResolvedInbound {
+    /// Index into `networking.inbound`.
+    pub index: usize,
+    pub conf: InboundConf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedOutbound {
+    /// Index into `networking.outbound`.
+    pub index: usize,
+    /// The outbound's own `kuma.io/service`.
+    pub service: String,
+    /// The protocol its listener speaks: the common protocol of every cluster it routes to.
+    pub protocol: Protocol,
+    pub routing: Routing,
+    /// Which policy decided the routing; old-style plugins leave outbounds routed by a
+    /// MeshHTTPRoute or MeshTCPRoute alone, as Kuma's old generator skips them.
+    pub routed_by: RoutedBy,
+    pub conf: OutboundConf,
+}
+
+/// Who decided an outbound's routing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RoutedBy {
+    /// No routing policy: all traffic to the outbound's service.
+    #[default]
+    Default,
+    TrafficRoute,
+    MeshHttpRoute,
+    MeshTcpRoute,
+}
+
+/// Where an outbound's traffic goes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Routing {
+    /// A TCP proxy to one cluster, or to several by weight.
+    Tcp { clusters: Vec<WeightedCluster> },
+    /// HTTP routes, tried in order.
+    Http { routes: Vec<HttpRoute> },
+}
+
+impl Routing {
+    /// Every cluster name the routing can send traffic to, in order of first appearance.
+    pub fn cluster_names(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = Vec::new();
+        match self {
+            Routing::Tcp { clusters } => all.extend(clusters.iter().map(|c| c.name.as_str())),
+            Routing::Http { routes } => {
+                for r in routes {
+                    if let HttpAction::Forward { clusters, mirrors, .. } = &r.action {
+                        all.extend(clusters.iter().map(|c| c.name.as_str()));
+                        all.extend(mirrors.iter().map(|m| m.cluster.as_str()));
+                    }
+                }
+            }
+        }
+        let mut out: Vec<&str> = Vec::with_capacity(all.len());
+        for n in all {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WeightedCluster {
+    pub name: String,
+    pub weight: u32,
+}
+
+/// One HTTP route of an outbound (TrafficRoute `http[]` or a MeshHTTPRoute rule), close to
+/// Envoy's `Route`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpRoute {
+    /// Envoy route name: empty for TrafficRoute, Kuma's hash of the matches for
+    /// MeshHTTPRoute (MeshTimeout and MeshRetry find per-route confs by it).
+    pub name: String,
+    pub path: PathMatch,
+    pub method: Option<StringMatch>,
+    /// Sorted by name, as Kuma emits them.
+    pub headers: Vec<HeaderMatch>,
+    pub query: Vec<QueryMatch>,
+    pub action: HttpAction,
+    pub request_headers_to_add: Vec<HeaderValue>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValue>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+impl HttpRoute {
+    /// `prefix: /` to `clusters`: the default route.
+    pub fn catch_all(clusters: Vec<WeightedCluster>) -> HttpRoute {
+        HttpRoute {
+            name: String::new(),
+            path: PathMatch::Prefix("/".into()),
+            method: None,
+            headers: Vec::new(),
+            query: Vec::new(),
+            action: HttpAction::Forward {
+                clusters,
+                prefix_rewrite: None,
+                regex_rewrite: None,
+                host_rewrite: None,
+                mirrors: Vec::new(),
+            },
+            request_headers_to_add: Vec::new(),
+            request_headers_to_remove: Vec::new(),
+            response_headers_to_add: Vec::new(),
+            response_headers_to_remove: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HeaderMatcher {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+    Present,
+    Absent,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub matcher: HeaderMatcher,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QueryMatch {
+    pub name: String,
+    /// Exact (`false`) or RE2 regex (`true`).
+    pub regex: bool,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HeaderValue {
+    pub name: String,
+    pub value: String,
+    pub append: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HostRewrite {
+    Literal(String),
+    /// `(pattern, substitution)` applied to the path.
+    PathRegex(String, String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Mirror {
+    pub cluster: String,
+    /// Percentage of requests mirrored, in millionths (Envoy's MILLION denominator).
+    pub millionths: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HttpAction {
+    Forward {
+        clusters: Vec<WeightedCluster>,
+        prefix_rewrite: Option<String>,
+        /// `(pattern, substitution)`.
+        regex_rewrite: Option<(String, String)>,
+        host_rewrite: Option<HostRewrite>,
+        mirrors: Vec<Mirror>,
+    },
+    Redirect {
+        scheme: Option<String>,
+        host: Option<String>,
+        port: Option<u32>,
+        /// Full-path replacement (`true`) or prefix replacement (`false`).
+        path: Option<(bool, String)>,
+        status: u32,
+    },
+}
+
+/// One cluster an outbound routes to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedCluster {
+    /// `<service>` or, for a subset of a service, `<service>-_<n>_` (Kuma's naming).
+    pub name: String,
+    pub service: String,
+    /// Endpoint tags the cluster is limited to (never `kuma.io/service`); empty: all.
+    pub tags: BTreeMap<String, String>,
+    pub protocol: Protocol,
+    pub conf: ClusterConf,
+}
+
+/// How an outbound cluster differs between consumers: one field per concern.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClusterConf {
+    pub timeouts: OutboundTimeouts,
+    // ---- health checks, circuit breakers, load balancing (their plugins add fields here) --
+}
+
+/// How an outbound listener differs between consumers: one field per concern.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OutboundConf {
+    pub timeouts: OutboundTimeouts,
+    // ---- retries, access logs, ... (their plugins add fields here) ---------------------------
+}
+
+/// How an inbound listener and its local cluster differ between dataplanes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InboundConf {
+    // ---- timeouts, rate limits, faults, access logs, permissions (their plugins add here) --
+}

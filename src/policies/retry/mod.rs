@@ -1,0 +1,3 @@
+//! Retry: see [`api`] for the spec and its validation.
+
+pub mod api;

@@ -1,0 +1,3 @@
+//! TrafficPermission: see [`api`] for the spec and its validation.
+
+pub mod api;
