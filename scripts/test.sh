@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_system_packages
 ensure_rust
+ensure_rust_lints
 ensure_cargo_deb
 ensure_venv
 echo "==> envoy: $("$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
@@ -19,6 +20,9 @@ cleanup() {
 trap cleanup EXIT
 echo "==> starting a throwaway Postgres 15 in $pgdir"
 eval "$(./scripts/pg.sh start "$pgdir")"
+echo "==> cargo fmt --check, cargo clippy"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 status=0
 cargo test --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?

@@ -64,9 +64,7 @@ impl ManualClock {
         let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         // fetch_update instead of fetch_add so an absurd advance saturates instead of wrapping
         // around to an earlier instant. The closure always returns Some, so this cannot fail.
-        let _ = self
-            .offset_nanos
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| Some(old.saturating_add(by)));
+        let _ = self.offset_nanos.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| Some(old.saturating_add(by)));
     }
 
     /// The instant the clock started at.

@@ -25,7 +25,8 @@ impl Api {
 
     fn with(config: Config, store: SharedStore) -> Api {
         higuma::daemon::ensure_default_mesh(&store).unwrap();
-        let ctx = ApiContext { store: store.clone(), config: Arc::new(RwLock::new(config)), instance_id: "test-0001".into() };
+        let ctx =
+            ApiContext { store: store.clone(), config: Arc::new(RwLock::new(config)), instance_id: "test-0001".into() };
         let server = ApiServer::start("127.0.0.1:0", ctx).unwrap();
         Api { server: Some(server), store }
     }
@@ -282,7 +283,10 @@ fn unsafe_delete_removes_a_mesh_with_dataplanes() {
 fn pagination_follows_kuma() {
     let api = Api::start();
     for i in 0..5 {
-        assert_eq!(api.put(&format!("/meshes/default/traffic-permissions/p-{i}"), &permission(&format!("p-{i}"))).0, 201);
+        assert_eq!(
+            api.put(&format!("/meshes/default/traffic-permissions/p-{i}"), &permission(&format!("p-{i}"))).0,
+            201
+        );
     }
     let (s, page1) = api.get("/meshes/default/traffic-permissions?size=2");
     assert_eq!(s, 200);

@@ -198,5 +198,9 @@ fn a_lower_open_connection_limit_alone_is_accepted_and_shown() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}{}", stdout, text(&out.stderr));
     assert!(stdout.contains("store.postgres.maxIdleConnections = 3 (configured 50"), "{stdout}");
-    assert!(!text(&out.stderr).contains("maxIdleConnections"), "a derived default is no warning: {}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("maxIdleConnections"),
+        "a derived default is no warning: {}",
+        text(&out.stderr)
+    );
 }

@@ -7,15 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use higuma::config::{
-    env_var_name, leaf_keys, load, Config, ConfigError, Duration, Environment, Loaded, Mode,
-    StoreType, TlsMode,
+    env_var_name, leaf_keys, load, Config, ConfigError, Duration, Environment, Loaded, Mode, StoreType, TlsMode,
 };
 
 fn env_from(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     move |name| map.get(name).cloned()
 }
 
@@ -24,10 +20,7 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 fn yaml_file(content: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new()
-        .suffix(".yaml")
-        .tempfile()
-        .expect("create temp file");
+    let mut f = tempfile::Builder::new().suffix(".yaml").tempfile().expect("create temp file");
     f.write_all(content.as_bytes()).expect("write temp file");
     f
 }
@@ -42,21 +35,11 @@ fn ok(result: Result<Loaded, ConfigError>) -> Loaded {
 }
 
 /// Asserts an `Invalid` error for `key` and returns (value, reason, message).
-fn expect_invalid(
-    result: Result<impl std::fmt::Debug, ConfigError>,
-    key: &str,
-) -> (String, String, String) {
+fn expect_invalid(result: Result<impl std::fmt::Debug, ConfigError>, key: &str) -> (String, String, String) {
     match result {
         Err(e @ ConfigError::Invalid { .. }) => {
             let msg = e.to_string();
-            let ConfigError::Invalid {
-                key: k,
-                value,
-                reason,
-            } = e
-            else {
-                unreachable!()
-            };
+            let ConfigError::Invalid { key: k, value, reason } = e else { unreachable!() };
             assert_eq!(k, key, "wrong key in: {msg}");
             assert!(msg.contains(key), "{msg}");
             (value, reason, msg)
@@ -69,12 +52,7 @@ fn expect_env(result: Result<Loaded, ConfigError>, var: &str, value: &str) -> St
     match result {
         Err(e @ ConfigError::Env { .. }) => {
             let msg = e.to_string();
-            let ConfigError::Env {
-                var: v, value: val, ..
-            } = e
-            else {
-                unreachable!()
-            };
+            let ConfigError::Env { var: v, value: val, .. } = e else { unreachable!() };
             assert_eq!(v, var, "{msg}");
             assert_eq!(val, value, "{msg}");
             msg
@@ -84,9 +62,7 @@ fn expect_env(result: Result<Loaded, ConfigError>, var: &str, value: &str) -> St
 }
 
 fn shipped_config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("etc")
-        .join("higuma.yaml")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("etc").join("higuma.yaml")
 }
 
 // ---- precedence --------------------------------------------------------------------------
@@ -135,10 +111,7 @@ fn env_values_are_read_by_the_kind_of_their_key() {
         ("KUMA_STORE_CACHE_ENABLED", "false"),
         ("KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY", "30s"),
         ("KUMA_GENERAL_DNS_CACHE_TTL", "1m30s"),
-        (
-            "KUMA_API_SERVER_CORS_ALLOWED_DOMAINS",
-            "https://a.example,https://b.example",
-        ),
+        ("KUMA_API_SERVER_CORS_ALLOWED_DOMAINS", "https://a.example,https://b.example"),
         ("KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE", "1.5h"),
         ("KUMA_MODE", "standalone"),
     ];
@@ -150,48 +123,25 @@ fn env_values_are_read_by_the_kind_of_their_key() {
     assert_eq!(c.store.postgres.tls.mode, TlsMode::VerifyNone);
     assert!(c.store.postgres.tls.disable_sslsni);
     assert!(!c.store.cache.enabled);
-    assert_eq!(
-        c.xds_server.dataplane_deregistration_delay,
-        Duration::from_secs(30)
-    );
+    assert_eq!(c.xds_server.dataplane_deregistration_delay, Duration::from_secs(30));
     assert_eq!(c.general.dns_cache_ttl, Duration::from_secs(90));
-    assert_eq!(
-        c.api_server.cors_allowed_domains,
-        ["https://a.example", "https://b.example"]
-    );
-    assert_eq!(
-        c.runtime.universal.dataplane_cleanup_age,
-        Duration::from_mins(90)
-    );
+    assert_eq!(c.api_server.cors_allowed_domains, ["https://a.example", "https://b.example"]);
+    assert_eq!(c.runtime.universal.dataplane_cleanup_age, Duration::from_mins(90));
     assert_eq!(c.mode, Mode::Standalone);
 }
 
 #[test]
 fn empty_env_list_is_an_empty_list() {
-    let c = ok(load(
-        None,
-        &env_from(&[("KUMA_API_SERVER_CORS_ALLOWED_DOMAINS", "")]),
-    ))
-    .config;
+    let c = ok(load(None, &env_from(&[("KUMA_API_SERVER_CORS_ALLOWED_DOMAINS", "")]))).config;
     assert!(c.api_server.cors_allowed_domains.is_empty());
 }
 
 #[test]
 fn deregistration_delay_uses_kumas_env_name_only() {
     // Kuma's tag has no _SERVER_; the regular name is not read, as in Kuma.
-    assert_eq!(
-        env_var_name("xdsServer.dataplaneDeregistrationDelay"),
-        "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY"
-    );
-    let c = ok(load(
-        None,
-        &env_from(&[("KUMA_XDS_SERVER_DATAPLANE_DEREGISTRATION_DELAY", "99s")]),
-    ))
-    .config;
-    assert_eq!(
-        c.xds_server.dataplane_deregistration_delay,
-        Duration::from_secs(10)
-    );
+    assert_eq!(env_var_name("xdsServer.dataplaneDeregistrationDelay"), "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY");
+    let c = ok(load(None, &env_from(&[("KUMA_XDS_SERVER_DATAPLANE_DEREGISTRATION_DELAY", "99s")]))).config;
+    assert_eq!(c.xds_server.dataplane_deregistration_delay, Duration::from_secs(10));
 }
 
 #[test]
@@ -221,14 +171,8 @@ store:
 ";
     let c = ok(load_yaml(yaml, &[])).config;
     assert_eq!(c.xds_server.nack_backoff, Duration::from_secs(2));
-    assert_eq!(
-        c.xds_server.dataplane_status_flush_interval,
-        Duration::from_mins(90)
-    );
-    assert_eq!(
-        c.store.upsert.conflict_retry_base_backoff,
-        Duration::from_millis(250)
-    );
+    assert_eq!(c.xds_server.dataplane_status_flush_interval, Duration::from_mins(90));
+    assert_eq!(c.store.upsert.conflict_retry_base_backoff, Duration::from_millis(250));
 }
 
 // ---- unknown keys ------------------------------------------------------------------------
@@ -249,10 +193,7 @@ reports:
     assert_eq!(loaded.config, Config::default());
     for key in ["store.postgres.hots", "apiServer.https", "reports"] {
         assert!(
-            loaded
-                .warnings
-                .iter()
-                .any(|w| w.contains(&format!(" {key} "))),
+            loaded.warnings.iter().any(|w| w.contains(&format!(" {key} "))),
             "no warning for {key}: {:?}",
             loaded.warnings
         );
@@ -274,10 +215,7 @@ fn unreadable_file_is_a_read_error_naming_the_path() {
         other => panic!("expected Read, got {other:?}"),
     }
     // A directory is not readable as a file either.
-    assert!(matches!(
-        load(Some(dir.path()), &no_env),
-        Err(ConfigError::Read { .. })
-    ));
+    assert!(matches!(load(Some(dir.path()), &no_env), Err(ConfigError::Read { .. })));
 }
 
 #[test]
@@ -298,40 +236,26 @@ fn yaml_syntax_error_is_a_parse_error_with_line_and_column() {
 #[test]
 fn top_level_must_be_a_mapping() {
     for content in ["- a\n- b\n", "just text\n", "42\n"] {
-        assert!(
-            matches!(load_yaml(content, &[]), Err(ConfigError::Parse { .. })),
-            "{content:?}"
-        );
+        assert!(matches!(load_yaml(content, &[]), Err(ConfigError::Parse { .. })), "{content:?}");
     }
 }
 
 #[test]
 fn wrong_type_in_file_names_the_key_and_value() {
-    let (value, reason, msg) = expect_invalid(
-        load_yaml("store:\n  postgres:\n    port: abc\n", &[]),
-        "store.postgres.port",
-    );
+    let (value, reason, msg) =
+        expect_invalid(load_yaml("store:\n  postgres:\n    port: abc\n", &[]), "store.postgres.port");
     assert_eq!(value, "abc");
     assert!(reason.contains("invalid type"), "{msg}");
 
-    let (value, _, _) = expect_invalid(
-        load_yaml("dpServer:\n  port: 70000\n", &[]),
-        "dpServer.port",
-    );
+    let (value, _, _) = expect_invalid(load_yaml("dpServer:\n  port: 70000\n", &[]), "dpServer.port");
     assert_eq!(value, "70000");
 
-    let (value, reason, _) =
-        expect_invalid(load_yaml("store:\n  type: mysql\n", &[]), "store.type");
+    let (value, reason, _) = expect_invalid(load_yaml("store:\n  type: mysql\n", &[]), "store.type");
     assert_eq!(value, "mysql");
-    assert!(
-        reason.contains("memory") && reason.contains("postgres"),
-        "{reason}"
-    );
+    assert!(reason.contains("memory") && reason.contains("postgres"), "{reason}");
 
-    let (value, reason, _) = expect_invalid(
-        load_yaml("xdsServer:\n  nackBackoff: soon\n", &[]),
-        "xdsServer.nackBackoff",
-    );
+    let (value, reason, _) =
+        expect_invalid(load_yaml("xdsServer:\n  nackBackoff: soon\n", &[]), "xdsServer.nackBackoff");
     assert_eq!(value, "soon");
     assert!(reason.contains("\"soon\""), "{reason}");
 
@@ -339,10 +263,7 @@ fn wrong_type_in_file_names_the_key_and_value() {
         load_yaml("store:\n  postgres:\n    connectionTimeout: 5s\n", &[]),
         "store.postgres.connectionTimeout",
     );
-    let (_, _, _) = expect_invalid(
-        load_yaml("apiServer:\n  readOnly: maybe\n", &[]),
-        "apiServer.readOnly",
-    );
+    let (_, _, _) = expect_invalid(load_yaml("apiServer:\n  readOnly: maybe\n", &[]), "apiServer.readOnly");
     let (value, _, _) = expect_invalid(load_yaml("store: 5\n", &[]), "store");
     assert_eq!(value, "5");
     let (_, _, _) = expect_invalid(
@@ -355,24 +276,14 @@ fn wrong_type_in_file_names_the_key_and_value() {
 
 #[test]
 fn bad_env_int_names_the_var() {
-    let msg = expect_env(
-        load(None, &env_from(&[("KUMA_DP_SERVER_PORT", "abc")])),
-        "KUMA_DP_SERVER_PORT",
-        "abc",
-    );
-    assert_eq!(
-        msg,
-        "environment variable KUMA_DP_SERVER_PORT=\"abc\": expected an integer"
-    );
+    let msg = expect_env(load(None, &env_from(&[("KUMA_DP_SERVER_PORT", "abc")])), "KUMA_DP_SERVER_PORT", "abc");
+    assert_eq!(msg, "environment variable KUMA_DP_SERVER_PORT=\"abc\": expected an integer");
 }
 
 #[test]
 fn bad_env_bool_names_the_var() {
-    let msg = expect_env(
-        load(None, &env_from(&[("KUMA_API_SERVER_READ_ONLY", "yes")])),
-        "KUMA_API_SERVER_READ_ONLY",
-        "yes",
-    );
+    let msg =
+        expect_env(load(None, &env_from(&[("KUMA_API_SERVER_READ_ONLY", "yes")])), "KUMA_API_SERVER_READ_ONLY", "yes");
     assert!(msg.contains("boolean"), "{msg}");
 }
 
@@ -380,11 +291,7 @@ fn bad_env_bool_names_the_var() {
 fn env_value_of_the_wrong_shape_names_the_var_not_the_key() {
     // These parse as the key's JSON kind but fail deserialization; the operator set an
     // env var, so the error must point at it.
-    let msg = expect_env(
-        load(None, &env_from(&[("KUMA_DP_SERVER_PORT", "70000")])),
-        "KUMA_DP_SERVER_PORT",
-        "70000",
-    );
+    let msg = expect_env(load(None, &env_from(&[("KUMA_DP_SERVER_PORT", "70000")])), "KUMA_DP_SERVER_PORT", "70000");
     assert!(msg.contains("u16"), "{msg}");
     let msg = expect_env(
         load(None, &env_from(&[("KUMA_XDS_SERVER_NACK_BACKOFF", "soon")])),
@@ -392,20 +299,12 @@ fn env_value_of_the_wrong_shape_names_the_var_not_the_key() {
         "soon",
     );
     assert!(msg.contains("\"soon\""), "{msg}");
-    expect_env(
-        load(None, &env_from(&[("KUMA_STORE_TYPE", "mysql")])),
-        "KUMA_STORE_TYPE",
-        "mysql",
-    );
+    expect_env(load(None, &env_from(&[("KUMA_STORE_TYPE", "mysql")])), "KUMA_STORE_TYPE", "mysql");
 }
 
 #[test]
 fn env_overrides_a_bad_file_value() {
-    let c = ok(load_yaml(
-        "dpServer:\n  port: abc\n",
-        &[("KUMA_DP_SERVER_PORT", "6000")],
-    ))
-    .config;
+    let c = ok(load_yaml("dpServer:\n  port: abc\n", &[("KUMA_DP_SERVER_PORT", "6000")])).config;
     assert_eq!(c.dp_server.port, 6000);
 }
 
@@ -426,14 +325,7 @@ fn defaults_and_a_sane_postgres_config_validate_cleanly() {
 
 #[test]
 fn zero_xds_intervals_are_rejected() {
-    let err = load(
-        None,
-        &env_from(&[(
-            "KUMA_XDS_SERVER_DATAPLANE_CONFIGURATION_REFRESH_INTERVAL",
-            "0s",
-        )]),
-    )
-    .err();
+    let err = load(None, &env_from(&[("KUMA_XDS_SERVER_DATAPLANE_CONFIGURATION_REFRESH_INTERVAL", "0s")])).err();
     assert_eq!(
         err.map(|e| e.to_string()).as_deref(),
         Some("invalid value \"0s\" for xdsServer.dataplaneConfigurationRefreshInterval: must be greater than 0")
@@ -490,10 +382,7 @@ fn postgres_rules_apply_only_to_the_postgres_store() {
     let mut c = Config::default();
     c.store.postgres.port = 0;
     c.store.postgres.connection_timeout = 0;
-    assert!(
-        c.validate().is_ok(),
-        "memory store ignores the postgres section"
-    );
+    assert!(c.validate().is_ok(), "memory store ignores the postgres section");
 
     let mut c = postgres();
     c.store.postgres.port = 0;
@@ -618,13 +507,19 @@ fn the_reconnect_key_the_operator_set_wins_over_the_other_default() {
     // Floor raised above the default ceiling (60 s): the ceiling follows.
     let loaded = load_env(&[("KUMA_STORE_POSTGRES_MIN_RECONNECT_INTERVAL", "2m")]);
     let pg = &loaded.config.store.postgres;
-    assert_eq!((pg.min_reconnect_interval, pg.max_reconnect_interval), (Duration::from_mins(2), Duration::from_mins(2)));
+    assert_eq!(
+        (pg.min_reconnect_interval, pg.max_reconnect_interval),
+        (Duration::from_mins(2), Duration::from_mins(2))
+    );
     assert_eq!(loaded.derived[0].key, "store.postgres.maxReconnectInterval");
     assert!(loaded.warnings.is_empty());
     // Ceiling lowered below the default floor (10 s): the floor follows.
     let loaded = load_env(&[("KUMA_STORE_POSTGRES_MAX_RECONNECT_INTERVAL", "2s")]);
     let pg = &loaded.config.store.postgres;
-    assert_eq!((pg.min_reconnect_interval, pg.max_reconnect_interval), (Duration::from_secs(2), Duration::from_secs(2)));
+    assert_eq!(
+        (pg.min_reconnect_interval, pg.max_reconnect_interval),
+        (Duration::from_secs(2), Duration::from_secs(2))
+    );
     assert_eq!(loaded.derived[0].key, "store.postgres.minReconnectInterval");
     assert!(loaded.warnings.is_empty());
     // Both set against each other: the floor wins, with a warning.
@@ -665,16 +560,10 @@ fn verifying_tls_needs_a_ca_and_client_certs_come_in_pairs() {
 
 #[test]
 fn unsupported_topologies_are_rejected() {
-    let c = Config {
-        environment: Environment::Kubernetes,
-        ..Config::default()
-    };
+    let c = Config { environment: Environment::Kubernetes, ..Config::default() };
     expect_invalid(c.validate(), "environment");
 
-    let c = Config {
-        mode: Mode::Global,
-        ..Config::default()
-    };
+    let c = Config { mode: Mode::Global, ..Config::default() };
     expect_invalid(c.validate(), "mode");
 }
 
@@ -691,10 +580,7 @@ fn other_rules() {
 
 #[test]
 fn validate_errors_surface_through_load() {
-    let result = load_yaml(
-        "store:\n  type: postgres\n  postgres:\n    connectionTimeout: 0\n",
-        &[],
-    );
+    let result = load_yaml("store:\n  type: postgres\n  postgres:\n    connectionTimeout: 0\n", &[]);
     expect_invalid(result, "store.postgres.connectionTimeout");
 }
 
@@ -702,22 +588,14 @@ fn validate_errors_surface_through_load() {
 
 #[test]
 fn cache_outliving_the_refresh_interval_is_a_warning() {
-    let loaded = ok(load(
-        None,
-        &env_from(&[("KUMA_STORE_CACHE_EXPIRATION_TIME", "5s")]),
-    ));
+    let loaded = ok(load(None, &env_from(&[("KUMA_STORE_CACHE_EXPIRATION_TIME", "5s")])));
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(loaded.warnings[0].contains("store.cache.expirationTime"));
     assert!(loaded.warnings[0].contains("dataplaneConfigurationRefreshInterval"));
 
     // Not when the cache is off.
-    let loaded = ok(load(
-        None,
-        &env_from(&[
-            ("KUMA_STORE_CACHE_EXPIRATION_TIME", "5s"),
-            ("KUMA_STORE_CACHE_ENABLED", "false"),
-        ]),
-    ));
+    let loaded =
+        ok(load(None, &env_from(&[("KUMA_STORE_CACHE_EXPIRATION_TIME", "5s"), ("KUMA_STORE_CACHE_ENABLED", "false")])));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
@@ -727,28 +605,16 @@ fn default_postgres_password_is_a_warning() {
     assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(loaded.warnings[0].contains("store.postgres.password"));
 
-    let loaded = ok(load(
-        None,
-        &env_from(&[
-            ("KUMA_STORE_TYPE", "postgres"),
-            ("KUMA_STORE_POSTGRES_PASSWORD", "x"),
-        ]),
-    ));
+    let loaded = ok(load(None, &env_from(&[("KUMA_STORE_TYPE", "postgres"), ("KUMA_STORE_POSTGRES_PASSWORD", "x")])));
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
 #[test]
 fn zero_subscription_limit_and_zone_mode_are_warnings() {
-    let loaded = ok(load_yaml(
-        "mode: zone\nmetrics:\n  dataplane:\n    subscriptionLimit: 0\n",
-        &[],
-    ));
+    let loaded = ok(load_yaml("mode: zone\nmetrics:\n  dataplane:\n    subscriptionLimit: 0\n", &[]));
     assert_eq!(loaded.config.mode, Mode::Zone);
     assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
-    assert!(loaded
-        .warnings
-        .iter()
-        .any(|w| w.contains("subscriptionLimit")));
+    assert!(loaded.warnings.iter().any(|w| w.contains("subscriptionLimit")));
     assert!(loaded.warnings.iter().any(|w| w.contains("mode zone")));
 }
 
@@ -790,15 +656,9 @@ fn duration_accepts_integer_nanoseconds() {
 #[test]
 fn duration_garbage_is_an_error_naming_the_text() {
     for bad in ["soon", "5 parsecs", "1h30", ""] {
-        let err = bad
-            .parse::<Duration>()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = bad.parse::<Duration>().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains(&format!("{bad:?}")), "{bad:?} -> {err:?}");
-        let serde_err = serde_json::from_value::<Duration>(serde_json::json!(bad))
-            .err()
-            .map(|e| e.to_string());
+        let serde_err = serde_json::from_value::<Duration>(serde_json::json!(bad)).err().map(|e| e.to_string());
         assert!(serde_err.unwrap_or_default().contains(&format!("{bad:?}")));
     }
 }
@@ -820,15 +680,9 @@ fn shipped_config_lists_every_key_and_its_env_var() {
     assert!(keys.len() > 40, "suspiciously few keys: {}", keys.len());
     for key in keys {
         let pointer = format!("/{}", key.replace('.', "/"));
-        assert!(
-            tree.pointer(&pointer).is_some(),
-            "etc/higuma.yaml lacks {key}"
-        );
+        assert!(tree.pointer(&pointer).is_some(), "etc/higuma.yaml lacks {key}");
         let var = env_var_name(&key);
-        assert!(
-            text.contains(&format!("ENV: {var}")),
-            "etc/higuma.yaml does not document {var} for {key}"
-        );
+        assert!(text.contains(&format!("ENV: {var}")), "etc/higuma.yaml does not document {var} for {key}");
     }
 }
 
@@ -911,11 +765,7 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
     for key in leaf_keys().into_iter().filter(|k| k != "environment") {
         let pointer = format!("/{}", key.replace('.', "/"));
-        assert_ne!(
-            custom.pointer(&pointer),
-            defaults.pointer(&pointer),
-            "{key} is not customised"
-        );
+        assert_ne!(custom.pointer(&pointer), defaults.pointer(&pointer), "{key} is not customised");
     }
 }
 
@@ -926,10 +776,7 @@ fn sanitized_masks_only_the_password() {
     let json = c.sanitized();
     assert_eq!(json["store"]["postgres"]["password"], "*****");
     assert!(!json.to_string().contains("s3cret"));
-    assert_eq!(
-        c.store.postgres.password, "s3cret",
-        "the config itself is untouched"
-    );
+    assert_eq!(c.store.postgres.password, "s3cret", "the config itself is untouched");
 
     let mut expected = serde_json::to_value(&c).unwrap_or_default();
     expected["store"]["postgres"]["password"] = serde_json::json!("*****");

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use common::{call, envoy_bin, free_port, get_text, higuma_bin, responders, sidecar, wait_until, App, Daemon};
 use serde_json::json;
 
-
 fn dataplane(name: &str, service: &str, inbound: u16, service_port: u16, outbound: Option<u16>) -> serde_json::Value {
     let mut dp = json!({
         "type": "Dataplane", "mesh": "default", "name": name,
@@ -57,7 +56,9 @@ fn traffic_flows_through_two_envoys_and_follows_changes() {
     let url = format!("http://127.0.0.1:{outbound}/");
 
     // web's outbound -> web's Envoy -> backend-1's Envoy (inbound) -> backend-1.
-    wait_until("traffic through both Envoys", Duration::from_secs(30), || get_text(&url).as_deref() == Some("backend-1"));
+    wait_until("traffic through both Envoys", Duration::from_secs(30), || {
+        get_text(&url).as_deref() == Some("backend-1")
+    });
     assert_eq!(stat(web_envoy.admin, "listener_manager.lds.update_rejected"), Some(0));
     assert_eq!(stat(web_envoy.admin, "cluster_manager.cds.update_rejected"), Some(0));
     assert!(stat(web_envoy.admin, "listener_manager.lds.update_success").unwrap_or(0) >= 1);
@@ -93,9 +94,9 @@ fn traffic_flows_through_two_envoys_and_follows_changes() {
     put_dataplane(&cp, &b1);
     wait_until("web reconnected to the new instance", Duration::from_secs(30), || {
         let (_, b) = call("GET", &cp.url("/meshes/default/dataplanes+insights/web"), None);
-        b["dataplaneInsight"]["subscriptions"]
-            .as_array()
-            .is_some_and(|subs| subs.iter().any(|s| s["disconnectTime"].is_null() && s["status"]["total"]["responsesAcknowledged"] != "0"))
+        b["dataplaneInsight"]["subscriptions"].as_array().is_some_and(|subs| {
+            subs.iter().any(|s| s["disconnectTime"].is_null() && s["status"]["total"]["responsesAcknowledged"] != "0")
+        })
     });
     wait_until("traffic spread again after the restart", Duration::from_secs(30), || {
         responders(&url, 20) == BTreeSet::from(["backend-1".to_string(), "backend-2".to_string()])

@@ -30,9 +30,7 @@ use higuma::envoy::endpoint::ClusterLoadAssignment;
 use higuma::envoy::endpoint_components::{Endpoint, LbEndpoint, LocalityLbEndpoints};
 use higuma::envoy::grpc_service::{grpc_service, GrpcService};
 use higuma::envoy::health_check::{health_check, HealthCheck};
-use higuma::envoy::http_connection_manager::{
-    http_connection_manager, HttpConnectionManager, HttpFilter,
-};
+use higuma::envoy::http_connection_manager::{http_connection_manager, HttpConnectionManager, HttpFilter};
 use higuma::envoy::http_protocol_options::{http_protocol_options, HttpProtocolOptions};
 use higuma::envoy::listener::Listener;
 use higuma::envoy::listener_components::{Filter, FilterChain};
@@ -41,14 +39,14 @@ use higuma::envoy::percent::Percent;
 use higuma::envoy::protocol::{self, Http2ProtocolOptions};
 use higuma::envoy::route::RouteConfiguration;
 use higuma::envoy::route_components::{
-    retry_policy, route_action, weighted_cluster, DirectResponseAction, HeaderMatcher, RetryPolicy,
-    Route, RouteAction, RouteMatch, VirtualHost, WeightedCluster,
+    retry_policy, route_action, weighted_cluster, DirectResponseAction, HeaderMatcher, RetryPolicy, Route, RouteAction,
+    RouteMatch, VirtualHost, WeightedCluster,
 };
 use higuma::envoy::router::Router;
 use higuma::envoy::tcp_proxy::{tcp_proxy, TcpProxy};
 use higuma::envoy::{
-    bool_value, duration, duration_ms, from_any, to_any, type_url, u32_value, wkt,
-    CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL,
+    bool_value, duration, duration_ms, from_any, to_any, type_url, u32_value, wkt, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
+    LISTENER_TYPE_URL, ROUTE_TYPE_URL,
 };
 use protobuf::{Message, MessageFull};
 
@@ -128,10 +126,8 @@ fn static_cluster(name: &str, port: u32) -> Cluster {
     c.connect_timeout = Some(duration(std::time::Duration::from_secs(5))).into();
     c.lb_policy = cluster::LbPolicy::ROUND_ROBIN.into();
     c.load_assignment = Some(load_assignment(name, &[("127.0.0.1", port)])).into();
-    c.typed_extension_protocol_options.insert(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
-        http2_options_any(),
-    );
+    c.typed_extension_protocol_options
+        .insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(), http2_options_any());
 
     let mut http = health_check::HttpHealthCheck::new();
     http.path = "/health".to_string();
@@ -152,11 +148,7 @@ fn static_cluster(name: &str, port: u32) -> Cluster {
         max_retries: Some(u32_value(3)).into(),
         ..Default::default()
     };
-    c.circuit_breakers = Some(CircuitBreakers {
-        thresholds: vec![thresholds],
-        ..Default::default()
-    })
-    .into();
+    c.circuit_breakers = Some(CircuitBreakers { thresholds: vec![thresholds], ..Default::default() }).into();
 
     c.outlier_detection = Some(OutlierDetection {
         consecutive_5xx: Some(u32_value(5)).into(),
@@ -169,11 +161,7 @@ fn static_cluster(name: &str, port: u32) -> Cluster {
     .into();
 
     c.common_lb_config = Some(cluster::CommonLbConfig {
-        healthy_panic_threshold: Some(Percent {
-            value: 50.0,
-            ..Default::default()
-        })
-        .into(),
+        healthy_panic_threshold: Some(Percent { value: 50.0, ..Default::default() }).into(),
         ..Default::default()
     })
     .into();
@@ -202,10 +190,8 @@ fn xds_cluster() -> Cluster {
     c.set_type(cluster::DiscoveryType::STATIC);
     c.connect_timeout = Some(duration_ms(1_000)).into();
     c.load_assignment = Some(load_assignment("ads_cluster", &[("127.0.0.1", 5678)])).into();
-    c.typed_extension_protocol_options.insert(
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
-        http2_options_any(),
-    );
+    c.typed_extension_protocol_options
+        .insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(), http2_options_any());
     c
 }
 
@@ -236,8 +222,7 @@ fn http_connection_manager() -> HttpConnectionManager {
     action.timeout = Some(duration_ms(15_000)).into();
     action.idle_timeout = Some(duration_ms(60_000)).into();
     action.retry_policy = Some(retry).into();
-    action.cluster_not_found_response_code =
-        route_action::ClusterNotFoundResponseCode::SERVICE_UNAVAILABLE.into();
+    action.cluster_not_found_response_code = route_action::ClusterNotFoundResponseCode::SERVICE_UNAVAILABLE.into();
 
     let mut header = HeaderMatcher::new();
     header.name = "x-version".to_string();
@@ -251,12 +236,7 @@ fn http_connection_manager() -> HttpConnectionManager {
     route.match_ = Some(m).into();
     route.set_route(action);
     route.request_headers_to_add.push(HeaderValueOption {
-        header: Some(HeaderValue {
-            key: "x-higuma".to_string(),
-            value: "1".to_string(),
-            ..Default::default()
-        })
-        .into(),
+        header: Some(HeaderValue { key: "x-higuma".to_string(), value: "1".to_string(), ..Default::default() }).into(),
         ..Default::default()
     });
 
@@ -267,11 +247,7 @@ fn http_connection_manager() -> HttpConnectionManager {
     let mut ping = Route::new();
     ping.name = "ping".to_string();
     ping.match_ = Some(ping_match).into();
-    ping.set_direct_response(DirectResponseAction {
-        status: 200,
-        body: Some(body).into(),
-        ..Default::default()
-    });
+    ping.set_direct_response(DirectResponseAction { status: 200, body: Some(body).into(), ..Default::default() });
 
     let mut single = RouteAction::new();
     single.set_cluster("backend".to_string());
@@ -299,11 +275,9 @@ fn http_connection_manager() -> HttpConnectionManager {
     hcm.codec_type = http_connection_manager::CodecType::AUTO.into();
     hcm.set_route_config(rc);
     hcm.http_filters.push(router);
-    hcm.common_http_protocol_options = Some(protocol::HttpProtocolOptions {
-        idle_timeout: Some(duration_ms(3_600_000)).into(),
-        ..Default::default()
-    })
-    .into();
+    hcm.common_http_protocol_options =
+        Some(protocol::HttpProtocolOptions { idle_timeout: Some(duration_ms(3_600_000)).into(), ..Default::default() })
+            .into();
     hcm.stream_idle_timeout = Some(duration_ms(300_000)).into();
     hcm
 }
@@ -338,25 +312,18 @@ fn http_listener() -> Listener {
 fn tcp_listener() -> Listener {
     let mut weighted = tcp_proxy::WeightedCluster::new();
     for (name, weight) in [("backend", 1), ("backend-eds", 1)] {
-        weighted
-            .clusters
-            .push(tcp_proxy::weighted_cluster::ClusterWeight {
-                name: name.to_string(),
-                weight,
-                ..Default::default()
-            });
+        weighted.clusters.push(tcp_proxy::weighted_cluster::ClusterWeight {
+            name: name.to_string(),
+            weight,
+            ..Default::default()
+        });
     }
     let mut tp = TcpProxy::new();
     tp.stat_prefix = "outbound_tcp".to_string();
     tp.set_weighted_clusters(weighted);
     tp.idle_timeout = Some(duration_ms(3_600_000)).into();
     tp.max_connect_attempts = Some(u32_value(5)).into();
-    let mut l = listener_with_filter(
-        "outbound:127.0.0.1:18081",
-        18081,
-        "envoy.filters.network.tcp_proxy",
-        to_any(&tp),
-    );
+    let mut l = listener_with_filter("outbound:127.0.0.1:18081", 18081, "envoy.filters.network.tcp_proxy", to_any(&tp));
     l.traffic_direction = TrafficDirection::OUTBOUND.into();
     l
 }
@@ -372,10 +339,7 @@ fn bootstrap() -> Bootstrap {
     admin.address = Some(socket_address("127.0.0.1", 0)).into();
 
     let mut grpc = GrpcService::new();
-    grpc.set_envoy_grpc(grpc_service::EnvoyGrpc {
-        cluster_name: "ads_cluster".to_string(),
-        ..Default::default()
-    });
+    grpc.set_envoy_grpc(grpc_service::EnvoyGrpc { cluster_name: "ads_cluster".to_string(), ..Default::default() });
     grpc.timeout = Some(duration_ms(10_000)).into();
     let mut ads = ApiConfigSource::new();
     ads.api_type = api_config_source::ApiType::GRPC.into();
@@ -389,11 +353,7 @@ fn bootstrap() -> Bootstrap {
     dynamic.cds_config = Some(ads_config_source()).into();
 
     let mut statics = bootstrap::StaticResources::new();
-    statics.clusters = vec![
-        static_cluster("backend", 8080),
-        eds_cluster("backend-eds"),
-        xds_cluster(),
-    ];
+    statics.clusters = vec![static_cluster("backend", 8080), eds_cluster("backend-eds"), xds_cluster()];
     statics.listeners = vec![http_listener(), tcp_listener()];
 
     let mut b = Bootstrap::new();
@@ -414,12 +374,7 @@ fn listener_with_http_connection_manager_round_trips() {
     let bytes = listener.write_to_bytes().unwrap();
     let decoded = Listener::parse_from_bytes(&bytes).unwrap();
     assert_eq!(decoded, listener);
-    assert!(decoded
-        .special_fields
-        .unknown_fields()
-        .iter()
-        .next()
-        .is_none());
+    assert!(decoded.special_fields.unknown_fields().iter().next().is_none());
 
     let filter = &decoded.filter_chains[0].filters[0];
     let any = filter.typed_config();
@@ -443,12 +398,10 @@ fn cluster_and_load_assignment_round_trip() {
     let decoded = Cluster::parse_from_bytes(&cluster.write_to_bytes().unwrap()).unwrap();
     assert_eq!(decoded, cluster);
     assert_eq!(decoded.type_(), cluster::DiscoveryType::STATIC);
-    let opts: HttpProtocolOptions = from_any(
-        &decoded.typed_extension_protocol_options
-            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"],
-    )
-    .unwrap()
-    .unwrap();
+    let opts: HttpProtocolOptions =
+        from_any(&decoded.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"])
+            .unwrap()
+            .unwrap();
     assert!(opts.explicit_http_config().has_http2_protocol_options());
 
     let cla = load_assignment("backend", &[("10.0.0.1", 80), ("10.0.0.2", 8080)]);
@@ -456,11 +409,8 @@ fn cluster_and_load_assignment_round_trip() {
     assert_eq!(any.type_url, ENDPOINT_TYPE_URL);
     let back: ClusterLoadAssignment = from_any(&any).unwrap().unwrap();
     assert_eq!(back, cla);
-    let ports: Vec<u32> = back.endpoints[0]
-        .lb_endpoints
-        .iter()
-        .map(|e| e.endpoint().address.socket_address().port_value())
-        .collect();
+    let ports: Vec<u32> =
+        back.endpoints[0].lb_endpoints.iter().map(|e| e.endpoint().address.socket_address().port_value()).collect();
     assert_eq!(ports, vec![80, 8080]);
 
     let eds = eds_cluster("backend-eds");
@@ -472,10 +422,7 @@ fn cluster_and_load_assignment_round_trip() {
 fn known_wire_bytes() {
     // SocketAddress{address: "a", port_value: 80}: field 2 (len) then field 3 (varint).
     let a = socket_address("a", 80);
-    assert_eq!(
-        a.socket_address().write_to_bytes().unwrap(),
-        vec![0x12, 0x01, b'a', 0x18, 80]
-    );
+    assert_eq!(a.socket_address().write_to_bytes().unwrap(), vec![0x12, 0x01, b'a', 0x18, 80]);
     // Address.socket_address is field 1.
     assert_eq!(a.write_to_bytes().unwrap()[0], 0x0a);
 }
@@ -483,10 +430,7 @@ fn known_wire_bytes() {
 #[test]
 fn descriptor_names_match_type_urls() {
     fn check<M: MessageFull>(url: &str) {
-        assert_eq!(
-            url.strip_prefix("type.googleapis.com/"),
-            Some(M::descriptor().full_name())
-        );
+        assert_eq!(url.strip_prefix("type.googleapis.com/"), Some(M::descriptor().full_name()));
         assert_eq!(type_url::<M>(), url);
         assert_eq!(to_any(&M::new()).type_url, url);
     }
@@ -494,57 +438,25 @@ fn descriptor_names_match_type_urls() {
     check::<Cluster>(CLUSTER_TYPE_URL);
     check::<ClusterLoadAssignment>(ENDPOINT_TYPE_URL);
     check::<RouteConfiguration>(ROUTE_TYPE_URL);
-    assert!(higuma::envoy::SECRET_TYPE_URL
-        .ends_with("/envoy.extensions.transport_sockets.tls.v3.Secret"));
+    assert!(higuma::envoy::SECRET_TYPE_URL.ends_with("/envoy.extensions.transport_sockets.tls.v3.Secret"));
 
     let names: HashMap<&str, String> = [
-        (
-            "hcm",
-            HttpConnectionManager::descriptor().full_name().to_string(),
-        ),
+        ("hcm", HttpConnectionManager::descriptor().full_name().to_string()),
         ("router", Router::descriptor().full_name().to_string()),
         ("tcp", TcpProxy::descriptor().full_name().to_string()),
-        (
-            "upstream_http",
-            HttpProtocolOptions::descriptor().full_name().to_string(),
-        ),
+        ("upstream_http", HttpProtocolOptions::descriptor().full_name().to_string()),
         ("bootstrap", Bootstrap::descriptor().full_name().to_string()),
-        (
-            "discovery_request",
-            higuma::envoy::discovery::DiscoveryRequest::descriptor()
-                .full_name()
-                .to_string(),
-        ),
-        (
-            "status",
-            higuma::envoy::status::Status::descriptor()
-                .full_name()
-                .to_string(),
-        ),
+        ("discovery_request", higuma::envoy::discovery::DiscoveryRequest::descriptor().full_name().to_string()),
+        ("status", higuma::envoy::status::Status::descriptor().full_name().to_string()),
     ]
     .into_iter()
     .collect();
-    assert_eq!(
-        names["hcm"],
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-    );
-    assert_eq!(
-        names["router"],
-        "envoy.extensions.filters.http.router.v3.Router"
-    );
-    assert_eq!(
-        names["tcp"],
-        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-    );
-    assert_eq!(
-        names["upstream_http"],
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-    );
+    assert_eq!(names["hcm"], "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+    assert_eq!(names["router"], "envoy.extensions.filters.http.router.v3.Router");
+    assert_eq!(names["tcp"], "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy");
+    assert_eq!(names["upstream_http"], "envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
     assert_eq!(names["bootstrap"], "envoy.config.bootstrap.v3.Bootstrap");
-    assert_eq!(
-        names["discovery_request"],
-        "envoy.service.discovery.v3.DiscoveryRequest"
-    );
+    assert_eq!(names["discovery_request"], "envoy.service.discovery.v3.DiscoveryRequest");
     assert_eq!(names["status"], "google.rpc.Status");
 }
 
@@ -555,24 +467,16 @@ fn ads_method_names_match_the_service_declaration() {
     let proto = file.proto();
     let service = &proto.service[0];
     assert_eq!(service.name(), "AggregatedDiscoveryService");
-    let expected: Vec<String> = service
-        .method
-        .iter()
-        .map(|m| format!("/{}.{}/{}", proto.package(), service.name(), m.name()))
-        .collect();
+    let expected: Vec<String> =
+        service.method.iter().map(|m| format!("/{}.{}/{}", proto.package(), service.name(), m.name())).collect();
     assert_eq!(
         expected,
         vec![
-            ads_grpc::METHOD_STREAM_AGGREGATED_RESOURCES
-                .name
-                .to_string(),
+            ads_grpc::METHOD_STREAM_AGGREGATED_RESOURCES.name.to_string(),
             ads_grpc::METHOD_DELTA_AGGREGATED_RESOURCES.name.to_string(),
         ]
     );
-    assert_eq!(
-        service.method[0].input_type(),
-        ".envoy.service.discovery.v3.DiscoveryRequest"
-    );
+    assert_eq!(service.method[0].input_type(), ".envoy.service.discovery.v3.DiscoveryRequest");
     assert!(service.method[0].client_streaming() && service.method[0].server_streaming());
 }
 
@@ -615,14 +519,8 @@ fn envoy_rejects_an_unknown_field() {
     let mut b = bootstrap();
     b.special_fields.mut_unknown_fields().add_varint(9_999, 1);
     let (ok, log) = envoy_validate(&b.write_to_bytes().unwrap());
-    assert!(
-        !ok,
-        "envoy accepted a Bootstrap with unknown field 9999:\n{log}"
-    );
-    assert!(
-        log.contains("9999"),
-        "rejected, but not for field 9999:\n{log}"
-    );
+    assert!(!ok, "envoy accepted a Bootstrap with unknown field 9999:\n{log}");
+    assert!(log.contains("9999"), "rejected, but not for field 9999:\n{log}");
 
     // ... and deep inside a typed_config Any (a wrong number on the
     // HttpConnectionManager would look exactly like this).
@@ -632,14 +530,8 @@ fn envoy_rejects_an_unknown_field() {
     let statics = b.static_resources.mut_or_insert_default();
     statics.listeners[0].filter_chains[0].filters[0].set_typed_config(to_any(&hcm));
     let (ok, log) = envoy_validate(&b.write_to_bytes().unwrap());
-    assert!(
-        !ok,
-        "envoy accepted an HttpConnectionManager with unknown field 9998:\n{log}"
-    );
-    assert!(
-        log.contains("9998"),
-        "rejected, but not for field 9998:\n{log}"
-    );
+    assert!(!ok, "envoy accepted an HttpConnectionManager with unknown field 9998:\n{log}");
+    assert!(log.contains("9998"), "rejected, but not for field 9998:\n{log}");
 }
 
 // ---------------------------------------------------------------------------
@@ -715,16 +607,10 @@ fn value_json(v: ReflectValueRef) -> Value {
 /// Our message as protobuf JSON with proto field names (what Envoy's config dump uses).
 fn message_json(m: &dyn MessageDyn) -> Value {
     let d = m.descriptor_dyn();
-    let field = |name: &str| {
-        d.field_by_name(name)
-            .unwrap()
-            .get_singular_field_or_default(m)
-    };
+    let field = |name: &str| d.field_by_name(name).unwrap().get_singular_field_or_default(m);
     match d.full_name() {
         "google.protobuf.Duration" => {
-            let (ReflectValueRef::I64(s), ReflectValueRef::I32(n)) =
-                (field("seconds"), field("nanos"))
-            else {
+            let (ReflectValueRef::I64(s), ReflectValueRef::I32(n)) = (field("seconds"), field("nanos")) else {
                 unreachable!()
             };
             return json!(duration_json(s, n));
@@ -736,14 +622,11 @@ fn message_json(m: &dyn MessageDyn) -> Value {
             return value_json(field("value"));
         }
         "google.protobuf.Any" => {
-            let (ReflectValueRef::String(url), ReflectValueRef::Bytes(bytes)) =
-                (field("type_url"), field("value"))
+            let (ReflectValueRef::String(url), ReflectValueRef::Bytes(bytes)) = (field("type_url"), field("value"))
             else {
                 unreachable!()
             };
-            let name = url
-                .strip_prefix("type.googleapis.com/")
-                .expect("type URL prefix");
+            let name = url.strip_prefix("type.googleapis.com/").expect("type URL prefix");
             let inner = find_message(name).parse_from_bytes(bytes).unwrap();
             let mut out = match message_json(&*inner) {
                 Value::Object(o) => o,
@@ -753,15 +636,12 @@ fn message_json(m: &dyn MessageDyn) -> Value {
             return Value::Object(out);
         }
         "google.protobuf.Struct" => {
-            let ReflectFieldRef::Map(fields) = d.field_by_name("fields").unwrap().get_reflect(m)
-            else {
+            let ReflectFieldRef::Map(fields) = d.field_by_name("fields").unwrap().get_reflect(m) else {
                 unreachable!()
             };
             let mut out = Map::new();
             for (k, v) in &fields {
-                let ReflectValueRef::String(k) = k else {
-                    unreachable!()
-                };
+                let ReflectValueRef::String(k) = k else { unreachable!() };
                 out.insert(k.to_string(), value_json(v));
             }
             return Value::Object(out);
@@ -788,9 +668,7 @@ fn message_json(m: &dyn MessageDyn) -> Value {
             ReflectFieldRef::Map(map) => {
                 let mut o = Map::new();
                 for (k, v) in &map {
-                    let ReflectValueRef::String(k) = k else {
-                        panic!("non-string map key")
-                    };
+                    let ReflectValueRef::String(k) = k else { panic!("non-string map key") };
                     o.insert(k.to_string(), value_json(v));
                 }
                 Value::Object(o)
@@ -802,24 +680,14 @@ fn message_json(m: &dyn MessageDyn) -> Value {
 }
 
 /// Every value in `ours` must be in `theirs` at the same path.
-fn check_subset(
-    ours: &Value,
-    theirs: &Value,
-    path: &str,
-    ignore: &[&str],
-    errors: &mut Vec<String>,
-) {
+fn check_subset(ours: &Value, theirs: &Value, path: &str, ignore: &[&str], errors: &mut Vec<String>) {
     if ignore.contains(&path) {
         return;
     }
     match (ours, theirs) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
                 match b.get(k) {
                     Some(w) => check_subset(v, w, &p, ignore, errors),
                     None if ignore.contains(&p.as_str()) => {}
@@ -849,11 +717,7 @@ impl Drop for Running {
 }
 
 fn free_port() -> u32 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port() as u32
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port() as u32
 }
 
 #[test]
@@ -862,10 +726,7 @@ fn envoy_reads_every_field_under_our_name() {
     // Real listeners: take ports nobody uses.
     for l in &mut b.static_resources.mut_or_insert_default().listeners {
         let port = free_port();
-        l.address
-            .mut_or_insert_default()
-            .mut_socket_address()
-            .set_port_value(port);
+        l.address.mut_or_insert_default().mut_socket_address().set_port_value(port);
     }
 
     let dir = tempfile::tempdir().unwrap();
@@ -902,24 +763,15 @@ fn envoy_reads_every_field_under_our_name() {
         if let Some(status) = envoy.0.try_wait().unwrap() {
             panic!("envoy exited with {status}:\n{}", log());
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "envoy admin never came up:\n{}",
-            log()
-        );
+        assert!(std::time::Instant::now() < deadline, "envoy admin never came up:\n{}", log());
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
 
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(std::time::Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(std::time::Duration::from_secs(10))).build().into();
     let url = format!("http://{admin}/config_dump");
     let dump: Value = {
-        let mut resp = agent
-            .get(&url)
-            .call()
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let mut resp = agent.get(&url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
         serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
     };
     let theirs = dump["configs"]
@@ -952,21 +804,11 @@ fn envoy_reads_every_field_under_our_name() {
             _ => 1,
         }
     }
-    assert!(
-        leaves(&ours) > 100,
-        "only {} leaves compared",
-        leaves(&ours)
-    );
+    assert!(leaves(&ours) > 100, "only {} leaves compared", leaves(&ours));
     let action = "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config\
                   /route_config/virtual_hosts/0/routes/1/route";
-    assert_eq!(
-        theirs.pointer(&format!("{action}/timeout")),
-        Some(&json!("15s"))
-    );
-    assert_eq!(
-        theirs.pointer(&format!("{action}/idle_timeout")),
-        Some(&json!("60s"))
-    );
+    assert_eq!(theirs.pointer(&format!("{action}/timeout")), Some(&json!("15s")));
+    assert_eq!(theirs.pointer(&format!("{action}/idle_timeout")), Some(&json!("60s")));
     let mut swapped = ours.clone();
     let route = swapped.pointer_mut(action).unwrap();
     let timeout = route["timeout"].take();

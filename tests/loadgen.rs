@@ -10,7 +10,20 @@ fn harness_smoke_at_200_dataplanes() {
     let out = dir.path().join("smoke.json");
     let status = Command::new(env!("CARGO_BIN_EXE_higuma-load"))
         .args(["run", "--services", "20", "--instances", "10", "--outbounds", "3", "--ramp", "1"])
-        .args(["--idle", "1", "--settle", "1", "--changes", "6", "--churn", "2", "--churn-rate", "20", "--check", "--higuma"])
+        .args([
+            "--idle",
+            "1",
+            "--settle",
+            "1",
+            "--changes",
+            "6",
+            "--churn",
+            "2",
+            "--churn-rate",
+            "20",
+            "--check",
+            "--higuma",
+        ])
         .arg(env!("CARGO_BIN_EXE_higuma"))
         .arg("--out")
         .arg(&out)

@@ -130,13 +130,11 @@ fn cpu_profile_shows_the_reconciler_at_work() {
     assert_eq!(status, 200);
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut raw).expect("gzip");
-    let profile = <pprof::protos::Profile as pprof::protos::Message>::parse_from_bytes(&raw).expect("pprof profile.proto");
+    let profile =
+        <pprof::protos::Profile as pprof::protos::Message>::parse_from_bytes(&raw).expect("pprof profile.proto");
     assert!(!profile.sample.is_empty(), "no samples");
-    let ours: Vec<&String> = profile
-        .string_table
-        .iter()
-        .filter(|s| s.contains("higuma::reconcile") || s.contains("higuma::xds"))
-        .collect();
+    let ours: Vec<&String> =
+        profile.string_table.iter().filter(|s| s.contains("higuma::reconcile") || s.contains("higuma::xds")).collect();
     assert!(!ours.is_empty(), "no higuma functions among {} strings", profile.string_table.len());
     drop(envoys);
     d.shutdown();
@@ -166,7 +164,11 @@ fn sighup_reloads_live_settings_and_keeps_streams() {
     write_config(&file, "30s", "");
     let (api, xds) = (free_port(), free_port());
     let d = Daemon::start_with(api, xds, &["-c", file.to_str().unwrap()], &[]);
-    let (s, _) = call("PUT", &d.url("/meshes/default/dataplanes/web-1"), Some(&dataplane("web-1", "web", 8080, None).to_string()));
+    let (s, _) = call(
+        "PUT",
+        &d.url("/meshes/default/dataplanes/web-1"),
+        Some(&dataplane("web-1", "web", 8080, None).to_string()),
+    );
     assert_eq!(s, 201);
     let env = grpc_env();
     let mut envoy = Envoy::connect(&env, xds, "default.web-1");
@@ -191,7 +193,11 @@ fn sighup_reloads_live_settings_and_keeps_streams() {
     std::thread::sleep(Duration::from_millis(1000));
     assert!(sweeps(&d) >= s1 + 5, "the new interval is in force");
     // The stream survived: a change still reaches the same scripted Envoy.
-    let (s, _) = call("PUT", &d.url("/meshes/default/dataplanes/web-1"), Some(&dataplane("web-1", "web", 8081, None).to_string()));
+    let (s, _) = call(
+        "PUT",
+        &d.url("/meshes/default/dataplanes/web-1"),
+        Some(&dataplane("web-1", "web", 8081, None).to_string()),
+    );
     assert_eq!(s, 200);
     let r = envoy.recv(Duration::from_secs(5)).expect("config still delivered on the old stream");
     assert!(!r.version_info.is_empty());
@@ -210,7 +216,11 @@ fn sighup_reloads_live_settings_and_keeps_streams() {
 #[test]
 fn sigterm_exits_zero_and_closes_streams() {
     let mut d = Daemon::start(&[]);
-    let (s, _) = call("PUT", &d.url("/meshes/default/dataplanes/web-1"), Some(&dataplane("web-1", "web", 8080, None).to_string()));
+    let (s, _) = call(
+        "PUT",
+        &d.url("/meshes/default/dataplanes/web-1"),
+        Some(&dataplane("web-1", "web", 8080, None).to_string()),
+    );
     assert_eq!(s, 201);
     let env = grpc_env();
     let mut envoy = Envoy::connect(&env, d.xds_port, "default.web-1");

@@ -57,7 +57,10 @@ fn deb_package_lists_its_files() {
     let release = root.join("target/release");
     std::fs::create_dir_all(&release).unwrap();
     let staged = release.join("higuma");
-    if std::fs::metadata(&staged).map(|m| m.modified().ok() < std::fs::metadata(env!("CARGO_BIN_EXE_higuma")).unwrap().modified().ok()).unwrap_or(true) {
+    if std::fs::metadata(&staged)
+        .map(|m| m.modified().ok() < std::fs::metadata(env!("CARGO_BIN_EXE_higuma")).unwrap().modified().ok())
+        .unwrap_or(true)
+    {
         std::fs::copy(env!("CARGO_BIN_EXE_higuma"), &staged).unwrap();
     }
     let out = Command::new("cargo")
@@ -67,7 +70,12 @@ fn deb_package_lists_its_files() {
         .output()
         .expect("cargo deb (scripts/test.sh installs cargo-deb)");
     assert!(out.status.success(), "cargo deb failed: {}", String::from_utf8_lossy(&out.stderr));
-    let deb = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb")).expect("a .deb");
+    let deb = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb");
     let list = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
     let files = String::from_utf8_lossy(&list.stdout);
     for f in ["./usr/bin/higuma", "./etc/higuma/higuma.yaml", "/higuma.service"] {
@@ -80,5 +88,8 @@ fn deb_package_lists_its_files() {
     assert!(conffiles.lines().any(|l| l.trim() == "/etc/higuma/higuma.yaml"), "conffiles: {conffiles}");
     let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
     assert!(postinst.contains("adduser --system") && postinst.contains("higuma"), "{postinst}");
-    assert!(postinst.contains("systemctl") || postinst.contains("deb-systemd-helper"), "unit enabled on install: {postinst}");
+    assert!(
+        postinst.contains("systemctl") || postinst.contains("deb-systemd-helper"),
+        "unit enabled on install: {postinst}"
+    );
 }

@@ -237,7 +237,9 @@ fn terminated_pool_connections_are_unavailable_or_replaced_never_internal() {
     loop {
         match store.get(&key(ResourceType::Mesh, "", "default")) {
             Ok(_) => break,
-            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
             Err(other) => panic!("retry after a lost connection failed: {other:?}"),
         }
     }
@@ -257,11 +259,20 @@ fn writes_of_another_instance_are_notified() {
     let dp = key(ResourceType::Dataplane, "default", "dp-1");
 
     b.create("", "default", mesh_spec()).unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(ChangeEvent::Changed { op: Operation::Create, key: mesh.clone() }));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(1)),
+        Ok(ChangeEvent::Changed { op: Operation::Create, key: mesh.clone() })
+    );
     let v = b.create("default", "dp-1", dataplane_spec("web", 8080)).unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(ChangeEvent::Changed { op: Operation::Create, key: dp.clone() }));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(1)),
+        Ok(ChangeEvent::Changed { op: Operation::Create, key: dp.clone() })
+    );
     b.update(&dp, dataplane_spec("web", 9090), v.meta.version).unwrap();
-    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(ChangeEvent::Changed { op: Operation::Update, key: dp.clone() }));
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(1)),
+        Ok(ChangeEvent::Changed { op: Operation::Update, key: dp.clone() })
+    );
 
     b.create("default", "dp-1", insight_spec()).unwrap();
     b.create("default", "allow", permission_spec()).unwrap();

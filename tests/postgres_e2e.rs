@@ -135,12 +135,16 @@ fn a_postgres_outage_withdraws_nothing_and_higuma_recovers_by_itself() {
     let _web = sidecar(&cp, dir.path(), "web");
     let _e1 = sidecar(&cp, dir.path(), "backend-1");
     let url = format!("http://127.0.0.1:{outbound}/");
-    wait_until("traffic through both Envoys", Duration::from_secs(30), || get_text(&url).as_deref() == Some("backend-1"));
+    wait_until("traffic through both Envoys", Duration::from_secs(30), || {
+        get_text(&url).as_deref() == Some("backend-1")
+    });
     assert_eq!(get_text(&cp.diag_url("/ready")).as_deref(), Some("OK\n"));
 
     pg.stop();
     // The API says the store is unavailable, /ready says not ready, Envoy keeps serving.
-    wait_until("503 from the API", Duration::from_secs(15), || call("GET", &cp.url("/meshes/default/dataplanes"), None).0 == 503);
+    wait_until("503 from the API", Duration::from_secs(15), || {
+        call("GET", &cp.url("/meshes/default/dataplanes"), None).0 == 503
+    });
     let (status, body) = call("GET", &cp.url("/meshes/default/dataplanes/web"), None);
     assert_eq!(status, 503, "{body}");
     assert!(body["detail"].as_str().unwrap_or("").contains("unavailable"), "{body}");
@@ -158,7 +162,9 @@ fn a_postgres_outage_withdraws_nothing_and_higuma_recovers_by_itself() {
     let b2_dp = dataplane("backend-2", "backend", free_port(), b2.port, None);
     assert_eq!(put(&other, &b2_dp), 201);
     let _e2 = sidecar(&other, dir.path(), "backend-2");
-    wait_until("higuma ready again", Duration::from_secs(30), || get_text(&cp.diag_url("/ready")).as_deref() == Some("OK\n"));
+    wait_until("higuma ready again", Duration::from_secs(30), || {
+        get_text(&cp.diag_url("/ready")).as_deref() == Some("OK\n")
+    });
     wait_until("the change made meanwhile reaches web's Envoy", Duration::from_secs(30), || {
         responders(&url, 20) == BTreeSet::from(["backend-1".to_string(), "backend-2".to_string()])
     });

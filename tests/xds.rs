@@ -86,7 +86,6 @@ fn dataplane(name: &str, service: &str, port: u32, outbounds: &[(&str, u32)]) ->
     })
 }
 
-
 fn names(r: &DiscoveryResponse) -> Vec<String> {
     r.resources
         .iter()

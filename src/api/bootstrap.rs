@@ -28,7 +28,9 @@ pub fn post(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64().filter(|p| (1..=65535).contains(p)) {
             Some(p) => Some(p as u16),
-            None => return Err(ApiError::invalid_field("adminPort", format!("must be a port number 1..65535, got {v}"))),
+            None => {
+                return Err(ApiError::invalid_field("adminPort", format!("must be a port number 1..65535, got {v}")))
+            }
         },
     };
     let dp = match ctx.store.get(&ResourceKey::new(ResourceType::Dataplane, &mesh, &name)) {
@@ -40,7 +42,9 @@ pub fn post(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
         }
         Err(e) => return Err(e.into()),
     };
-    let Spec::Dataplane(spec) = &dp.spec else { return Err(ApiError::new(500, "Internal Server Error", "not a Dataplane")) };
+    let Spec::Dataplane(spec) = &dp.spec else {
+        return Err(ApiError::new(500, "Internal Server Error", "not a Dataplane"));
+    };
     let config = ctx.config();
     let params = &config.bootstrap_server.params;
     let xds_host = if !params.xds_host.is_empty() {

@@ -101,10 +101,7 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
     let envelope = rest::from_json(document)?;
     let mut mismatch = ValidationError::default();
     if envelope.rtype != rtype {
-        mismatch.add(
-            "type",
-            format!("the body is a {} but the URL is for {}", envelope.rtype.name(), rtype.name()),
-        );
+        mismatch.add("type", format!("the body is a {} but the URL is for {}", envelope.rtype.name(), rtype.name()));
     }
     if envelope.name != name {
         mismatch.add("name", format!("name from the URL ({name:?}) does not match the body ({:?})", envelope.name));

@@ -166,11 +166,18 @@ impl Drop for Higuma {
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
         .unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024))
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024 / 1024)
+        })
         .unwrap_or(0);
     json!({
         "cpu": cpu,
@@ -181,12 +188,31 @@ fn machine() -> Value {
 
 #[allow(clippy::too_many_arguments)]
 fn run(cli: &Cmd) -> anyhow::Result<()> {
-    let Cmd::Run { store, push, services, instances, outbounds, seed, ramp, idle, settle, completion_queues, changes, churn, churn_rate, multiplex, higuma, out, check } = cli
+    let Cmd::Run {
+        store,
+        push,
+        services,
+        instances,
+        outbounds,
+        seed,
+        ramp,
+        idle,
+        settle,
+        completion_queues,
+        changes,
+        churn,
+        churn_rate,
+        multiplex,
+        higuma,
+        out,
+        check,
+    } = cli
     else {
         unreachable!()
     };
     raise_nofile();
-    let topology = Topology { services: *services, instances: *instances, outbounds: *outbounds, seed: *seed, http_every: 2 };
+    let topology =
+        Topology { services: *services, instances: *instances, outbounds: *outbounds, seed: *seed, http_every: 2 };
     let bin = match higuma {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("higuma"),
@@ -244,9 +270,12 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         );
         Box::new(move || {
             let mut c = client.lock().unwrap_or_else(|e| e.into_inner());
-            c.query_one("SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = 'higuma'", &[])
-                .map(|r| r.get::<_, i64>(0) as u64)
-                .unwrap_or(0)
+            c.query_one(
+                "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = 'higuma'",
+                &[],
+            )
+            .map(|r| r.get::<_, i64>(0) as u64)
+            .unwrap_or(0)
         }) as Box<dyn Fn() -> u64 + Send + Sync>
     });
     let target = Target { api, xds: format!("127.0.0.1:{xds_port}"), pid: cp.child.id(), pg_transactions: pg_probe };
@@ -313,7 +342,10 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         let spurious = result["targeted"]["spurious_pushes"].as_u64().unwrap_or(1);
         let lost = result["targeted"]["lost"].as_u64().unwrap_or(1);
         if !configured || spurious != 0 || lost != 0 || result["mesh_wide"]["all_acked_ms"].is_null() {
-            bail!("check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={}", result["mesh_wide"]);
+            bail!(
+                "check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={}",
+                result["mesh_wide"]
+            );
         }
     }
     Ok(())
@@ -341,7 +373,11 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
     });
     let mut out = String::new();
     let header = |title: &str, cols: &[&str]| {
-        format!("\n### {title}\n\n| N | store | push | {} |\n|---|---|---|{}\n", cols.join(" | "), "---|".repeat(cols.len()))
+        format!(
+            "\n### {title}\n\n| N | store | push | {} |\n|---|---|---|{}\n",
+            cols.join(" | "),
+            "---|".repeat(cols.len())
+        )
     };
     let row = |r: &Value, cells: Vec<String>| {
         format!(
@@ -352,22 +388,72 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
             cells.join(" | ")
         )
     };
-    out += &header("1. Cold start", &["all configured (s)", "ramp (s)", "higuma CPU (s)", "higuma peak RSS (MB)", "load generator CPU (s)"]);
+    out += &header(
+        "1. Cold start",
+        &["all configured (s)", "ramp (s)", "higuma CPU (s)", "higuma peak RSS (MB)", "load generator CPU (s)"],
+    );
     for r in &runs {
         let c = &r["cold"];
-        out += &row(r, vec![f(&c["all_configured_s"], 2), f(&c["ramp_s"], 1), f(&c["cp_cpu_s"], 2), f(&c["cp_peak_rss_mb"], 0), f(&c["loadgen_cpu_s"], 2)]);
+        out += &row(
+            r,
+            vec![
+                f(&c["all_configured_s"], 2),
+                f(&c["ramp_s"], 1),
+                f(&c["cp_cpu_s"], 2),
+                f(&c["cp_peak_rss_mb"], 0),
+                f(&c["loadgen_cpu_s"], 2),
+            ],
+        );
     }
-    out += &header("2. Idle", &["seconds", "higuma CPU (% of a core)", "responses sent", "bytes sent", "Postgres transactions/s", "load generator CPU (%)"]);
+    out += &header(
+        "2. Idle",
+        &[
+            "seconds",
+            "higuma CPU (% of a core)",
+            "responses sent",
+            "bytes sent",
+            "Postgres transactions/s",
+            "load generator CPU (%)",
+        ],
+    );
     for r in &runs {
         let c = &r["idle"];
-        out += &row(r, vec![f(&c["seconds"], 0), f(&c["cp_cpu_percent"], 2), c["responses_sent"].to_string(), c["bytes_sent"].to_string(), f(&c["pg_transactions_per_s"], 1), f(&c["loadgen_cpu_percent"], 1)]);
+        out += &row(
+            r,
+            vec![
+                f(&c["seconds"], 0),
+                f(&c["cp_cpu_percent"], 2),
+                c["responses_sent"].to_string(),
+                c["bytes_sent"].to_string(),
+                f(&c["pg_transactions_per_s"], 1),
+                f(&c["loadgen_cpu_percent"], 1),
+            ],
+        );
     }
-    out += &header("3. Targeted changes (API return → last affected ACK)", &["changes", "p50 (ms)", "p99 (ms)", "max (ms)", "affected", "received", "spurious", "lost"]);
+    out += &header(
+        "3. Targeted changes (API return → last affected ACK)",
+        &["changes", "p50 (ms)", "p99 (ms)", "max (ms)", "affected", "received", "spurious", "lost"],
+    );
     for r in &runs {
         let c = &r["targeted"];
-        out += &row(r, vec![c["changes"].to_string(), f(&c["p50_ms"], 1), f(&c["p99_ms"], 1), f(&c["max_ms"], 1), c["affected_dataplanes"].to_string(), c["dataplanes_that_received"].to_string(), c["spurious_pushes"].to_string(), c["lost"].to_string()]);
+        out += &row(
+            r,
+            vec![
+                c["changes"].to_string(),
+                f(&c["p50_ms"], 1),
+                f(&c["p99_ms"], 1),
+                f(&c["max_ms"], 1),
+                c["affected_dataplanes"].to_string(),
+                c["dataplanes_that_received"].to_string(),
+                c["spurious_pushes"].to_string(),
+                c["lost"].to_string(),
+            ],
+        );
     }
-    out += &header("4. Mesh-wide change (every dataplane's clusters)", &["dataplanes", "all ACKed (ms)", "encode floor (ms)", "× floor", "higuma CPU (s)"]);
+    out += &header(
+        "4. Mesh-wide change (every dataplane's clusters)",
+        &["dataplanes", "all ACKed (ms)", "encode floor (ms)", "× floor", "higuma CPU (s)"],
+    );
     for r in &runs {
         let c = &r["mesh_wide"];
         let floor = r["floor"]["encode_floor_ms"].as_f64();
@@ -375,15 +461,38 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
             (Some(a), Some(fl)) if fl > 0.0 => format!("{:.1}", a / fl),
             _ => "n/a".into(),
         };
-        out += &row(r, vec![c["dataplanes"].to_string(), f(&c["all_acked_ms"], 1), f(&r["floor"]["encode_floor_ms"], 1), ratio, f(&c["cp_cpu_s"], 2)]);
+        out += &row(
+            r,
+            vec![
+                c["dataplanes"].to_string(),
+                f(&c["all_acked_ms"], 1),
+                f(&r["floor"]["encode_floor_ms"], 1),
+                ratio,
+                f(&c["cp_cpu_s"], 2),
+            ],
+        );
     }
-    out += &header("5. Churn (endpoint change → all consumers ACKed)", &["events", "events/s", "p50 (ms)", "p99 (ms)", "max (ms)", "lost", "higuma CPU (%)"]);
+    out += &header(
+        "5. Churn (endpoint change → all consumers ACKed)",
+        &["events", "events/s", "p50 (ms)", "p99 (ms)", "max (ms)", "lost", "higuma CPU (%)"],
+    );
     for r in &runs {
         let c = &r["churn"];
         if c.is_null() {
             continue;
         }
-        out += &row(r, vec![c["events"].to_string(), f(&c["events_per_s"], 0), f(&c["p50_ms"], 1), f(&c["p99_ms"], 1), f(&c["max_ms"], 1), c["lost"].to_string(), f(&c["cp_cpu_percent"], 1)]);
+        out += &row(
+            r,
+            vec![
+                c["events"].to_string(),
+                f(&c["events_per_s"], 0),
+                f(&c["p50_ms"], 1),
+                f(&c["p99_ms"], 1),
+                f(&c["max_ms"], 1),
+                c["lost"].to_string(),
+                f(&c["cp_cpu_percent"], 1),
+            ],
+        );
     }
     out += &targets(&runs);
     if let Some(first) = runs.first() {
@@ -410,19 +519,52 @@ fn targets(runs: &[Value]) -> String {
     let floor = num(&r["floor"]["encode_floor_ms"]);
     let mesh = num(&r["mesh_wide"]["all_acked_ms"]);
     let rows: Vec<(&str, String, bool)> = vec![
-        ("cold: all configured ≤ 10 s", format!("{:.2} s", num(&r["cold"]["all_configured_s"])), num(&r["cold"]["all_configured_s"]) <= 10.0),
-        ("cold: higuma RSS ≤ 500 MB", format!("{:.0} MB", num(&r["cold"]["cp_peak_rss_mb"])), num(&r["cold"]["cp_peak_rss_mb"]) <= 500.0),
-        ("idle: higuma CPU ≤ 2 % of a core", format!("{:.2} %", num(&r["idle"]["cp_cpu_percent"])), num(&r["idle"]["cp_cpu_percent"]) <= 2.0),
+        (
+            "cold: all configured ≤ 10 s",
+            format!("{:.2} s", num(&r["cold"]["all_configured_s"])),
+            num(&r["cold"]["all_configured_s"]) <= 10.0,
+        ),
+        (
+            "cold: higuma RSS ≤ 500 MB",
+            format!("{:.0} MB", num(&r["cold"]["cp_peak_rss_mb"])),
+            num(&r["cold"]["cp_peak_rss_mb"]) <= 500.0,
+        ),
+        (
+            "idle: higuma CPU ≤ 2 % of a core",
+            format!("{:.2} %", num(&r["idle"]["cp_cpu_percent"])),
+            num(&r["idle"]["cp_cpu_percent"]) <= 2.0,
+        ),
         ("idle: no xDS bytes sent", format!("{} bytes", r["idle"]["bytes_sent"]), r["idle"]["bytes_sent"] == 0),
-        ("idle: Postgres ≤ 20 queries/s", format!("{:.1} transactions/s", num(&r["idle"]["pg_transactions_per_s"])), num(&r["idle"]["pg_transactions_per_s"]) <= 20.0),
-        ("targeted: p99 ≤ 100 ms", format!("{:.1} ms", num(&r["targeted"]["p99_ms"])), num(&r["targeted"]["p99_ms"]) <= 100.0),
-        ("targeted: max ≤ 250 ms", format!("{:.1} ms", num(&r["targeted"]["max_ms"])), num(&r["targeted"]["max_ms"]) <= 250.0),
-        ("targeted: zero spurious pushes", r["targeted"]["spurious_pushes"].to_string(), r["targeted"]["spurious_pushes"] == 0),
+        (
+            "idle: Postgres ≤ 20 queries/s",
+            format!("{:.1} transactions/s", num(&r["idle"]["pg_transactions_per_s"])),
+            num(&r["idle"]["pg_transactions_per_s"]) <= 20.0,
+        ),
+        (
+            "targeted: p99 ≤ 100 ms",
+            format!("{:.1} ms", num(&r["targeted"]["p99_ms"])),
+            num(&r["targeted"]["p99_ms"]) <= 100.0,
+        ),
+        (
+            "targeted: max ≤ 250 ms",
+            format!("{:.1} ms", num(&r["targeted"]["max_ms"])),
+            num(&r["targeted"]["max_ms"]) <= 250.0,
+        ),
+        (
+            "targeted: zero spurious pushes",
+            r["targeted"]["spurious_pushes"].to_string(),
+            r["targeted"]["spurious_pushes"] == 0,
+        ),
         ("mesh-wide: all ACKed ≤ 2 s", format!("{mesh:.0} ms"), mesh <= 2000.0),
         ("mesh-wide: ≤ 3 × encode floor", format!("{:.1} × ({floor:.0} ms floor)", mesh / floor), mesh <= 3.0 * floor),
-        ("churn: p99 ≤ 1 s", format!("{:.0} ms at {:.0} events/s", num(&r["churn"]["p99_ms"]), num(&r["churn"]["events_per_s"])), num(&r["churn"]["p99_ms"]) <= 1000.0),
+        (
+            "churn: p99 ≤ 1 s",
+            format!("{:.0} ms at {:.0} events/s", num(&r["churn"]["p99_ms"]), num(&r["churn"]["events_per_s"])),
+            num(&r["churn"]["p99_ms"]) <= 1000.0,
+        ),
     ];
-    let mut out = String::from("\n### Targets (N = 10,000, Postgres, push on)\n\n| target | measured | met |\n|---|---|---|\n");
+    let mut out =
+        String::from("\n### Targets (N = 10,000, Postgres, push on)\n\n| target | measured | met |\n|---|---|---|\n");
     for (t, m, ok) in rows {
         out += &format!("| {t} | {m} | {} |\n", if ok { "yes" } else { "**no**" });
     }

@@ -189,9 +189,7 @@ where
     pub fn new(ttl: Duration, capacity: usize, clock: Arc<dyn Clock>) -> Self {
         let per_shard = NonZeroUsize::new(capacity / SHARD_COUNT).unwrap_or(NonZeroUsize::MIN);
         let shards = (0..SHARD_COUNT)
-            .map(|_| {
-                Mutex::new(Shard { entries: LruCache::new(per_shard), in_flight: HashMap::new() })
-            })
+            .map(|_| Mutex::new(Shard { entries: LruCache::new(per_shard), in_flight: HashMap::new() }))
             .collect();
         ShardedTtlCache {
             shards,
@@ -715,9 +713,8 @@ mod tests {
                 })
             });
             started_rx.recv().unwrap();
-            let waiters: Vec<_> = (0..WAITERS)
-                .map(|_| s.spawn(|| cache.get_or_fetch(&k, counted(&calls, 11))))
-                .collect();
+            let waiters: Vec<_> =
+                (0..WAITERS).map(|_| s.spawn(|| cache.get_or_fetch(&k, counted(&calls, 11)))).collect();
             // Release the leader only once every waiter is parked on its slot
             // (map + leader + one reference per waiter).
             while in_flight_refs(&cache, &k) < 2 + WAITERS {

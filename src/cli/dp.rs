@@ -22,7 +22,9 @@ pub struct DpArgs {
 fn register(client: &Client, args: &DpArgs, file: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let docs = rest::parse_documents(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-    let [doc] = docs.as_slice() else { bail!("{}: expected exactly one Dataplane document, found {}", file.display(), docs.len()) };
+    let [doc] = docs.as_slice() else {
+        bail!("{}: expected exactly one Dataplane document, found {}", file.display(), docs.len())
+    };
     let mut doc = doc.clone();
     let obj = doc.as_object_mut().ok_or_else(|| anyhow!("{}: not a mapping", file.display()))?;
     match obj.get("type").and_then(Value::as_str) {
@@ -50,11 +52,13 @@ pub fn fetch_bootstrap(client: &Client, args: &DpArgs) -> anyhow::Result<String>
     if let Some(file) = &args.dataplane_file {
         register(client, args, file)?;
     }
-    let answer = client.post("/bootstrap", &json!({"mesh": args.mesh, "name": args.name, "adminPort": args.admin_port}))?;
+    let answer =
+        client.post("/bootstrap", &json!({"mesh": args.mesh, "name": args.name, "adminPort": args.admin_port}))?;
     if answer.status != 200 {
         return Err(answer.error()).context("fetching the Envoy bootstrap");
     }
-    let encoded = answer.body.as_ref().and_then(|b| b["bootstrap"].as_str()).ok_or_else(|| anyhow!("answer has no bootstrap"))?;
+    let encoded =
+        answer.body.as_ref().and_then(|b| b["bootstrap"].as_str()).ok_or_else(|| anyhow!("answer has no bootstrap"))?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).context("decoding the bootstrap")?;
     String::from_utf8(bytes).context("the bootstrap is not UTF-8")
 }

@@ -16,11 +16,8 @@ fn resource_type(arg: &str) -> anyhow::Result<ResourceType> {
 }
 
 fn path_of(rtype: ResourceType, mesh: &str, name: Option<&str>) -> String {
-    let base = if rtype.is_global() {
-        format!("/{}", rtype.ws_path())
-    } else {
-        format!("/meshes/{mesh}/{}", rtype.ws_path())
-    };
+    let base =
+        if rtype.is_global() { format!("/{}", rtype.ws_path()) } else { format!("/meshes/{mesh}/{}", rtype.ws_path()) };
     match name {
         Some(n) => format!("{base}/{n}"),
         None => base,
@@ -44,8 +41,8 @@ pub fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
         let n = i + 1;
         let what = |field: &str| doc.get(field).and_then(Value::as_str).map(str::to_string);
         let type_name = what("type").ok_or_else(|| anyhow!("document {n}: field \"type\" is required"))?;
-        let rtype = ResourceType::from_name(&type_name)
-            .ok_or_else(|| anyhow!("document {n}: unknown type {type_name:?}"))?;
+        let rtype =
+            ResourceType::from_name(&type_name).ok_or_else(|| anyhow!("document {n}: unknown type {type_name:?}"))?;
         let name = what("name").ok_or_else(|| anyhow!("document {n}: field \"name\" is required"))?;
         let mesh = match (rtype.is_global(), what("mesh")) {
             (true, _) => String::new(),
@@ -57,7 +54,8 @@ pub fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
             201 => println!("created {type_name} {name:?}"),
             200 => println!("updated {type_name} {name:?}"),
             _ => {
-                return Err(answer.error()).with_context(|| format!("document {n} ({type_name} {name:?}) was not applied"))
+                return Err(answer.error())
+                    .with_context(|| format!("document {n} ({type_name} {name:?}) was not applied"))
             }
         }
     }
@@ -94,7 +92,11 @@ pub fn get(client: &Client, rtype: &str, name: Option<&str>, mesh: &str, output:
 }
 
 fn in_mesh(rtype: ResourceType, mesh: &str) -> String {
-    if rtype.is_global() { String::new() } else { format!(" in mesh {mesh:?}") }
+    if rtype.is_global() {
+        String::new()
+    } else {
+        format!(" in mesh {mesh:?}")
+    }
 }
 
 fn list_value(items: Vec<Value>) -> Value {

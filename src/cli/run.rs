@@ -102,7 +102,8 @@ pub fn run(path: Option<&Path>) -> anyhow::Result<()> {
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_DFL);
     }
-    let mut hups = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).context("installing the SIGHUP handler")?;
+    let mut hups =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP]).context("installing the SIGHUP handler")?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {

@@ -83,9 +83,7 @@ impl FromStr for Duration {
             Ok(d) => Ok(Duration(d)),
             Err(e) => Err(ParseDurationError {
                 text: s.to_owned(),
-                reason: format!(
-                    "{e} (expected Go duration syntax such as \"5s\", \"500ms\" or \"1h30m\")"
-                ),
+                reason: format!("{e} (expected Go duration syntax such as \"5s\", \"500ms\" or \"1h30m\")"),
             }),
         }
     }
@@ -114,27 +112,19 @@ fn parse_go(s: &str) -> Option<std::time::Duration> {
     let mut rest = s;
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (num, tail) = rest.split_at(num_len);
         if num.is_empty() || num == "." {
             return None;
         }
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
+        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
         let scale = NANOS_PER_UNIT.iter().find(|(u, _)| *u == unit)?.1;
         let (int_part, frac_part) = match num.split_once('.') {
             Some((i, f)) => (i, f),
             None => (num, ""),
         };
-        let int: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().ok()?
-        };
+        let int: u128 = if int_part.is_empty() { 0 } else { int_part.parse().ok()? };
         let mut nanos = int.checked_mul(scale)?;
         // Fractions are accumulated digit by digit, as Go does, so "1.5h" is exact.
         let mut place = scale;
@@ -199,9 +189,7 @@ impl Visitor<'_> for DurationVisitor {
     type Value = Duration;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "a duration such as \"5s\", \"500ms\", \"1h30m\", or an integer number of nanoseconds",
-        )
+        f.write_str("a duration such as \"5s\", \"500ms\", \"1h30m\", or an integer number of nanoseconds")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
@@ -215,9 +203,7 @@ impl Visitor<'_> for DurationVisitor {
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
         match u64::try_from(v) {
             Ok(n) => self.visit_u64(n),
-            Err(_) => Err(E::custom(format!(
-                "invalid duration {v}: must not be negative"
-            ))),
+            Err(_) => Err(E::custom(format!("invalid duration {v}: must not be negative"))),
         }
     }
 
@@ -227,9 +213,7 @@ impl Visitor<'_> for DurationVisitor {
         if v.is_finite() && v >= 0.0 && v <= u64::MAX as f64 {
             Ok(Duration(std::time::Duration::from_nanos(v as u64)))
         } else {
-            Err(E::custom(format!(
-                "invalid duration {v}: must be a non-negative number of nanoseconds"
-            )))
+            Err(E::custom(format!("invalid duration {v}: must be a non-negative number of nanoseconds")))
         }
     }
 }
@@ -254,14 +238,8 @@ mod tests {
         assert_eq!(parse("1.5h"), Duration::from_mins(90));
         assert_eq!(parse(".5s"), Duration::from_millis(500));
         assert_eq!(parse("0"), Duration::ZERO);
-        assert_eq!(
-            parse("10us"),
-            Duration(std::time::Duration::from_micros(10))
-        );
-        assert_eq!(
-            parse("10µs"),
-            Duration(std::time::Duration::from_micros(10))
-        );
+        assert_eq!(parse("10us"), Duration(std::time::Duration::from_micros(10)));
+        assert_eq!(parse("10µs"), Duration(std::time::Duration::from_micros(10)));
     }
 
     #[test]
@@ -289,10 +267,7 @@ mod tests {
             (Duration::from_secs(90), "1m30s"),
             (Duration::from_mins(90), "1h30m"),
             (Duration::from_millis(1500), "1s500ms"),
-            (
-                Duration(std::time::Duration::new(3661, 1_001_001)),
-                "1h1m1s1ms1us1ns",
-            ),
+            (Duration(std::time::Duration::new(3661, 1_001_001)), "1h1m1s1ms1us1ns"),
         ];
         for (d, text) in cases {
             assert_eq!(d.to_string(), text);

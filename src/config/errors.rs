@@ -22,20 +22,12 @@ pub enum ConfigError {
 
     /// A `KUMA_*` environment variable holds text that does not fit its key.
     #[error("environment variable {var}={value:?}: {reason}")]
-    Env {
-        var: String,
-        value: String,
-        reason: String,
-    },
+    Env { var: String, value: String, reason: String },
 
     /// A key (dotted YAML path) has a value of the wrong type or out of range, or breaks a
     /// cross-field rule checked by `Config::validate`.
     #[error("invalid value {value:?} for {key}: {reason}")]
-    Invalid {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Invalid { key: String, value: String, reason: String },
 }
 
 impl ConfigError {

@@ -18,10 +18,7 @@ const ENV_PREFIX: &str = "KUMA";
 /// struct tags are the authority, so these are copied from them verbatim.
 const ENV_OVERRIDES: &[(&str, &str)] = &[
     // Kuma's tag drops `_SERVER_` (pkg/config/xds/config.go, 2.4).
-    (
-        "xdsServer.dataplaneDeregistrationDelay",
-        "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY",
-    ),
+    ("xdsServer.dataplaneDeregistrationDelay", "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY"),
 ];
 
 /// The result of [`load`]: the config and what the operator should be told about it.
@@ -40,10 +37,7 @@ pub struct Loaded {
 /// vars returned by `env`, and validates it.
 ///
 /// `env` is a lookup rather than `std::env::var` so tests never touch the process env.
-pub fn load(
-    path: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Loaded, ConfigError> {
+pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
     let defaults = defaults_tree()?;
     let mut merged = defaults.clone();
     let mut warnings = Vec::new();
@@ -56,9 +50,7 @@ pub fn load(
         let mut unknown = Vec::new();
         merge(&mut merged, file, &mut String::new(), &mut unknown, &mut explicit);
         warnings.extend(
-            unknown
-                .into_iter()
-                .map(|key| format!("unknown config key {key} in {} is ignored", path.display())),
+            unknown.into_iter().map(|key| format!("unknown config key {key} in {} is ignored", path.display())),
         );
     }
 
@@ -118,28 +110,17 @@ fn defaults_tree() -> Result<Value, ConfigError> {
 }
 
 fn read_file(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let value: Value = match serde_yaml_ng::from_str::<Option<Value>>(&text) {
         Ok(v) => v.unwrap_or(Value::Null),
-        Err(e) => {
-            return Err(ConfigError::Parse {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })
-        }
+        Err(e) => return Err(ConfigError::Parse { path: path.to_owned(), message: e.to_string() }),
     };
     match value {
         // An empty file, or one with only comments, means "all defaults".
         Value::Null | Value::Object(_) => Ok(value),
         other => Err(ConfigError::Parse {
             path: path.to_owned(),
-            message: format!(
-                "the top level must be a mapping of keys, found {}",
-                kind_name(&other)
-            ),
+            message: format!("the top level must be a mapping of keys, found {}", kind_name(&other)),
         }),
     }
 }
@@ -252,33 +233,18 @@ fn env_value(kind: Kind, text: &str) -> Result<Value, String> {
         Kind::String => Ok(Value::String(text.to_owned())),
         // Comma-separated, as Kuma's envconfig reads []string; empty means an empty list.
         Kind::StringList => Ok(Value::Array(
-            text.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|s| Value::String(s.to_owned()))
-                .collect(),
+            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_owned())).collect(),
         )),
     }
 }
 
-fn deserialize(
-    merged: &Value,
-    from_env: &HashMap<String, (String, String)>,
-) -> Result<Config, ConfigError> {
+fn deserialize(merged: &Value, from_env: &HashMap<String, (String, String)>) -> Result<Config, ConfigError> {
     serde_path_to_error::deserialize::<_, Config>(merged).map_err(|err| {
         let (key, offending) = locate(merged, err.path());
         let reason = err.inner().to_string();
         match from_env.get(&key) {
-            Some((var, value)) => ConfigError::Env {
-                var: var.clone(),
-                value: value.clone(),
-                reason,
-            },
-            None => ConfigError::Invalid {
-                key,
-                value: offending,
-                reason,
-            },
+            Some((var, value)) => ConfigError::Env { var: var.clone(), value: value.clone(), reason },
+            None => ConfigError::Invalid { key, value: offending, reason },
         }
     })
 }
@@ -333,11 +299,7 @@ pub fn leaf_keys() -> Vec<String> {
         match v {
             Value::Object(m) => {
                 for (k, child) in m {
-                    let p = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
+                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                     walk(child, &p, out);
                 }
             }
@@ -364,91 +326,37 @@ mod tests {
             ("store.type", "KUMA_STORE_TYPE"),
             ("store.postgres.host", "KUMA_STORE_POSTGRES_HOST"),
             ("store.postgres.dbName", "KUMA_STORE_POSTGRES_DB_NAME"),
-            (
-                "store.postgres.driverName",
-                "KUMA_STORE_POSTGRES_DRIVER_NAME",
-            ),
-            (
-                "store.postgres.connectionTimeout",
-                "KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT",
-            ),
-            (
-                "store.postgres.maxConnectionLifetimeJitter",
-                "KUMA_STORE_POSTGRES_MAX_CONNECTION_LIFETIME_JITTER",
-            ),
-            (
-                "store.postgres.maxIdleConnections",
-                "KUMA_STORE_POSTGRES_MAX_IDLE_CONNECTIONS",
-            ),
+            ("store.postgres.driverName", "KUMA_STORE_POSTGRES_DRIVER_NAME"),
+            ("store.postgres.connectionTimeout", "KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT"),
+            ("store.postgres.maxConnectionLifetimeJitter", "KUMA_STORE_POSTGRES_MAX_CONNECTION_LIFETIME_JITTER"),
+            ("store.postgres.maxIdleConnections", "KUMA_STORE_POSTGRES_MAX_IDLE_CONNECTIONS"),
             ("store.postgres.tls.mode", "KUMA_STORE_POSTGRES_TLS_MODE"),
-            (
-                "store.postgres.tls.caPath",
-                "KUMA_STORE_POSTGRES_TLS_CA_PATH",
-            ),
-            (
-                "store.postgres.tls.disableSSLSNI",
-                "KUMA_STORE_POSTGRES_TLS_DISABLE_SSLSNI",
-            ),
-            (
-                "store.cache.expirationTime",
-                "KUMA_STORE_CACHE_EXPIRATION_TIME",
-            ),
-            (
-                "store.upsert.conflictRetryBaseBackoff",
-                "KUMA_STORE_UPSERT_CONFLICT_RETRY_BASE_BACKOFF",
-            ),
+            ("store.postgres.tls.caPath", "KUMA_STORE_POSTGRES_TLS_CA_PATH"),
+            ("store.postgres.tls.disableSSLSNI", "KUMA_STORE_POSTGRES_TLS_DISABLE_SSLSNI"),
+            ("store.cache.expirationTime", "KUMA_STORE_CACHE_EXPIRATION_TIME"),
+            ("store.upsert.conflictRetryBaseBackoff", "KUMA_STORE_UPSERT_CONFLICT_RETRY_BASE_BACKOFF"),
             ("store.unsafeDelete", "KUMA_STORE_UNSAFE_DELETE"),
             (
                 "xdsServer.dataplaneConfigurationRefreshInterval",
                 "KUMA_XDS_SERVER_DATAPLANE_CONFIGURATION_REFRESH_INTERVAL",
             ),
             ("xdsServer.nackBackoff", "KUMA_XDS_SERVER_NACK_BACKOFF"),
-            (
-                "xdsServer.dataplaneDeregistrationDelay",
-                "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY",
-            ),
-            (
-                "bootstrapServer.params.adminAccessLogPath",
-                "KUMA_BOOTSTRAP_SERVER_PARAMS_ADMIN_ACCESS_LOG_PATH",
-            ),
-            (
-                "bootstrapServer.params.xdsConnectTimeout",
-                "KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_CONNECT_TIMEOUT",
-            ),
+            ("xdsServer.dataplaneDeregistrationDelay", "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY"),
+            ("bootstrapServer.params.adminAccessLogPath", "KUMA_BOOTSTRAP_SERVER_PARAMS_ADMIN_ACCESS_LOG_PATH"),
+            ("bootstrapServer.params.xdsConnectTimeout", "KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_CONNECT_TIMEOUT"),
             ("dpServer.port", "KUMA_DP_SERVER_PORT"),
             ("apiServer.http.interface", "KUMA_API_SERVER_HTTP_INTERFACE"),
             ("apiServer.readOnly", "KUMA_API_SERVER_READ_ONLY"),
-            (
-                "apiServer.corsAllowedDomains",
-                "KUMA_API_SERVER_CORS_ALLOWED_DOMAINS",
-            ),
+            ("apiServer.corsAllowedDomains", "KUMA_API_SERVER_CORS_ALLOWED_DOMAINS"),
             ("diagnostics.serverPort", "KUMA_DIAGNOSTICS_SERVER_PORT"),
-            (
-                "diagnostics.debugEndpoints",
-                "KUMA_DIAGNOSTICS_DEBUG_ENDPOINTS",
-            ),
+            ("diagnostics.debugEndpoints", "KUMA_DIAGNOSTICS_DEBUG_ENDPOINTS"),
             ("general.workDir", "KUMA_GENERAL_WORK_DIR"),
             ("general.dnsCacheTTL", "KUMA_GENERAL_DNS_CACHE_TTL"),
-            (
-                "defaults.skipMeshCreation",
-                "KUMA_DEFAULTS_SKIP_MESH_CREATION",
-            ),
-            (
-                "defaults.skipTenantResources",
-                "KUMA_DEFAULTS_SKIP_TENANT_RESOURCES",
-            ),
-            (
-                "runtime.universal.dataplaneCleanupAge",
-                "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE",
-            ),
-            (
-                "metrics.dataplane.subscriptionLimit",
-                "KUMA_METRICS_DATAPLANE_SUBSCRIPTION_LIMIT",
-            ),
-            (
-                "metrics.dataplane.idleTimeout",
-                "KUMA_METRICS_DATAPLANE_IDLE_TIMEOUT",
-            ),
+            ("defaults.skipMeshCreation", "KUMA_DEFAULTS_SKIP_MESH_CREATION"),
+            ("defaults.skipTenantResources", "KUMA_DEFAULTS_SKIP_TENANT_RESOURCES"),
+            ("runtime.universal.dataplaneCleanupAge", "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE"),
+            ("metrics.dataplane.subscriptionLimit", "KUMA_METRICS_DATAPLANE_SUBSCRIPTION_LIMIT"),
+            ("metrics.dataplane.idleTimeout", "KUMA_METRICS_DATAPLANE_IDLE_TIMEOUT"),
         ];
         let leaves = leaf_keys();
         for (key, var) in expected {
@@ -489,9 +397,6 @@ mod tests {
         assert_eq!(env_value(Kind::Integer, "-1"), Ok(Value::from(-1i64)));
         assert!(env_value(Kind::Integer, "4.2").is_err());
         assert_eq!(env_value(Kind::StringList, ""), Ok(Value::Array(vec![])));
-        assert_eq!(
-            env_value(Kind::StringList, "a, b"),
-            Ok(serde_json::json!(["a", "b"]))
-        );
+        assert_eq!(env_value(Kind::StringList, "a, b"), Ok(serde_json::json!(["a", "b"])));
     }
 }

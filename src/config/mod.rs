@@ -277,10 +277,7 @@ pub struct StoreCacheConfig {
 
 impl Default for StoreCacheConfig {
     fn default() -> Self {
-        StoreCacheConfig {
-            enabled: DEFAULT_STORE_CACHE_ENABLED,
-            expiration_time: DEFAULT_STORE_CACHE_EXPIRATION_TIME,
-        }
+        StoreCacheConfig { enabled: DEFAULT_STORE_CACHE_ENABLED, expiration_time: DEFAULT_STORE_CACHE_EXPIRATION_TIME }
     }
 }
 
@@ -332,8 +329,7 @@ pub struct XdsServerConfig {
 impl Default for XdsServerConfig {
     fn default() -> Self {
         XdsServerConfig {
-            dataplane_configuration_refresh_interval:
-                DEFAULT_XDS_DATAPLANE_CONFIGURATION_REFRESH_INTERVAL,
+            dataplane_configuration_refresh_interval: DEFAULT_XDS_DATAPLANE_CONFIGURATION_REFRESH_INTERVAL,
             dataplane_status_flush_interval: DEFAULT_XDS_DATAPLANE_STATUS_FLUSH_INTERVAL,
             nack_backoff: DEFAULT_XDS_NACK_BACKOFF,
             dataplane_deregistration_delay: DEFAULT_XDS_DATAPLANE_DEREGISTRATION_DELAY,
@@ -444,10 +440,7 @@ impl Default for ApiServerConfig {
         ApiServerConfig {
             http: ApiServerHttpConfig::default(),
             read_only: DEFAULT_API_SERVER_READ_ONLY,
-            cors_allowed_domains: DEFAULT_API_SERVER_CORS_ALLOWED_DOMAINS
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            cors_allowed_domains: DEFAULT_API_SERVER_CORS_ALLOWED_DOMAINS.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
 }
@@ -565,9 +558,7 @@ pub struct UniversalRuntimeConfig {
 
 impl Default for UniversalRuntimeConfig {
     fn default() -> Self {
-        UniversalRuntimeConfig {
-            dataplane_cleanup_age: DEFAULT_DATAPLANE_CLEANUP_AGE,
-        }
+        UniversalRuntimeConfig { dataplane_cleanup_age: DEFAULT_DATAPLANE_CLEANUP_AGE }
     }
 }
 
@@ -617,8 +608,7 @@ impl Config {
     pub fn sanitized(&self) -> serde_json::Value {
         let mut copy = self.clone();
         copy.store.postgres.password = SANITIZED_VALUE.to_owned();
-        serde_json::to_value(&copy).unwrap_or_else(|e| {
-            serde_json::Value::String(format!("cannot render the config as JSON: {e}"))
-        })
+        serde_json::to_value(&copy)
+            .unwrap_or_else(|e| serde_json::Value::String(format!("cannot render the config as JSON: {e}")))
     }
 }

@@ -5,16 +5,10 @@
 //! the Postgres section is checked only when the postgres store is selected, as in Kuma,
 //! so a config that merely carries Postgres settings does not stop a memory-store CP.
 
-use super::{
-    Config, ConfigError, Duration, Environment, Mode, StoreType, TlsMode, POSTGRES_DRIVER_NAMES,
-};
+use super::{Config, ConfigError, Duration, Environment, Mode, StoreType, TlsMode, POSTGRES_DRIVER_NAMES};
 
 fn invalid(key: &str, value: impl ToString, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key: key.to_owned(), value: value.to_string(), reason: reason.into() }
 }
 
 fn positive(key: &str, d: Duration) -> Result<(), ConfigError> {
@@ -46,24 +40,15 @@ impl Config {
 
     fn validate_topology(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
         if self.environment == Environment::Kubernetes {
-            return Err(invalid(
-                "environment",
-                "kubernetes",
-                "higuma supports only universal",
-            ));
+            return Err(invalid("environment", "kubernetes", "higuma supports only universal"));
         }
         match self.mode {
             Mode::Standalone => {}
-            Mode::Zone => warnings.push(
-                "mode zone is treated as standalone: higuma has no multizone (KDS) support"
-                    .to_owned(),
-            ),
+            Mode::Zone => {
+                warnings.push("mode zone is treated as standalone: higuma has no multizone (KDS) support".to_owned())
+            }
             Mode::Global => {
-                return Err(invalid(
-                    "mode",
-                    "global",
-                    "higuma supports only a single zone (standalone)",
-                ));
+                return Err(invalid("mode", "global", "higuma supports only a single zone (standalone)"));
             }
         }
         Ok(())
@@ -88,11 +73,7 @@ impl Config {
         let pg = &store.postgres;
         not_empty("store.postgres.host", &pg.host)?;
         if pg.port == 0 {
-            return Err(invalid(
-                "store.postgres.port",
-                pg.port,
-                "must be greater than 0",
-            ));
+            return Err(invalid("store.postgres.port", pg.port, "must be greater than 0"));
         }
         not_empty("store.postgres.user", &pg.user)?;
         not_empty("store.postgres.dbName", &pg.db_name)?;
@@ -110,10 +91,7 @@ impl Config {
                 "must be greater than 0 (whole seconds)",
             ));
         }
-        positive(
-            "store.postgres.minReconnectInterval",
-            pg.min_reconnect_interval,
-        )?;
+        positive("store.postgres.minReconnectInterval", pg.min_reconnect_interval)?;
         // Relations that a changed default must not turn into an error (idle vs open
         // connections, jitter vs lifetime, the reconnect back-off range) are resolved by
         // `Config::derive` before this runs; what is left here contradicts itself.
@@ -121,10 +99,7 @@ impl Config {
             return Err(invalid(
                 "store.postgres.maxReconnectInterval",
                 pg.max_reconnect_interval,
-                format!(
-                    "must not be less than store.postgres.minReconnectInterval ({})",
-                    pg.min_reconnect_interval
-                ),
+                format!("must not be less than store.postgres.minReconnectInterval ({})", pg.min_reconnect_interval),
             ));
         }
         // 0 means unlimited, so the pool-size relation only applies to a real maximum. A
@@ -133,10 +108,7 @@ impl Config {
             return Err(invalid(
                 "store.postgres.minOpenConnections",
                 pg.min_open_connections,
-                format!(
-                    "must not exceed store.postgres.maxOpenConnections ({})",
-                    pg.max_open_connections
-                ),
+                format!("must not exceed store.postgres.maxOpenConnections ({})", pg.max_open_connections),
             ));
         }
 
@@ -145,10 +117,7 @@ impl Config {
             return Err(invalid(
                 "store.postgres.tls.caPath",
                 &tls.ca_path,
-                format!(
-                    "must be set when store.postgres.tls.mode is {}",
-                    tls_mode_name(tls.mode)
-                ),
+                format!("must be set when store.postgres.tls.mode is {}", tls_mode_name(tls.mode)),
             ));
         }
         if tls.cert_path.is_empty() != tls.key_path.is_empty() {
@@ -157,37 +126,22 @@ impl Config {
             } else {
                 ("store.postgres.tls.certPath", &tls.cert_path)
             };
-            return Err(invalid(
-                key,
-                value,
-                "store.postgres.tls.certPath and keyPath must be set together",
-            ));
+            return Err(invalid(key, value, "store.postgres.tls.certPath and keyPath must be set together"));
         }
 
         if pg.password == super::DEFAULT_POSTGRES_PASSWORD {
-            warnings.push(
-                "store.postgres.password is the default \"kuma\"; set KUMA_STORE_POSTGRES_PASSWORD"
-                    .to_owned(),
-            );
+            warnings
+                .push("store.postgres.password is the default \"kuma\"; set KUMA_STORE_POSTGRES_PASSWORD".to_owned());
         }
         Ok(())
     }
 
     fn validate_xds(&self) -> Result<(), ConfigError> {
         let xds = &self.xds_server;
-        positive(
-            "xdsServer.dataplaneConfigurationRefreshInterval",
-            xds.dataplane_configuration_refresh_interval,
-        )?;
-        positive(
-            "xdsServer.dataplaneStatusFlushInterval",
-            xds.dataplane_status_flush_interval,
-        )?;
+        positive("xdsServer.dataplaneConfigurationRefreshInterval", xds.dataplane_configuration_refresh_interval)?;
+        positive("xdsServer.dataplaneStatusFlushInterval", xds.dataplane_status_flush_interval)?;
         positive("dpServer.keepaliveTime", self.dp_server.keepalive_time)?;
-        not_empty(
-            "bootstrapServer.params.adminAddress",
-            &self.bootstrap_server.params.admin_address,
-        )?;
+        not_empty("bootstrapServer.params.adminAddress", &self.bootstrap_server.params.admin_address)?;
         Ok(())
     }
 

@@ -97,13 +97,21 @@ impl Daemon {
             SystemClock::shared(),
         ));
         let hub: Arc<dyn StreamHub> = reconciler.clone();
-        let xds = XdsServer::start(&config.dp_server.interface, config.dp_server.port, config.dp_server.keepalive_time.0, hub)?;
+        let xds = XdsServer::start(
+            &config.dp_server.interface,
+            config.dp_server.port,
+            config.dp_server.keepalive_time.0,
+            hub,
+        )?;
         log::info!("xds: ADS listening on {}:{} ({workers} workers)", config.dp_server.interface, xds.port());
         let diag_addr = format!("{}:{}", config.diagnostics.interface, config.diagnostics.server_port);
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);
         let api_enabled = config.api_server.http.enabled;
         if config.diagnostics.debug_endpoints {
-            log::warn!("diagnostics: debug endpoints are on: /debug/pprof exposes internals; keep port {} private", config.diagnostics.server_port);
+            log::warn!(
+                "diagnostics: debug endpoints are on: /debug/pprof exposes internals; keep port {} private",
+                config.diagnostics.server_port
+            );
         }
         let config = Arc::new(RwLock::new(config));
         let api = if api_enabled {
@@ -125,7 +133,11 @@ impl Daemon {
         let diagnostics = DiagnosticsServer::start(&diag_addr, config.clone(), readiness.clone(), sources)?;
         log::info!("diagnostics: listening on http://{}", diagnostics.local_addr());
         readiness.started.store(true, Ordering::SeqCst);
-        log::info!("higuma {} started as instance {instance_id} on the {} store", env!("CARGO_PKG_VERSION"), store.backend());
+        log::info!(
+            "higuma {} started as instance {instance_id} on the {} store",
+            env!("CARGO_PKG_VERSION"),
+            store.backend()
+        );
         Ok(Daemon {
             store,
             config,

@@ -84,8 +84,20 @@ pub fn render(s: &Sources) -> String {
     let nack_labels: Vec<[&str; 2]> = ResourceKind::ALL.iter().map(|k| [k.type_url(), "NACK"]).collect();
     let mut req_rows: Vec<(&[&str], u64)> = ack_labels.iter().zip(&acks).map(|(l, (_, v))| (&l[..], *v)).collect();
     req_rows.extend(nack_labels.iter().zip(&nacks).map(|(l, (_, v))| (&l[..], *v)));
-    counters(&r, "xds_requests_received", "xDS requests answering a response", &["type_url", "confirmation"], &req_rows);
-    counters(&r, "xds_requests_ignored", "xDS requests ignored (stale nonce, unknown type, no node)", &[], &[(&[], get(&m.requests_ignored))]);
+    counters(
+        &r,
+        "xds_requests_received",
+        "xDS requests answering a response",
+        &["type_url", "confirmation"],
+        &req_rows,
+    );
+    counters(
+        &r,
+        "xds_requests_ignored",
+        "xDS requests ignored (stale nonce, unknown type, no node)",
+        &[],
+        &[(&[], get(&m.requests_ignored))],
+    );
     gauges(&r, "xds_streams_active", "Open ADS streams", &[], &[(&[], get(&m.streams_active) as i64)]);
     let cache = s.reconciler.cache_stats();
     counters(
@@ -116,7 +128,13 @@ pub fn render(s: &Sources) -> String {
         );
         gauges(&r, "store_postgres_connections_max", "Postgres pool size limit", &[], &[(&[], p.max as i64)]);
     }
-    gauges(&r, "reconciler_queue_depth", "Dataplanes waiting for a worker", &[], &[(&[], s.reconciler.queue_depth() as i64)]);
+    gauges(
+        &r,
+        "reconciler_queue_depth",
+        "Dataplanes waiting for a worker",
+        &[],
+        &[(&[], s.reconciler.queue_depth() as i64)],
+    );
     gauges(&r, "reconciler_workers", "Worker threads", &[], &[(&[], s.reconciler.workers() as i64)]);
     let busy = prometheus::Counter::new(
         "reconciler_worker_busy_seconds_total",
@@ -135,7 +153,13 @@ pub fn render(s: &Sources) -> String {
         &[(&[], get(&m.interval_checked))],
     );
     counters(&r, "insight_writes_total", "DataplaneInsight writes", &[], &[(&[], get(&m.insight_writes))]);
-    counters(&r, "insight_write_errors_total", "Failed DataplaneInsight writes", &[], &[(&[], get(&m.insight_write_errors))]);
+    counters(
+        &r,
+        "insight_write_errors_total",
+        "Failed DataplaneInsight writes",
+        &[],
+        &[(&[], get(&m.insight_write_errors))],
+    );
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&r.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()

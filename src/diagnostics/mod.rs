@@ -41,7 +41,8 @@ impl DiagnosticsServer {
         readiness: Arc<Readiness>,
         sources: metrics::Sources,
     ) -> Result<DiagnosticsServer, ServerError> {
-        let opts = Options { addr: addr.to_string(), threads: THREADS, thread_name: crate::threads::DIAGNOSTICS, max_body: 0 };
+        let opts =
+            Options { addr: addr.to_string(), threads: THREADS, thread_name: crate::threads::DIAGNOSTICS, max_body: 0 };
         let handler = Arc::new(move |req: &Request| route(req, &config, &readiness, &sources));
         Server::start(opts, handler).map(DiagnosticsServer)
     }

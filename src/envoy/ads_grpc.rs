@@ -13,9 +13,7 @@
 //! let (requests, responses) = client.stream_aggregated_resources()?;
 //! ```
 
-use super::discovery::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use super::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
 
 /// Full gRPC method name of the state-of-the-world ADS stream.
 pub const STREAM_AGGREGATED_RESOURCES: &str =
@@ -25,36 +23,21 @@ pub const DELTA_AGGREGATED_RESOURCES: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 /// `rpc StreamAggregatedResources(stream DiscoveryRequest) returns (stream DiscoveryResponse)`.
-pub const METHOD_STREAM_AGGREGATED_RESOURCES: grpcio::Method<DiscoveryRequest, DiscoveryResponse> =
-    grpcio::Method {
-        ty: grpcio::MethodType::Duplex,
-        name: STREAM_AGGREGATED_RESOURCES,
-        req_mar: grpcio::Marshaller {
-            ser: grpcio::pb_ser,
-            de: grpcio::pb_de,
-        },
-        resp_mar: grpcio::Marshaller {
-            ser: grpcio::pb_ser,
-            de: grpcio::pb_de,
-        },
-    };
+pub const METHOD_STREAM_AGGREGATED_RESOURCES: grpcio::Method<DiscoveryRequest, DiscoveryResponse> = grpcio::Method {
+    ty: grpcio::MethodType::Duplex,
+    name: STREAM_AGGREGATED_RESOURCES,
+    req_mar: grpcio::Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
+    resp_mar: grpcio::Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
+};
 
 /// `rpc DeltaAggregatedResources(stream DeltaDiscoveryRequest) returns (stream DeltaDiscoveryResponse)`.
-pub const METHOD_DELTA_AGGREGATED_RESOURCES: grpcio::Method<
-    DeltaDiscoveryRequest,
-    DeltaDiscoveryResponse,
-> = grpcio::Method {
-    ty: grpcio::MethodType::Duplex,
-    name: DELTA_AGGREGATED_RESOURCES,
-    req_mar: grpcio::Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-    resp_mar: grpcio::Marshaller {
-        ser: grpcio::pb_ser,
-        de: grpcio::pb_de,
-    },
-};
+pub const METHOD_DELTA_AGGREGATED_RESOURCES: grpcio::Method<DeltaDiscoveryRequest, DeltaDiscoveryResponse> =
+    grpcio::Method {
+        ty: grpcio::MethodType::Duplex,
+        name: DELTA_AGGREGATED_RESOURCES,
+        req_mar: grpcio::Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
+        resp_mar: grpcio::Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
+    };
 
 /// Client of the Aggregated Discovery Service.
 #[derive(Clone)]
@@ -66,30 +49,23 @@ pub struct AggregatedDiscoveryServiceClient {
 impl AggregatedDiscoveryServiceClient {
     /// A client over `channel`.
     pub fn new(channel: grpcio::Channel) -> Self {
-        AggregatedDiscoveryServiceClient {
-            client: grpcio::Client::new(channel),
-        }
+        AggregatedDiscoveryServiceClient { client: grpcio::Client::new(channel) }
     }
 
     /// Opens a state-of-the-world ADS stream with explicit call options.
     pub fn stream_aggregated_resources_opt(
         &self,
         opt: grpcio::CallOption,
-    ) -> grpcio::Result<(
-        grpcio::ClientDuplexSender<DiscoveryRequest>,
-        grpcio::ClientDuplexReceiver<DiscoveryResponse>,
-    )> {
-        self.client
-            .duplex_streaming(&METHOD_STREAM_AGGREGATED_RESOURCES, opt)
+    ) -> grpcio::Result<(grpcio::ClientDuplexSender<DiscoveryRequest>, grpcio::ClientDuplexReceiver<DiscoveryResponse>)>
+    {
+        self.client.duplex_streaming(&METHOD_STREAM_AGGREGATED_RESOURCES, opt)
     }
 
     /// Opens a state-of-the-world ADS stream.
     pub fn stream_aggregated_resources(
         &self,
-    ) -> grpcio::Result<(
-        grpcio::ClientDuplexSender<DiscoveryRequest>,
-        grpcio::ClientDuplexReceiver<DiscoveryResponse>,
-    )> {
+    ) -> grpcio::Result<(grpcio::ClientDuplexSender<DiscoveryRequest>, grpcio::ClientDuplexReceiver<DiscoveryResponse>)>
+    {
         self.stream_aggregated_resources_opt(grpcio::CallOption::default())
     }
 
@@ -101,8 +77,7 @@ impl AggregatedDiscoveryServiceClient {
         grpcio::ClientDuplexSender<DeltaDiscoveryRequest>,
         grpcio::ClientDuplexReceiver<DeltaDiscoveryResponse>,
     )> {
-        self.client
-            .duplex_streaming(&METHOD_DELTA_AGGREGATED_RESOURCES, opt)
+        self.client.duplex_streaming(&METHOD_DELTA_AGGREGATED_RESOURCES, opt)
     }
 
     /// Opens an incremental ADS stream.

@@ -41,13 +41,7 @@
 //! `tests/envoy_protos.rs` if Envoy should validate it.
 
 /// All modules generated from `proto/`; re-exported at this level.
-#[allow(
-    missing_docs,
-    clippy::all,
-    clippy::pedantic,
-    unreachable_pub,
-    rustdoc::all
-)]
+#[allow(missing_docs, clippy::all, clippy::pedantic, unreachable_pub, rustdoc::all)]
 pub mod generated {
     include!(concat!(env!("OUT_DIR"), "/envoy_protos/mod.rs"));
 }
@@ -72,23 +66,16 @@ pub const LISTENER_TYPE_URL: &str = "type.googleapis.com/envoy.config.listener.v
 /// CDS resources: [`cluster::Cluster`].
 pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 /// EDS resources: [`endpoint::ClusterLoadAssignment`].
-pub const ENDPOINT_TYPE_URL: &str =
-    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const ENDPOINT_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 /// RDS resources: [`route::RouteConfiguration`].
 pub const ROUTE_TYPE_URL: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 /// SDS resources (`envoy.extensions.transport_sockets.tls.v3.Secret`; the
 /// message itself is not declared in `proto/` yet).
-pub const SECRET_TYPE_URL: &str =
-    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+pub const SECRET_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// Every type URL higuma serves over ADS.
-pub const ADS_TYPE_URLS: [&str; 5] = [
-    SECRET_TYPE_URL,
-    CLUSTER_TYPE_URL,
-    ENDPOINT_TYPE_URL,
-    LISTENER_TYPE_URL,
-    ROUTE_TYPE_URL,
-];
+pub const ADS_TYPE_URLS: [&str; 5] =
+    [SECRET_TYPE_URL, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, ROUTE_TYPE_URL];
 
 /// `type.googleapis.com/<full name of M>`, e.g. [`LISTENER_TYPE_URL`] for
 /// [`listener::Listener`].
@@ -132,16 +119,10 @@ pub fn duration_ms(ms: u64) -> Duration {
 
 /// A `google.protobuf.UInt32Value` wrapper.
 pub fn u32_value(value: u32) -> UInt32Value {
-    UInt32Value {
-        value,
-        ..Default::default()
-    }
+    UInt32Value { value, ..Default::default() }
 }
 
 /// A `google.protobuf.BoolValue` wrapper.
 pub fn bool_value(value: bool) -> BoolValue {
-    BoolValue {
-        value,
-        ..Default::default()
-    }
+    BoolValue { value, ..Default::default() }
 }

@@ -156,17 +156,22 @@ fn read_request(http: &mut tiny_http::Request, method: &str, url: &str, max_body
 
 fn read_body(http: &mut tiny_http::Request, max_body: usize) -> Result<String, Response> {
     let too_large = || {
-        crate::api::ApiError::new(413, "Payload Too Large", format!("request body exceeds the limit of {max_body} bytes"))
-            .into_response()
+        crate::api::ApiError::new(
+            413,
+            "Payload Too Large",
+            format!("request body exceeds the limit of {max_body} bytes"),
+        )
+        .into_response()
     };
     if http.body_length().is_some_and(|len| len > max_body) {
         return Err(too_large());
     }
     let mut bytes = Vec::new();
     // One byte past the limit tells a chunked body that is too long from one that fits.
-    http.as_reader().take(max_body as u64 + 1).read_to_end(&mut bytes).map_err(|e| {
-        crate::api::ApiError::bad_request(format!("cannot read the request body: {e}")).into_response()
-    })?;
+    http.as_reader()
+        .take(max_body as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| crate::api::ApiError::bad_request(format!("cannot read the request body: {e}")).into_response())?;
     if bytes.len() > max_body {
         return Err(too_large());
     }

@@ -13,7 +13,11 @@ pub struct ProcStat {
 fn ticks_per_sec() -> f64 {
     // SAFETY: sysconf has no side effects.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }
 
 pub fn read(pid: u32) -> Option<ProcStat> {
@@ -32,7 +36,11 @@ pub fn read(pid: u32) -> Option<ProcStat> {
             .unwrap_or(0)
             * 1024
     };
-    Some(ProcStat { cpu_secs: (utime + stime) / ticks_per_sec(), rss_bytes: kb("VmRSS:"), peak_rss_bytes: kb("VmHWM:") })
+    Some(ProcStat {
+        cpu_secs: (utime + stime) / ticks_per_sec(),
+        rss_bytes: kb("VmRSS:"),
+        peak_rss_bytes: kb("VmHWM:"),
+    })
 }
 
 pub fn read_self() -> ProcStat {

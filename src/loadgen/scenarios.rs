@@ -91,7 +91,9 @@ impl Bench {
                     let (agent, api) = (agent.clone(), target.api.clone());
                     s.spawn(move || {
                         for d in chunk {
-                            if let Err(e) = put(&agent, &api, &format!("/meshes/default/dataplanes/{}", d.name), &d.to_json()) {
+                            if let Err(e) =
+                                put(&agent, &api, &format!("/meshes/default/dataplanes/{}", d.name), &d.to_json())
+                            {
                                 return Some(e);
                             }
                         }
@@ -112,7 +114,16 @@ impl Bench {
         }
         let fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex);
         let seed = opts.topology.seed;
-        Ok(Bench { target, opts, fleet, defs, sims: Vec::new(), consumers, agent, rng: fastrand::Rng::with_seed(seed ^ 0x5eed) })
+        Ok(Bench {
+            target,
+            opts,
+            fleet,
+            defs,
+            sims: Vec::new(),
+            consumers,
+            agent,
+            rng: fastrand::Rng::with_seed(seed ^ 0x5eed),
+        })
     }
 
     fn cp(&self) -> ProcStat {
@@ -242,7 +253,8 @@ impl Bench {
                 }
             };
             let affected = self.consumers.get(&service).cloned().unwrap_or_default();
-            let before_eds: Vec<u64> = affected.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Endpoint)).collect();
+            let before_eds: Vec<u64> =
+                affected.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Endpoint)).collect();
             let before_all: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
             let result = match &body {
                 Some(b) => put(&self.agent, &self.target.api, &path, b),
@@ -353,7 +365,11 @@ impl Bench {
                     let (name, service, sim) = joined.pop_front().expect("checked len");
                     sim.close();
                     let (watch, before) = snapshot(self, &service);
-                    (watch, before, delete(&self.agent, &self.target.api, &format!("/meshes/default/dataplanes/{name}")))
+                    (
+                        watch,
+                        before,
+                        delete(&self.agent, &self.target.api, &format!("/meshes/default/dataplanes/{name}")),
+                    )
                 } else {
                     let svc = service_name(self.rng.usize(..self.opts.topology.services));
                     let (watch, before) = snapshot(self, &svc);
@@ -365,7 +381,12 @@ impl Bench {
                         http: false,
                         outbounds: vec![service_name(self.rng.usize(..self.opts.topology.services))],
                     };
-                    let r = put(&self.agent, &self.target.api, &format!("/meshes/default/dataplanes/{name}"), &def.to_json());
+                    let r = put(
+                        &self.agent,
+                        &self.target.api,
+                        &format!("/meshes/default/dataplanes/{name}"),
+                        &def.to_json(),
+                    );
                     if r.is_ok() {
                         let sim = self.fleet.connect(&format!("default.{name}"), def.outbounds.clone());
                         joined.push_back((name.clone(), svc.clone(), sim));
@@ -455,9 +476,15 @@ pub fn encode_floor(topology: &Topology) -> Value {
         for r in snapshot.resources() {
             let Ok(any) = protobuf::well_known_types::any::Any::parse_from_bytes(&r.any) else { continue };
             let decoded: Option<Box<dyn protobuf::MessageDyn>> = match r.kind {
-                ResourceKind::Cluster => crate::envoy::cluster::Cluster::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _),
-                ResourceKind::Endpoint => crate::envoy::endpoint::ClusterLoadAssignment::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _),
-                ResourceKind::Listener => crate::envoy::listener::Listener::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _),
+                ResourceKind::Cluster => {
+                    crate::envoy::cluster::Cluster::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _)
+                }
+                ResourceKind::Endpoint => crate::envoy::endpoint::ClusterLoadAssignment::parse_from_bytes(&any.value)
+                    .ok()
+                    .map(|m| Box::new(m) as _),
+                ResourceKind::Listener => {
+                    crate::envoy::listener::Listener::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _)
+                }
                 ResourceKind::Route => None,
             };
             msgs.extend(decoded);
@@ -490,7 +517,11 @@ pub fn encode_floor(topology: &Topology) -> Value {
 
 fn put(agent: &ureq::Agent, api: &str, path: &str, body: &Value) -> Result<(), String> {
     let url = format!("{api}{path}");
-    let r = agent.put(&url).header("Content-Type", "application/json").send(body.to_string()).map_err(|e| format!("PUT {url}: {e}"))?;
+    let r = agent
+        .put(&url)
+        .header("Content-Type", "application/json")
+        .send(body.to_string())
+        .map_err(|e| format!("PUT {url}: {e}"))?;
     match r.status().as_u16() {
         200 | 201 => Ok(()),
         s => Err(format!("PUT {url}: {s}")),

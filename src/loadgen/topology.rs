@@ -94,7 +94,10 @@ mod tests {
         let a = t.dataplanes();
         let b = t.dataplanes();
         assert_eq!(a.len(), 60);
-        assert_eq!(a.iter().map(|d| &d.outbounds).collect::<Vec<_>>(), b.iter().map(|d| &d.outbounds).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|d| &d.outbounds).collect::<Vec<_>>(),
+            b.iter().map(|d| &d.outbounds).collect::<Vec<_>>()
+        );
         for d in &a {
             assert_eq!(d.outbounds.len(), 5);
             assert!(!d.outbounds.contains(&d.service));

@@ -42,7 +42,11 @@ impl ValidationError {
 
     /// `Ok(())` when nothing was added, so validators can collect and then return.
     pub fn into_result(self) -> Result<(), ValidationError> {
-        if self.violations.is_empty() { Ok(()) } else { Err(self) }
+        if self.violations.is_empty() {
+            Ok(())
+        } else {
+            Err(self)
+        }
     }
 }
 

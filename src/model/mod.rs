@@ -101,9 +101,7 @@ pub fn validate_name(field: &str, name: &str) -> Result<(), ValidationError> {
     } else if name.len() > 253 {
         Some(format!("{name:?} is longer than 253 characters"))
     } else if !name.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-' || b == b'_') {
-        Some(format!(
-            "invalid characters in {name:?}: a name may contain only lowercase letters, digits, '-' and '_'"
-        ))
+        Some(format!("invalid characters in {name:?}: a name may contain only lowercase letters, digits, '-' and '_'"))
     } else {
         None
     };

@@ -112,8 +112,8 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
     }
     let mut out = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value: Value = serde::Deserialize::deserialize(doc)
-            .map_err(|e| format!("invalid YAML in document {}: {e}", i + 1))?;
+        let value: Value =
+            serde::Deserialize::deserialize(doc).map_err(|e| format!("invalid YAML in document {}: {e}", i + 1))?;
         if !value.is_null() {
             out.push(value);
         }

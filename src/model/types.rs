@@ -273,7 +273,9 @@ impl ResourceType {
         let lower = arg.to_ascii_lowercase();
         REGISTRY
             .iter()
-            .find(|r| r.ws_path == lower || r.singular.contains(&lower.as_str()) || r.name.to_ascii_lowercase() == lower)
+            .find(|r| {
+                r.ws_path == lower || r.singular.contains(&lower.as_str()) || r.name.to_ascii_lowercase() == lower
+            })
             .map(|r| r.rtype)
     }
 

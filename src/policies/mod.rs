@@ -34,8 +34,8 @@ use crate::model::mesh::MeshSpec;
 use crate::model::ResourceType;
 use core::set::PolicySet;
 use resolved::{
-    ClusterConf, InboundConf, OutboundConf, ResolvedCluster, ResolvedInbound, ResolvedOutbound, ResolvedProxy, RoutedBy,
-    Routing, WeightedCluster,
+    ClusterConf, InboundConf, OutboundConf, ResolvedCluster, ResolvedInbound, ResolvedOutbound, ResolvedProxy,
+    RoutedBy, Routing, WeightedCluster,
 };
 
 /// Everything a plugin may look at while resolving one dataplane.
@@ -136,7 +136,14 @@ fn skeleton(cx: &ResolveCx<'_>) -> ResolvedProxy {
             } else {
                 Routing::Tcp { clusters: vec![cluster] }
             };
-            ResolvedOutbound { index, service, protocol, routing, routed_by: RoutedBy::Default, conf: OutboundConf::default() }
+            ResolvedOutbound {
+                index,
+                service,
+                protocol,
+                routing,
+                routed_by: RoutedBy::Default,
+                conf: OutboundConf::default(),
+            }
         })
         .collect();
     ResolvedProxy { inbounds, outbounds, clusters }

@@ -49,9 +49,9 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::envoy::discovery::DiscoveryRequest;
 use crate::model::{ResourceKey, ResourceType, Spec};
+use crate::store::ResourceReader;
 use crate::store::{ChangeEvent, SharedStore};
 use crate::threads;
-use crate::store::ResourceReader;
 use crate::xds::context::MeshContext;
 use crate::xds::generate::{self, GenerateError, Generator};
 use crate::xds::resource_kind::ResourceKind;
@@ -218,7 +218,13 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn start(store: SharedStore, settings: Settings, instance_id: String, workers: usize, clock: Arc<dyn Clock>) -> Reconciler {
+    pub fn start(
+        store: SharedStore,
+        settings: Settings,
+        instance_id: String,
+        workers: usize,
+        clock: Arc<dyn Clock>,
+    ) -> Reconciler {
         let (inbox_tx, inbox_rx) = crossbeam_channel::unbounded();
         // Unbounded, yet bounded in practice: a dataplane is queued at most once at a time.
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
@@ -242,7 +248,9 @@ impl Reconciler {
         let store_events = store.subscribe();
         let dispatcher = {
             let shared = shared.clone();
-            threads::spawn(threads::XDS_DISPATCH.to_string(), move || Dispatcher::new(shared).run(inbox_rx, store_events))
+            threads::spawn(threads::XDS_DISPATCH.to_string(), move || {
+                Dispatcher::new(shared).run(inbox_rx, store_events)
+            })
         };
         let workers = (0..workers.max(1))
             .map(|i| {
@@ -704,7 +712,8 @@ impl Dispatcher {
             let dps = lock(&self.shared.dataplanes);
             mesh_range(&dps, &key.mesh).map(|(k, _)| k.name.clone()).collect()
         };
-        let affected = next.affected_by_policy(&ctx, old.as_deref(), new.as_deref(), connected.iter().map(String::as_str));
+        let affected =
+            next.affected_by_policy(&ctx, old.as_deref(), new.as_deref(), connected.iter().map(String::as_str));
         if let Some(slot) = lock(&self.shared.meshes).get_mut(&key.mesh) {
             slot.ctx = Some(Arc::new(next));
         }
@@ -745,10 +754,14 @@ fn worker_loop(shared: &Arc<Shared>, jobs: &Receiver<Job>) {
         *lock(&entry.job) = JobState::Running;
         let started = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| reconcile(shared, &entry)));
-        shared.metrics.worker_busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .metrics
+            .worker_busy_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Err(panic) = result {
             Metrics::inc(&shared.metrics.generation_errors);
-            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let msg =
+                panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             log::error!("xds: reconciling {}.{} panicked: {}", key.mesh, key.name, msg.unwrap_or_default());
         }
         let mut job = lock(&entry.job);
@@ -799,7 +812,11 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
                 shared.metrics.generation_nanos.fetch_add(took.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
                 shared.metrics.generation_ms.observe(took.as_secs_f64() * 1000.0);
                 let changed = gen.snapshot.as_ref().is_none_or(|old| old.hash() != s.hash());
-                Metrics::inc(if changed { &shared.metrics.generation_changed } else { &shared.metrics.generation_unchanged });
+                Metrics::inc(if changed {
+                    &shared.metrics.generation_changed
+                } else {
+                    &shared.metrics.generation_unchanged
+                });
                 gen.input_hash = Some(input);
                 if changed {
                     gen.snapshot = Some(Arc::new(s));
@@ -870,9 +887,13 @@ fn mesh_context(shared: &Shared, mesh: &str) -> Result<Arc<MeshContext>, Generat
         _ => MeshContext::build(&shared.reader, mesh, previous.as_deref())?,
     });
     let mut meshes = lock(&shared.meshes);
-    let slot = meshes
-        .entry(mesh.to_string())
-        .or_insert(MeshSlot { ctx: None, changes, built_from: 0, full_rebuild: false, swept: None });
+    let slot = meshes.entry(mesh.to_string()).or_insert(MeshSlot {
+        ctx: None,
+        changes,
+        built_from: 0,
+        full_rebuild: false,
+        swept: None,
+    });
     slot.ctx = Some(ctx.clone());
     slot.built_from = changes;
     // A resync that arrived during the build leaves the flag for the next one.

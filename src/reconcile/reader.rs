@@ -11,8 +11,8 @@ use std::time::Duration;
 use crate::cache::{CacheStats, ShardedTtlCache};
 use crate::clock::Clock;
 use crate::model::{Resource, ResourceKey, ResourceType};
-use crate::store::{SharedStore, StoreError};
 use crate::store::ResourceReader;
+use crate::store::{SharedStore, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum CacheKey {

@@ -186,7 +186,9 @@ impl Tracker {
             let outcomes = match upsert_batch(&self.store, &pending, limit) {
                 Ok(o) => o,
                 Err(e) => {
-                    self.metrics.insight_write_errors.fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics
+                        .insight_write_errors
+                        .fetch_add(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     log::warn!("xds: writing the status of {} dataplanes failed: {e}", pending.len());
                     return;
                 }

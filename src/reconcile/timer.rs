@@ -207,8 +207,7 @@ impl<K: Hash + Eq + Clone> TimerWheel<K> {
 
     /// Absolute tick of `at`; instants before `start` are tick 0. Saturates after ~584 years.
     fn tick_of(&self, at: Instant) -> u64 {
-        let nanos =
-            u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        let nanos = u64::try_from(at.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
         nanos / self.tick_nanos
     }
 
@@ -225,9 +224,7 @@ impl<K: Hash + Eq + Clone> TimerWheel<K> {
         }
         let scheduled = &self.scheduled;
         for slot in &mut self.slots {
-            slot.retain(|entry| {
-                matches!(scheduled.get(&entry.key), Some(s) if s.generation == entry.generation)
-            });
+            slot.retain(|entry| matches!(scheduled.get(&entry.key), Some(s) if s.generation == entry.generation));
         }
         self.stored = self.slots.iter().map(Vec::len).sum();
     }

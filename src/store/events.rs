@@ -15,7 +15,10 @@ pub enum Operation {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChangeEvent {
-    Changed { op: Operation, key: ResourceKey },
+    Changed {
+        op: Operation,
+        key: ResourceKey,
+    },
     /// Changes may have been missed (e.g. a notification connection was lost): treat
     /// everything as possibly changed.
     Resync,

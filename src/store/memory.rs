@@ -66,7 +66,13 @@ impl ResourceStore for MemoryStore {
         }
         let now = SystemTime::now();
         let res = Arc::new(Resource {
-            meta: Meta { mesh: key.mesh.clone(), name: key.name.clone(), version: 1, creation_time: now, modification_time: now },
+            meta: Meta {
+                mesh: key.mesh.clone(),
+                name: key.name.clone(),
+                version: 1,
+                creation_time: now,
+                modification_time: now,
+            },
             spec,
         });
         map.insert(key.clone(), res.clone());
@@ -77,10 +83,7 @@ impl ResourceStore for MemoryStore {
 
     fn update(&self, key: &ResourceKey, spec: Spec, expected_version: u64) -> Result<Arc<Resource>> {
         if spec.resource_type() != key.rtype {
-            return Err(StoreError::Internal(format!(
-                "cannot store a {} spec under {key}",
-                spec.resource_type()
-            )));
+            return Err(StoreError::Internal(format!("cannot store a {} spec under {key}", spec.resource_type())));
         }
         let mut map = self.write();
         let current = map.get(key).ok_or_else(|| StoreError::NotFound(key.clone()))?;

@@ -15,8 +15,8 @@
 pub mod errors;
 pub mod events;
 pub mod memory;
-pub mod postgres;
 pub mod metered;
+pub mod postgres;
 
 use std::sync::Arc;
 
@@ -66,7 +66,9 @@ pub trait ResourceStore: Send + Sync {
             .into_iter()
             .map(|w| match w {
                 BatchWrite::Create { key, spec } => self.create(&key.mesh, &key.name, spec).map(drop),
-                BatchWrite::Update { key, spec, expected_version } => self.update(&key, spec, expected_version).map(drop),
+                BatchWrite::Update { key, spec, expected_version } => {
+                    self.update(&key, spec, expected_version).map(drop)
+                }
             })
             .collect())
     }

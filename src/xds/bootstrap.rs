@@ -92,7 +92,11 @@ mod tests {
         assert_eq!(b["node"]["cluster"], "web");
         let cluster = &b["static_resources"]["clusters"][0];
         assert_eq!(cluster["type"], "STATIC");
-        assert_eq!(cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["port_value"], 5678);
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            5678
+        );
         assert_eq!(b["admin"]["address"]["socket_address"]["port_value"], 9901);
     }
 

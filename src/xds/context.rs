@@ -234,7 +234,11 @@ fn outbound_services(spec: &DataplaneSpec) -> BTreeSet<String> {
 impl MeshContext {
     /// Builds the context of `mesh` from the store, reusing the services of `previous` whose
     /// endpoints did not change (their encoded bytes and hashes stay identical).
-    pub fn build(reader: &dyn ResourceReader, mesh: &str, previous: Option<&MeshContext>) -> Result<MeshContext, GenerateError> {
+    pub fn build(
+        reader: &dyn ResourceReader,
+        mesh: &str,
+        previous: Option<&MeshContext>,
+    ) -> Result<MeshContext, GenerateError> {
         let (mesh_res, set) = read_policies(reader, mesh)?;
         let dataplanes = reader.list(ResourceType::Dataplane, Some(mesh))?;
         let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
@@ -515,8 +519,10 @@ mod tests {
         sa.sort();
         sb.sort();
         assert_eq!(sa, sb);
-        let mut ca: Vec<_> = a.consumers.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), (**v).clone())).collect();
-        let mut cb: Vec<_> = b.consumers.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), (**v).clone())).collect();
+        let mut ca: Vec<_> =
+            a.consumers.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), (**v).clone())).collect();
+        let mut cb: Vec<_> =
+            b.consumers.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), (**v).clone())).collect();
         ca.sort();
         cb.sort();
         assert_eq!(ca, cb);

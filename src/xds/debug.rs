@@ -81,7 +81,10 @@ pub fn message_to_json(msg: &dyn MessageDyn) -> Value {
     let d = msg.descriptor_dyn();
     match d.full_name() {
         "google.protobuf.Any" => {
-            let url = d.field_by_name("type_url").and_then(|f| f.get_singular(msg)).and_then(|v| v.to_str().map(str::to_string));
+            let url = d
+                .field_by_name("type_url")
+                .and_then(|f| f.get_singular(msg))
+                .and_then(|v| v.to_str().map(str::to_string));
             let bytes = d.field_by_name("value").and_then(|f| f.get_singular(msg)).and_then(|v| match v {
                 ReflectValueRef::Bytes(b) => Some(b.to_vec()),
                 _ => None,
@@ -89,7 +92,8 @@ pub fn message_to_json(msg: &dyn MessageDyn) -> Value {
             return any_to_json(&url.unwrap_or_default(), &bytes.unwrap_or_default());
         }
         "google.protobuf.Duration" => {
-            let get = |n: &str| d.field_by_name(n).and_then(|f| f.get_singular(msg)).and_then(|v| v.to_i64()).unwrap_or(0);
+            let get =
+                |n: &str| d.field_by_name(n).and_then(|f| f.get_singular(msg)).and_then(|v| v.to_i64()).unwrap_or(0);
             let (secs, nanos) = (get("seconds"), get("nanos"));
             if nanos == 0 {
                 return Value::from(format!("{secs}s"));

@@ -51,10 +51,13 @@ pub struct XdsServer {
 
 impl XdsServer {
     /// Binds `host:port` (port 0 = any free one) and starts serving.
-    pub fn start(host: &str, port: u16, keepalive: Duration, hub: Arc<dyn StreamHub>) -> Result<XdsServer, XdsServerError> {
-        let env = Arc::new(
-            grpcio::EnvBuilder::new().cq_count(COMPLETION_QUEUES).name_prefix(threads::GRPC).build(),
-        );
+    pub fn start(
+        host: &str,
+        port: u16,
+        keepalive: Duration,
+        hub: Arc<dyn StreamHub>,
+    ) -> Result<XdsServer, XdsServerError> {
+        let env = Arc::new(grpcio::EnvBuilder::new().cq_count(COMPLETION_QUEUES).name_prefix(threads::GRPC).build());
         let service = ServiceBuilder::new()
             .add_duplex_streaming_handler(&METHOD, move |ctx, requests, sink| serve_stream(&hub, ctx, requests, sink))
             .build();
@@ -70,7 +73,9 @@ impl XdsServer {
             .register_service(service)
             .build()
             .map_err(|e| bind_err(e.to_string()))?;
-        let port = server.add_listening_port(addr.clone(), ServerCredentials::insecure()).map_err(|e| bind_err(e.to_string()))?;
+        let port = server
+            .add_listening_port(addr.clone(), ServerCredentials::insecure())
+            .map_err(|e| bind_err(e.to_string()))?;
         server.start();
         Ok(XdsServer { server, port })
     }

@@ -34,8 +34,16 @@ pub enum RequestOutcome {
     /// Envoy asked again without answering anything new (e.g. changed resource names).
     Resubscribed(ResourceKind),
     /// `after`: time since the response was sent.
-    Ack { kind: ResourceKind, version: String, after: Duration },
-    Nack { kind: ResourceKind, version: String, detail: String },
+    Ack {
+        kind: ResourceKind,
+        version: String,
+        after: Duration,
+    },
+    Nack {
+        kind: ResourceKind,
+        version: String,
+        detail: String,
+    },
     /// Nothing to do; the reason is for the log.
     Ignored(IgnoreReason),
 }
@@ -258,7 +266,10 @@ mod tests {
         let nonce = s.record_sent(ResourceKind::Cluster, "v1");
         assert_eq!(s.decide(ResourceKind::Cluster, "v2", now), SendDecision::Skip, "watch is closed until answered");
         let out = s.on_request(&req(ResourceKind::Cluster, &nonce, None), now);
-        assert!(matches!(out, RequestOutcome::Ack { kind: ResourceKind::Cluster, ref version, .. } if version == "v1"), "{out:?}");
+        assert!(
+            matches!(out, RequestOutcome::Ack { kind: ResourceKind::Cluster, ref version, .. } if version == "v1"),
+            "{out:?}"
+        );
         assert_eq!(s.acked_version(ResourceKind::Cluster), Some("v1"));
         assert_eq!(s.decide(ResourceKind::Cluster, "v1", now), SendDecision::Skip, "Envoy has v1");
         assert_eq!(s.decide(ResourceKind::Cluster, "v2", now), SendDecision::Send);
@@ -272,7 +283,11 @@ mod tests {
         let out = s.on_request(&req(ResourceKind::Listener, &nonce, Some("invalid listener")), now);
         assert_eq!(
             out,
-            RequestOutcome::Nack { kind: ResourceKind::Listener, version: "bad".into(), detail: "invalid listener".into() }
+            RequestOutcome::Nack {
+                kind: ResourceKind::Listener,
+                version: "bad".into(),
+                detail: "invalid listener".into()
+            }
         );
         assert_eq!(s.counters(ResourceKind::Listener).rejected, 1);
         assert_eq!(s.decide(ResourceKind::Listener, "bad", now + BACKOFF * 10), SendDecision::Skip);
@@ -288,7 +303,10 @@ mod tests {
         let second = s.record_sent(ResourceKind::Cluster, "v2");
         assert_ne!(first, second, "nonces are unique per stream");
         let out = s.on_request(&req(ResourceKind::Cluster, &first, None), now);
-        assert_eq!(out, RequestOutcome::Ignored(IgnoreReason::StaleNonce { kind: ResourceKind::Cluster, nonce: first }));
+        assert_eq!(
+            out,
+            RequestOutcome::Ignored(IgnoreReason::StaleNonce { kind: ResourceKind::Cluster, nonce: first })
+        );
         assert_eq!(s.acked_version(ResourceKind::Cluster), Some("v1"), "stale ACK changed nothing");
         let out = s.on_request(&req(ResourceKind::Cluster, "999", None), now);
         assert!(matches!(out, RequestOutcome::Ignored(IgnoreReason::StaleNonce { .. })));
@@ -325,7 +343,11 @@ mod tests {
     #[test]
     fn reconnecting_envoy_with_current_version_gets_nothing() {
         let mut s = StreamState::new(BACKOFF);
-        let r = RequestView { type_url: ResourceKind::Cluster.type_url().into(), version_info: "v7".into(), ..Default::default() };
+        let r = RequestView {
+            type_url: ResourceKind::Cluster.type_url().into(),
+            version_info: "v7".into(),
+            ..Default::default()
+        };
         s.on_request(&r, Instant::now());
         assert_eq!(s.decide(ResourceKind::Cluster, "v7", Instant::now()), SendDecision::Skip);
         assert_eq!(s.decide(ResourceKind::Cluster, "v8", Instant::now()), SendDecision::Send);

@@ -85,7 +85,10 @@ impl Envoy {
     }
 
     /// Runs Envoy's start-up exchange until every type is ACKed; returns the EDS response.
-    pub fn converge(&mut self, eds_names: &[&str]) -> (DiscoveryResponse, Option<DiscoveryResponse>, DiscoveryResponse) {
+    pub fn converge(
+        &mut self,
+        eds_names: &[&str],
+    ) -> (DiscoveryResponse, Option<DiscoveryResponse>, DiscoveryResponse) {
         self.subscribe(CDS, &[]);
         self.subscribe(LDS, &[]);
         let cds = self.expect(CDS);

@@ -184,7 +184,8 @@ pub fn list_is_sorted_and_filtered(store: SharedStore) {
     assert_eq!(in_b, ["dp-1", "dp-2"]);
     assert_eq!(store.list(ResourceType::TrafficPermission, Some("b-mesh")).unwrap().len(), 0);
     assert_eq!(store.list(ResourceType::TrafficPermission, None).unwrap().len(), 1);
-    let meshes: Vec<String> = store.list(ResourceType::Mesh, None).unwrap().iter().map(|r| r.meta.name.clone()).collect();
+    let meshes: Vec<String> =
+        store.list(ResourceType::Mesh, None).unwrap().iter().map(|r| r.meta.name.clone()).collect();
     assert_eq!(meshes, ["a-mesh", "b-mesh"]);
 }
 
@@ -278,14 +279,18 @@ pub fn batch_reads_answer_per_key(store: SharedStore) {
         key(ResourceType::DataplaneInsight, "default", "dp-1"),
     ];
     let got = store.get_batch(&keys).unwrap();
-    let found: Vec<Option<(String, Spec)>> = got.iter().map(|r| r.as_ref().map(|r| (r.meta.name.clone(), r.spec.clone()))).collect();
-    assert_eq!(found, vec![
-        Some(("dp-2".to_string(), dataplane_spec("db", 5432))),
-        None,
-        Some(("dp-1".to_string(), dataplane_spec("web", 8080))),
-        None,
-        Some(("dp-1".to_string(), insight_spec())),
-    ]);
+    let found: Vec<Option<(String, Spec)>> =
+        got.iter().map(|r| r.as_ref().map(|r| (r.meta.name.clone(), r.spec.clone()))).collect();
+    assert_eq!(
+        found,
+        vec![
+            Some(("dp-2".to_string(), dataplane_spec("db", 5432))),
+            None,
+            Some(("dp-1".to_string(), dataplane_spec("web", 8080))),
+            None,
+            Some(("dp-1".to_string(), insight_spec())),
+        ]
+    );
     for (k, r) in keys.iter().zip(&got) {
         if let Some(r) = r {
             assert_eq!(r.meta.version, store.get(k).unwrap().meta.version, "{k}");
@@ -345,29 +350,80 @@ pub fn batch_writes_report_each_outcome(store: SharedStore) {
 macro_rules! store_contract_suite {
     ($name:ident, $make:expr) => {
         mod $name {
+            use super::store_contract as c;
             #[allow(unused_imports)]
             use super::*;
-            use super::store_contract as c;
             fn make() -> higuma::store::SharedStore {
                 ($make)()
             }
-            #[test] fn create_then_get() { c::create_then_get(make()) }
-            #[test] fn create_duplicate_fails() { c::create_duplicate_fails(make()) }
-            #[test] fn get_missing_is_not_found() { c::get_missing_is_not_found(make()) }
-            #[test] fn create_in_missing_mesh_fails() { c::create_in_missing_mesh_fails(make()) }
-            #[test] fn insight_needs_its_dataplane() { c::insight_needs_its_dataplane(make()) }
-            #[test] fn update_with_current_version() { c::update_with_current_version(make()) }
-            #[test] fn update_with_stale_version_conflicts() { c::update_with_stale_version_conflicts(make()) }
-            #[test] fn update_missing_is_not_found() { c::update_missing_is_not_found(make()) }
-            #[test] fn concurrent_updates_have_one_winner() { c::concurrent_updates_have_one_winner(make()) }
-            #[test] fn delete_removes() { c::delete_removes(make()) }
-            #[test] fn list_is_sorted_and_filtered() { c::list_is_sorted_and_filtered(make()) }
-            #[test] fn deleting_a_mesh_deletes_its_contents() { c::deleting_a_mesh_deletes_its_contents(make()) }
-            #[test] fn deleting_a_dataplane_deletes_its_insight() { c::deleting_a_dataplane_deletes_its_insight(make()) }
-            #[test] fn writes_emit_events_in_order() { c::writes_emit_events_in_order(make()) }
-            #[test] fn cascaded_deletes_emit_events() { c::cascaded_deletes_emit_events(make()) }
-            #[test] fn batch_reads_answer_per_key() { c::batch_reads_answer_per_key(make()) }
-            #[test] fn batch_writes_report_each_outcome() { c::batch_writes_report_each_outcome(make()) }
+            #[test]
+            fn create_then_get() {
+                c::create_then_get(make())
+            }
+            #[test]
+            fn create_duplicate_fails() {
+                c::create_duplicate_fails(make())
+            }
+            #[test]
+            fn get_missing_is_not_found() {
+                c::get_missing_is_not_found(make())
+            }
+            #[test]
+            fn create_in_missing_mesh_fails() {
+                c::create_in_missing_mesh_fails(make())
+            }
+            #[test]
+            fn insight_needs_its_dataplane() {
+                c::insight_needs_its_dataplane(make())
+            }
+            #[test]
+            fn update_with_current_version() {
+                c::update_with_current_version(make())
+            }
+            #[test]
+            fn update_with_stale_version_conflicts() {
+                c::update_with_stale_version_conflicts(make())
+            }
+            #[test]
+            fn update_missing_is_not_found() {
+                c::update_missing_is_not_found(make())
+            }
+            #[test]
+            fn concurrent_updates_have_one_winner() {
+                c::concurrent_updates_have_one_winner(make())
+            }
+            #[test]
+            fn delete_removes() {
+                c::delete_removes(make())
+            }
+            #[test]
+            fn list_is_sorted_and_filtered() {
+                c::list_is_sorted_and_filtered(make())
+            }
+            #[test]
+            fn deleting_a_mesh_deletes_its_contents() {
+                c::deleting_a_mesh_deletes_its_contents(make())
+            }
+            #[test]
+            fn deleting_a_dataplane_deletes_its_insight() {
+                c::deleting_a_dataplane_deletes_its_insight(make())
+            }
+            #[test]
+            fn writes_emit_events_in_order() {
+                c::writes_emit_events_in_order(make())
+            }
+            #[test]
+            fn cascaded_deletes_emit_events() {
+                c::cascaded_deletes_emit_events(make())
+            }
+            #[test]
+            fn batch_reads_answer_per_key() {
+                c::batch_reads_answer_per_key(make())
+            }
+            #[test]
+            fn batch_writes_report_each_outcome() {
+                c::batch_writes_report_each_outcome(make())
+            }
         }
     };
 }

@@ -3,8 +3,6 @@
 //!
 //! Validation follows Kuma's `pkg/core/resources/apis/mesh/*_validator.go`.
 
-
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration::ProtoDuration;

@@ -93,7 +93,11 @@ fn spec_of(r: &Resource) -> Option<&dyn OldStylePolicy> {
 /// `SelectOutboundConnectionPolicies` for one destination service: the single policy whose
 /// sources match one of the dataplane's inbounds and whose destinations match `service`,
 /// ranked by source + destination. `policies` must be sorted by name.
-pub fn select_outbound<'a>(policies: &'a [Arc<Resource>], dp: &DataplaneSpec, service: &str) -> Option<&'a Arc<Resource>> {
+pub fn select_outbound<'a>(
+    policies: &'a [Arc<Resource>],
+    dp: &DataplaneSpec,
+    service: &str,
+) -> Option<&'a Arc<Resource>> {
     let mut best: Option<(Rank, &Arc<Resource>)> = None;
     for p in policies {
         let Some(spec) = spec_of(p) else { continue };
@@ -110,7 +114,10 @@ pub fn select_outbound<'a>(policies: &'a [Arc<Resource>], dp: &DataplaneSpec, se
 
 /// `SelectInboundConnectionPolicy`: the single policy whose destinations best match the
 /// inbound's tags (sources play no part in the choice). `policies` must be sorted by name.
-pub fn select_inbound<'a>(policies: &'a [Arc<Resource>], inbound_tags: &BTreeMap<String, String>) -> Option<&'a Arc<Resource>> {
+pub fn select_inbound<'a>(
+    policies: &'a [Arc<Resource>],
+    inbound_tags: &BTreeMap<String, String>,
+) -> Option<&'a Arc<Resource>> {
     let mut best: Option<(Rank, &Arc<Resource>)> = None;
     for p in policies {
         let Some(spec) = spec_of(p) else { continue };
@@ -126,7 +133,10 @@ pub fn select_inbound<'a>(policies: &'a [Arc<Resource>], inbound_tags: &BTreeMap
 /// inbound, most specific first by the rank of its *first* source selector, newer first on
 /// ties. Kuma lists a policy once per matching destination selector; higuma lists it once,
 /// since a second copy only repeats the same filter.
-pub fn select_inbound_all<'a>(policies: &'a [Arc<Resource>], inbound_tags: &BTreeMap<String, String>) -> Vec<&'a Arc<Resource>> {
+pub fn select_inbound_all<'a>(
+    policies: &'a [Arc<Resource>],
+    inbound_tags: &BTreeMap<String, String>,
+) -> Vec<&'a Arc<Resource>> {
     let mut matched: Vec<(Rank, &Arc<Resource>)> = policies
         .iter()
         .filter_map(|p| {
@@ -177,7 +187,13 @@ mod tests {
         .unwrap();
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(created_secs);
         Arc::new(Resource {
-            meta: crate::model::Meta { mesh: "default".into(), name: name.into(), version: 1, creation_time: t, modification_time: t },
+            meta: crate::model::Meta {
+                mesh: "default".into(),
+                name: name.into(),
+                version: 1,
+                creation_time: t,
+                modification_time: t,
+            },
             spec: env.spec,
         })
     }

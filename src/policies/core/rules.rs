@@ -248,11 +248,8 @@ pub fn merge<'a>(confs: impl Iterator<Item = &'a Value> + Clone, options: MergeO
     }
     if let Value::Object(obj) = &mut out {
         for field in options.append {
-            let all: Vec<Value> = confs
-                .clone()
-                .filter_map(|c| c.get(*field).and_then(Value::as_array).cloned())
-                .flatten()
-                .collect();
+            let all: Vec<Value> =
+                confs.clone().filter_map(|c| c.get(*field).and_then(Value::as_array).cloned()).flatten().collect();
             if !all.is_empty() {
                 obj.insert(field.to_string(), Value::Array(all));
             }
@@ -312,7 +309,9 @@ mod tests {
 
     fn item(tags: &[(&str, &str)], default: Value, policy: &str) -> RuleItem {
         RuleItem {
-            subset: Subset(tags.iter().map(|(k, v)| Tag { key: k.to_string(), value: v.to_string(), not: false }).collect()),
+            subset: Subset(
+                tags.iter().map(|(k, v)| Tag { key: k.to_string(), value: v.to_string(), not: false }).collect(),
+            ),
             default,
             origin: ResourceKey::new(ResourceType::Timeout, "default", policy),
         }
@@ -356,7 +355,11 @@ mod tests {
     #[test]
     fn later_items_override_earlier_ones_field_by_field() {
         let items = vec![
-            item(&[], json!({"connectionTimeout": "5s", "http": {"requestTimeout": "15s", "streamIdleTimeout": "30m"}}), "all"),
+            item(
+                &[],
+                json!({"connectionTimeout": "5s", "http": {"requestTimeout": "15s", "streamIdleTimeout": "30m"}}),
+                "all",
+            ),
             item(&[("kuma.io/service", "backend")], json!({"http": {"requestTimeout": "1s"}}), "backend"),
         ];
         let rules = Rules::compute(&items, MergeOptions::default());

@@ -125,7 +125,10 @@ impl TargetRef {
         };
         if !allowed.contains(&kind) {
             let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
-            errors.add(format!("{path}.kind"), format!("value is not supported: {} (allowed: {})", kind.name(), names.join(", ")));
+            errors.add(
+                format!("{path}.kind"),
+                format!("value is not supported: {} (allowed: {})", kind.name(), names.join(", ")),
+            );
             return;
         }
         let must_not = |errors: &mut ValidationError, field: &str, set: bool| {
@@ -210,7 +213,8 @@ mod tests {
         assert!(TargetRef::mesh().selects_inbound(&web));
         assert!(TargetRef::service("web").selects_inbound(&web));
         assert!(!TargetRef::service("backend").selects_inbound(&web));
-        let subset = TargetRef { kind: Some(TargetKind::MeshSubset), tags: tags(&[("version", "v1")]), ..Default::default() };
+        let subset =
+            TargetRef { kind: Some(TargetKind::MeshSubset), tags: tags(&[("version", "v1")]), ..Default::default() };
         assert!(subset.selects_inbound(&web));
         let svc_subset = TargetRef {
             kind: Some(TargetKind::MeshServiceSubset),
@@ -231,7 +235,11 @@ mod tests {
         assert_eq!(errors.violations[0].reason, "must be set");
 
         let mut errors = ValidationError::default();
-        TargetRef { name: Some("x".into()), ..TargetRef::mesh() }.validate(&mut errors, "spec.targetRef", &[TargetKind::Mesh]);
+        TargetRef { name: Some("x".into()), ..TargetRef::mesh() }.validate(
+            &mut errors,
+            "spec.targetRef",
+            &[TargetKind::Mesh],
+        );
         assert_eq!(errors.violations[0].field, "spec.targetRef.name");
 
         let mut errors = ValidationError::default();

@@ -40,4 +40,3 @@ pub fn assert_round_trip(v: Value) {
     }
     assert_eq!(env.spec.to_json(), Value::Object(expected));
 }
-

@@ -2,8 +2,6 @@
 //!
 //! Validation follows Kuma's `pkg/core/resources/apis/mesh/*_validator.go`.
 
-
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration::ProtoDuration;

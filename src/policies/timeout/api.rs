@@ -3,8 +3,6 @@
 //!
 //! Validation follows Kuma's `pkg/core/resources/apis/mesh/*_validator.go`.
 
-
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration::ProtoDuration;
@@ -156,7 +154,6 @@ mod tests {
             "at least one element",
         );
     }
-
 
     #[test]
     fn timeout_round_trips_kumas_default() {

@@ -3,8 +3,6 @@
 //!
 //! Validation follows Kuma's `pkg/core/resources/apis/mesh/*_validator.go`.
 
-
-
 use serde::{Deserialize, Serialize};
 
 use crate::model::selector::{validate_selectors, Selector};
@@ -63,7 +61,6 @@ mod tests {
         let mesh = from_json(json!({"type": "Mesh", "name": "m"})).unwrap();
         assert!(mesh.spec.old_style().is_none());
     }
-
 
     #[test]
     fn traffic_permission_docs_example() {

@@ -3,7 +3,6 @@
 //!
 //! Validation follows Kuma's `pkg/core/resources/apis/mesh/*_validator.go`.
 
-
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};

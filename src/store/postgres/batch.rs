@@ -38,7 +38,8 @@ impl PostgresStore {
                     &[&rtype.name(), &names, &meshes],
                 )
                 .map_err(|e| store_error(&self.addr, &e))?;
-            let index: HashMap<(&str, &str), &ResourceKey> = group.iter().map(|k| ((k.name.as_str(), k.mesh.as_str()), *k)).collect();
+            let index: HashMap<(&str, &str), &ResourceKey> =
+                group.iter().map(|k| ((k.name.as_str(), k.mesh.as_str()), *k)).collect();
             for row in &rows {
                 let name: String = row.try_get(0).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
                 let mesh: String = row.try_get(1).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
@@ -60,7 +61,10 @@ impl PostgresStore {
                 BatchWrite::Update { key, spec, .. } => (key, spec, false),
             };
             if spec.resource_type() != key.rtype {
-                outcomes.push(Err(StoreError::Internal(format!("cannot store a {} spec under {key}", spec.resource_type()))));
+                outcomes.push(Err(StoreError::Internal(format!(
+                    "cannot store a {} spec under {key}",
+                    spec.resource_type()
+                ))));
                 continue;
             }
             outcomes.push(Ok(()));
@@ -93,9 +97,12 @@ impl PostgresStore {
                 pending.push(i);
             }
             let rows = if create {
-                let owner_names: Vec<Option<&str>> = owners.iter().map(|o| o.as_ref().map(|o| o.name.as_str())).collect();
-                let owner_meshes: Vec<Option<&str>> = owners.iter().map(|o| o.as_ref().map(|o| o.mesh.as_str())).collect();
-                let owner_types: Vec<Option<&str>> = owners.iter().map(|o| o.as_ref().map(|o| o.rtype.name())).collect();
+                let owner_names: Vec<Option<&str>> =
+                    owners.iter().map(|o| o.as_ref().map(|o| o.name.as_str())).collect();
+                let owner_meshes: Vec<Option<&str>> =
+                    owners.iter().map(|o| o.as_ref().map(|o| o.mesh.as_str())).collect();
+                let owner_types: Vec<Option<&str>> =
+                    owners.iter().map(|o| o.as_ref().map(|o| o.rtype.name())).collect();
                 // The owner check keeps a missing owner from failing the whole statement on
                 // the foreign key; ON CONFLICT does the same for rows created meanwhile.
                 conn.query(
@@ -127,8 +134,10 @@ impl PostgresStore {
                 let mesh: String = row.try_get(1).map_err(|e| self.internal(format!("a written {rtype} row: {e}")))?;
                 written.insert((name, mesh));
             }
-            let missed: Vec<usize> =
-                pending.into_iter().filter(|&i| !written.contains(&(writes[i].key().name.clone(), writes[i].key().mesh.clone()))).collect();
+            let missed: Vec<usize> = pending
+                .into_iter()
+                .filter(|&i| !written.contains(&(writes[i].key().name.clone(), writes[i].key().mesh.clone())))
+                .collect();
             if missed.is_empty() {
                 continue;
             }

@@ -141,7 +141,8 @@ fn connection_timeout(cfg: &PostgresConfig) -> Duration {
 /// never used (the driver does not ask for TLS), but one connector type keeps the pool simple.
 fn tls_connector(tls: &PostgresTlsConfig) -> Result<MakeTlsConnector, PostgresError> {
     let tls_err = |what: &str, e: &dyn std::fmt::Display| PostgresError::Tls { reason: format!("{what}: {e}") };
-    let mut builder = SslConnector::builder(SslMethod::tls()).map_err(|e| tls_err("cannot create a TLS context", &e))?;
+    let mut builder =
+        SslConnector::builder(SslMethod::tls()).map_err(|e| tls_err("cannot create a TLS context", &e))?;
     match tls.mode {
         TlsMode::Disable | TlsMode::VerifyNone => builder.set_verify(SslVerifyMode::NONE),
         TlsMode::VerifyCa | TlsMode::VerifyFull => {
@@ -156,9 +157,9 @@ fn tls_connector(tls: &PostgresTlsConfig) -> Result<MakeTlsConnector, PostgresEr
     }
     if !tls.cert_path.is_empty() {
         check_readable(&tls.cert_path, "certPath")?;
-        builder
-            .set_certificate_chain_file(&tls.cert_path)
-            .map_err(|e| tls_err(&format!("cannot load the client certificate from certPath {:?}", tls.cert_path), &e))?;
+        builder.set_certificate_chain_file(&tls.cert_path).map_err(|e| {
+            tls_err(&format!("cannot load the client certificate from certPath {:?}", tls.cert_path), &e)
+        })?;
     }
     if !tls.key_path.is_empty() {
         check_readable(&tls.key_path, "keyPath")?;

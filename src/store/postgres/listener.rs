@@ -278,7 +278,10 @@ mod tests {
 
     #[test]
     fn parses_kumas_payload() {
-        let event = parse(CHANNEL, r#"{"action" : "DELETE", "data" : {"name" : "dp-1", "mesh" : "default", "type" : "Dataplane"}}"#);
+        let event = parse(
+            CHANNEL,
+            r#"{"action" : "DELETE", "data" : {"name" : "dp-1", "mesh" : "default", "type" : "Dataplane"}}"#,
+        );
         assert_eq!(
             event,
             Some(ChangeEvent::Changed {

@@ -204,7 +204,9 @@ impl ResourceStore for PostgresStore {
         const ORDER: &str = "ORDER BY mesh COLLATE \"C\", name COLLATE \"C\"";
         let mut conn = self.conn()?;
         let rows = match mesh {
-            Some(mesh) => conn.query(&format!("{COLUMNS} WHERE type = $1 AND mesh = $2 {ORDER}"), &[&rtype.name(), &mesh]),
+            Some(mesh) => {
+                conn.query(&format!("{COLUMNS} WHERE type = $1 AND mesh = $2 {ORDER}"), &[&rtype.name(), &mesh])
+            }
             None => conn.query(&format!("{COLUMNS} WHERE type = $1 {ORDER}"), &[&rtype.name()]),
         }
         .map_err(|e| store_error(&self.addr, &e))?;
@@ -292,11 +294,10 @@ impl ResourceStore for PostgresStore {
         // Owned rows go with it through ON DELETE CASCADE; the trigger notifies each of them.
         let deleted = self
             .conn()?
-            .execute("DELETE FROM resources WHERE name = $1 AND mesh = $2 AND type = $3", &[
-                &key.name,
-                &key.mesh,
-                &key.rtype.name(),
-            ])
+            .execute(
+                "DELETE FROM resources WHERE name = $1 AND mesh = $2 AND type = $3",
+                &[&key.name, &key.mesh, &key.rtype.name()],
+            )
             .map_err(|e| store_error(&self.addr, &e))?;
         if deleted == 0 {
             return Err(StoreError::NotFound(key.clone()));
@@ -351,11 +352,10 @@ impl PostgresStore {
     /// After a compare-and-swap matched no row: `Conflict` if the resource exists (another
     /// writer moved its version), else `NotFound`.
     fn missing_or_conflict(&self, conn: &mut postgres::Client, key: &ResourceKey) -> StoreError {
-        match conn.query_opt("SELECT 1 FROM resources WHERE name = $1 AND mesh = $2 AND type = $3", &[
-            &key.name,
-            &key.mesh,
-            &key.rtype.name(),
-        ]) {
+        match conn.query_opt(
+            "SELECT 1 FROM resources WHERE name = $1 AND mesh = $2 AND type = $3",
+            &[&key.name, &key.mesh, &key.rtype.name()],
+        ) {
             Ok(Some(_)) => StoreError::Conflict(key.clone()),
             Ok(None) => StoreError::NotFound(key.clone()),
             Err(e) => store_error(&self.addr, &e),

@@ -95,7 +95,11 @@ pub fn outbound_cluster(c: &ResolvedCluster) -> Arc<EncodedResource> {
 
 /// The endpoints of cluster `name`: one per ready inbound of every dataplane providing it.
 pub fn load_assignment(name: &str, endpoints: &[Endpoint]) -> Arc<EncodedResource> {
-    EncodedResource::encode(ResourceKind::Endpoint, name, &cla(name, endpoints.iter().map(|e| (e.address.as_str(), e.port))))
+    EncodedResource::encode(
+        ResourceKind::Endpoint,
+        name,
+        &cla(name, endpoints.iter().map(|e| (e.address.as_str(), e.port))),
+    )
 }
 
 fn cla<'a>(name: &str, endpoints: impl Iterator<Item = (&'a str, u32)>) -> ClusterLoadAssignment {
@@ -130,7 +134,12 @@ pub fn outbound_listener(k: &OutboundKey) -> Arc<EncodedResource> {
     let mut parts = OutboundListener::default();
     match &k.routing {
         Routing::Http { routes } => {
-            parts.hcm = Some(hcm(&k.service, &format!("outbound:{}", k.service), &k.service, routes.iter().map(route).collect()));
+            parts.hcm = Some(hcm(
+                &k.service,
+                &format!("outbound:{}", k.service),
+                &k.service,
+                routes.iter().map(route).collect(),
+            ));
         }
         Routing::Tcp { clusters } => parts.tcp = Some(tcp_proxy(&k.service, clusters)),
     }
@@ -138,7 +147,14 @@ pub fn outbound_listener(k: &OutboundKey) -> Arc<EncodedResource> {
         plugin.configure_outbound(&k.conf, &mut parts);
     }
     let name = format!("outbound:{}", join_host_port(&k.address, k.port));
-    listener(&name, &k.address, k.port, crate::envoy::base::TrafficDirection::OUTBOUND, filter_of(&parts.hcm, &parts.tcp), Vec::new())
+    listener(
+        &name,
+        &k.address,
+        k.port,
+        crate::envoy::base::TrafficDirection::OUTBOUND,
+        filter_of(&parts.hcm, &parts.tcp),
+        Vec::new(),
+    )
 }
 
 /// Everything an inbound listener and its local cluster are built from.
@@ -366,7 +382,8 @@ pub fn route(r: &HttpRoute) -> Route {
                 let mut rf = crate::envoy::base::RuntimeFractionalPercent::new();
                 let mut fp = crate::envoy::percent::FractionalPercent::new();
                 fp.numerator = mirror.millionths;
-                fp.denominator = EnumOrUnknown::new(crate::envoy::percent::fractional_percent::DenominatorType::MILLION);
+                fp.denominator =
+                    EnumOrUnknown::new(crate::envoy::percent::fractional_percent::DenominatorType::MILLION);
                 rf.default_value = MessageField::some(fp);
                 p.runtime_fraction = MessageField::some(rf);
                 a.request_mirror_policies.push(p);
@@ -444,7 +461,11 @@ fn listener(
 
 /// `host:port` as Envoy names (IPv6 bracketed, as Go's `net.JoinHostPort`).
 pub fn join_host_port(host: &str, port: u32) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Endpoint tags as `BTreeMap`s compare and hash in order.

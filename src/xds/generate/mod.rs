@@ -50,7 +50,11 @@ pub fn default_chain() -> Vec<Box<dyn Generator>> {
 }
 
 /// Resolves `dataplane`'s policies, runs `chain` and assembles the snapshot.
-pub fn generate(chain: &[Box<dyn Generator>], mesh: &MeshContext, dataplane: &Resource) -> Result<Snapshot, GenerateError> {
+pub fn generate(
+    chain: &[Box<dyn Generator>],
+    mesh: &MeshContext,
+    dataplane: &Resource,
+) -> Result<Snapshot, GenerateError> {
     let crate::model::Spec::Dataplane(spec) = &dataplane.spec else {
         return Err(GenerateError::NotADataplane(dataplane.key().to_string()));
     };
