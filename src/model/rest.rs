@@ -1,10 +1,12 @@
 //! Kuma's REST/YAML envelope: `type`, `mesh`, `name`, `creationTime`, `modificationTime`,
-//! then the spec's fields flattened beside them.
+//! then the spec: flattened beside them for Kuma's protobuf types (Mesh, Dataplane,
+//! old-style policies), under `spec:` for targetRef policies.
 
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
+use super::types::Envelope as EnvelopeKind;
 use super::{Resource, ResourceType, Spec, ValidationError};
 
 const META_KEYS: [&str; 5] = ["type", "mesh", "name", "creationTime", "modificationTime"];
@@ -29,8 +31,15 @@ pub fn to_json(res: &Resource) -> Value {
     out.insert("name".into(), Value::from(res.meta.name.clone()));
     out.insert("creationTime".into(), Value::from(format_time(res.meta.creation_time)));
     out.insert("modificationTime".into(), Value::from(format_time(res.meta.modification_time)));
-    if let Value::Object(spec) = res.spec.to_json() {
-        out.extend(spec);
+    match res.rtype().envelope() {
+        EnvelopeKind::Flat => {
+            if let Value::Object(spec) = res.spec.to_json() {
+                out.extend(spec);
+            }
+        }
+        EnvelopeKind::Spec => {
+            out.insert("spec".into(), res.spec.to_json());
+        }
     }
     Value::Object(out)
 }
@@ -87,7 +96,23 @@ pub fn from_json(value: Value) -> Result<Envelope, ValidationError> {
     for key in META_KEYS {
         obj.remove(key);
     }
-    let spec = Spec::from_json(rtype, Value::Object(obj))?;
+    let body = match rtype.envelope() {
+        EnvelopeKind::Flat => Value::Object(obj),
+        EnvelopeKind::Spec => {
+            let spec = obj.remove("spec").unwrap_or_else(|| Value::Object(Default::default()));
+            if let Some(extra) = obj.keys().next() {
+                return Err(ValidationError::single(
+                    extra.clone(),
+                    format!("unknown field {extra:?}: a {} carries its settings under \"spec\"", rtype.name()),
+                ));
+            }
+            if !spec.is_object() {
+                return Err(ValidationError::single("spec", format!("must be an object, got {}", kind_of(&spec))));
+            }
+            spec
+        }
+    };
+    let spec = Spec::from_json(rtype, body)?;
     spec.validate()?;
     Ok(Envelope { rtype, mesh, name, spec })
 }

@@ -208,8 +208,18 @@ resource_types! {
     CircuitBreaker => ("CircuitBreaker", "circuit-breakers", ["circuit-breaker"], Mesh, Flat, OldStylePolicy, p::circuit_breaker::api::CircuitBreakerSpec),
     Timeout => ("Timeout", "timeouts", ["timeout"], Mesh, Flat, OldStylePolicy, p::timeout::api::TimeoutSpec),
     Retry => ("Retry", "retries", ["retry"], Mesh, Flat, OldStylePolicy, p::retry::api::RetrySpec),
-    // ---- old-style policies: inbound and logging ----------------------------------------------
-    // ---- targetRef policies ----------------------------------------------------------------
+    // ---- old-style policies: inbound and logging (FaultInjection, RateLimit, TrafficLog) -----
+
+    // ---- targetRef policies: timeouts and retries (MeshTimeout, MeshRetry) --------------------
+
+    // ---- targetRef policies: health checks, circuit breakers ----------------------------------
+
+    // ---- targetRef policies: routing and load balancing ---------------------------------------
+
+    // ---- targetRef policies: inbound and logging (MeshRateLimit, MeshFaultInjection, ...) ----
+
+    // ---- targetRef policies: permissions (MeshTrafficPermission) ------------------------------
+
 }
 
 impl ResourceType {

@@ -18,12 +18,21 @@
 pub mod core;
 pub mod resolved;
 
-pub mod circuit_breaker;
-pub mod health_check;
+// ---- routing and load balancing --------------------------------------------------------------
+pub mod traffic_route;
+
+// ---- timeouts and retries ----------------------------------------------------------------------
 pub mod retry;
 pub mod timeout;
+
+// ---- health checks and circuit breakers --------------------------------------------------------
+pub mod circuit_breaker;
+pub mod health_check;
+
+// ---- inbound policies and logging ----------------------------------------------------------------
+
+// ---- permissions ---------------------------------------------------------------------------------
 pub mod traffic_permission;
-pub mod traffic_route;
 
 use std::collections::BTreeMap;
 
@@ -81,10 +90,17 @@ pub trait Plugin: Sync {
 /// the successor's settings override (Kuma applies old-style generators, then plugins in
 /// `pkg/plugins/policies/policies.go` order).
 pub static PLUGINS: &[&dyn Plugin] = &[
-    // ---- routing ---------------------------------------------------------------------------
-    // ---- outbound concerns -------------------------------------------------------------------
+    // ---- routing (TrafficRoute, MeshHTTPRoute, MeshTCPRoute) -----------------------------------
+
+    // ---- timeouts and retries (Timeout, MeshTimeout, Retry, MeshRetry) -------------------------
     &timeout::plugin::TimeoutPlugin,
-    // ---- inbound concerns --------------------------------------------------------------------
+    // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
+
+    // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
+
+    // ---- inbound: fault injection, rate limits -------------------------------------------------
+
+    // ---- access logs (TrafficLog, MeshAccessLog) -----------------------------------------------
 ];
 
 /// The policy types some plugin reads; a change of any other type affects no dataplane's

@@ -235,19 +235,31 @@ pub struct ResolvedCluster {
 /// How an outbound cluster differs between consumers: one field per concern.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClusterConf {
+    // ---- timeouts --------------------------------------------------------------------------
     pub timeouts: OutboundTimeouts,
-    // ---- health checks, circuit breakers, load balancing (their plugins add fields here) --
+    // ---- health checks, circuit breakers -------------------------------------------------------
+
+    // ---- load balancing ------------------------------------------------------------------------
 }
 
 /// How an outbound listener differs between consumers: one field per concern.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OutboundConf {
+    // ---- timeouts and retries ------------------------------------------------------------------
     pub timeouts: OutboundTimeouts,
-    // ---- retries, access logs, ... (their plugins add fields here) ---------------------------
+    // ---- load balancing (route hash policies) ---------------------------------------------------
+
+    // ---- access logs ---------------------------------------------------------------------------
 }
 
 /// How an inbound listener and its local cluster differ between dataplanes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InboundConf {
-    // ---- timeouts, rate limits, faults, access logs, permissions (their plugins add here) --
+    // ---- timeouts ------------------------------------------------------------------------------
+
+    // ---- circuit breakers (from rules) ---------------------------------------------------------
+
+    // ---- fault injection, rate limits ------------------------------------------------------------
+
+    // ---- access logs ---------------------------------------------------------------------------
 }

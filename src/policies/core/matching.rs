@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::rules::{MergeOptions, RuleItem, Rules, Subset};
+use super::rules::{MergeOptions, RuleItem, Rules};
 use super::set::{PolicySet, Side};
 use super::targetref::{top_of, TargetKind, TargetRef, TargetRefPolicy};
 use crate::model::dataplane::DataplaneSpec;
@@ -118,17 +118,4 @@ pub fn from_rules(
             .collect();
         Rules::compute(&items, options)
     })
-}
-
-/// The conf of the rule for an outbound to `service`, decoded as `C`; `None` when no rule
-/// covers it (or the merged JSON does not decode, which validation rules out).
-pub fn conf_for<C: serde::de::DeserializeOwned>(rules: &Rules, query: &Subset) -> Option<C> {
-    let rule = rules.compute_for(query)?;
-    match serde_json::from_value(rule.conf.clone()) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            log::warn!("policies: a merged conf does not decode ({e}): {}", rule.conf);
-            None
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! What every policy plugin builds on: targetRef selection and rules, old-style ranking,
 //! the policy set of a mesh, shared validation helpers.
 //!
+//! - [`api`]: the `targetRef` + `to`/`from` spec shape most targetRef policies share.
 //! - [`targetref`]: `targetRef` kinds, validation, which inbounds a top-level targetRef
 //!   selects.
 //! - [`rules`]: `to`/`from` items → rules over subsets, merged least to most specific.
@@ -11,6 +12,7 @@
 //! - [`reach`]: which dataplanes a policy can affect, so a write regenerates only those.
 //! - [`validate`]: shared validation helpers with Kuma's messages.
 
+pub mod api;
 pub mod matching;
 pub mod oldstyle;
 pub mod reach;

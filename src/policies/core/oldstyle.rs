@@ -20,11 +20,30 @@ use crate::model::Resource;
 pub trait OldStylePolicy {
     fn sources(&self) -> &[Selector];
     fn destinations(&self) -> &[Selector];
-    /// Attaches to the inbounds its destinations match (TrafficPermission, FaultInjection,
-    /// RateLimit) rather than to the outbounds of the dataplanes its sources match.
+    /// Where the policy attaches, which decides how it is selected and how the inspect API
+    /// names the attachment.
+    fn attachment(&self) -> Attachment;
+
+    /// Attaches to the inbounds its destinations match rather than to the outbounds of the
+    /// dataplanes its sources match.
     fn attaches_inbound(&self) -> bool {
-        false
+        matches!(self.attachment(), Attachment::InboundBest | Attachment::InboundAll)
     }
+}
+
+/// Where an old-style policy attaches (Kuma's four selection functions, reference §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// Per outbound (`<ip>:<port>` in inspect): [`select_outbound`] for its service
+    /// (TrafficRoute, Timeout).
+    Outbound,
+    /// Per destination service: [`select_outbound`] for each (HealthCheck, CircuitBreaker,
+    /// Retry, TrafficLog).
+    Service,
+    /// Per inbound, the single best by destination: [`select_inbound`] (TrafficPermission).
+    InboundBest,
+    /// Per inbound, every match: [`select_inbound_all`] (FaultInjection, RateLimit).
+    InboundAll,
 }
 
 /// How specifically a selector matched: (exact values, `*` values).

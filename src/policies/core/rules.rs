@@ -13,6 +13,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::any::Any;
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::model::ResourceKey;
@@ -100,9 +104,20 @@ pub struct Rule {
     pub origin: Vec<ResourceKey>,
 }
 
-/// The rules of one policy type for one side (`to` or `from`) of one dataplane.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Rules(pub Vec<Rule>);
+/// The rules of one policy type for one side (`to` or `from`) of one dataplane, with their
+/// confs decoded once into the plugin's conf type on first use (rules are shared by every
+/// dataplane with the same matched policies, so each distinct outcome decodes once).
+#[derive(Default)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+    decoded: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Rules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Rules").field(&self.rules).finish()
+    }
+}
 
 /// How the confs of a policy type merge, beyond a plain JSON merge patch.
 #[derive(Clone, Copy, Debug, Default)]
@@ -184,16 +199,43 @@ impl Rules {
             }
         }
         rules.sort_by_key(|r| std::cmp::Reverse(r.subset.positive_count()));
-        Rules(rules)
+        Rules { rules, decoded: OnceLock::new() }
     }
 
     /// The first rule containing `query`.
     pub fn compute_for(&self, query: &Subset) -> Option<&Rule> {
-        self.0.iter().find(|r| r.subset.contains(query))
+        self.rules.iter().find(|r| r.subset.contains(query))
+    }
+
+    /// The conf of the first rule containing `query`, decoded as `C`. A merged conf that
+    /// does not decode (validation rules that out) counts as no rule, with a warning.
+    pub fn conf_for<C: DeserializeOwned + Send + Sync + 'static>(&self, query: &Subset) -> Option<&C> {
+        let i = self.rules.iter().position(|r| r.subset.contains(query))?;
+        self.decoded::<C>().get(i).and_then(Option::as_ref)
+    }
+
+    /// Every rule's conf decoded as `C`, in rule order.
+    pub fn decoded<C: DeserializeOwned + Send + Sync + 'static>(&self) -> &[Option<C>] {
+        let any = self.decoded.get_or_init(|| {
+            let v: Vec<Option<C>> = self
+                .rules
+                .iter()
+                .map(|r| match serde_json::from_value(r.conf.clone()) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        log::warn!("policies: a merged conf does not decode ({e}): {}", r.conf);
+                        None
+                    }
+                })
+                .collect();
+            Box::new(v)
+        });
+        // One Rules value only ever serves one policy type, hence one conf type.
+        any.downcast_ref::<Vec<Option<C>>>().map(Vec::as_slice).unwrap_or(&[])
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rules.is_empty()
     }
 }
 
@@ -335,7 +377,7 @@ mod tests {
         ];
         let rules = Rules::compute(&items, MergeOptions::default());
         let got: Vec<(Vec<String>, String)> =
-            rules.0.iter().map(|r| (tags(&r.subset), r.conf["action"].as_str().unwrap().to_string())).collect();
+            rules.rules.iter().map(|r| (tags(&r.subset), r.conf["action"].as_str().unwrap().to_string())).collect();
         let expect = |t: &[&str], a: &str| (t.iter().map(|s| s.to_string()).collect::<Vec<_>>(), a.to_string());
         assert_eq!(
             got,
@@ -348,7 +390,7 @@ mod tests {
                 expect(&["env:!dev", "env:!prod", "zone:!us-east"], "Allow"),
             ]
         );
-        let last = rules.0.last().unwrap();
+        let last = rules.rules.last().unwrap();
         assert_eq!(last.origin.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["mtp-1"]);
     }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::duration::ProtoDuration;
 use crate::model::selector::Selector;
 use crate::model::{SpecType, ValidationError};
-use crate::policies::core::oldstyle::OldStylePolicy;
+use crate::policies::core::oldstyle::{Attachment, OldStylePolicy};
 use crate::policies::core::validate::*;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,6 +124,9 @@ impl SpecType for HealthCheckSpec {
 }
 
 impl OldStylePolicy for HealthCheckSpec {
+    fn attachment(&self) -> Attachment {
+        Attachment::Service
+    }
     fn sources(&self) -> &[Selector] {
         &self.sources
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::duration::ProtoDuration;
 use crate::model::selector::Selector;
 use crate::model::{SpecType, ValidationError};
-use crate::policies::core::oldstyle::OldStylePolicy;
+use crate::policies::core::oldstyle::{Attachment, OldStylePolicy};
 use crate::policies::core::validate::*;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -175,6 +175,9 @@ impl SpecType for RetrySpec {
 }
 
 impl OldStylePolicy for RetrySpec {
+    fn attachment(&self) -> Attachment {
+        Attachment::Service
+    }
     fn sources(&self) -> &[Selector] {
         &self.sources
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::duration::ProtoDuration;
 use crate::model::selector::Selector;
 use crate::model::{SpecType, ValidationError};
-use crate::policies::core::oldstyle::OldStylePolicy;
+use crate::policies::core::oldstyle::{Attachment, OldStylePolicy};
 use crate::policies::core::validate::*;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -103,6 +103,9 @@ impl SpecType for TimeoutSpec {
 }
 
 impl OldStylePolicy for TimeoutSpec {
+    fn attachment(&self) -> Attachment {
+        Attachment::Outbound
+    }
     fn sources(&self) -> &[Selector] {
         &self.sources
     }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::selector::{validate_selectors, Selector};
 use crate::model::{SpecType, ValidationError};
-use crate::policies::core::oldstyle::OldStylePolicy;
+use crate::policies::core::oldstyle::{Attachment, OldStylePolicy};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -31,14 +31,14 @@ impl SpecType for TrafficPermissionSpec {
 }
 
 impl OldStylePolicy for TrafficPermissionSpec {
+    fn attachment(&self) -> Attachment {
+        Attachment::InboundBest
+    }
     fn sources(&self) -> &[Selector] {
         &self.sources
     }
     fn destinations(&self) -> &[Selector] {
         &self.destinations
-    }
-    fn attaches_inbound(&self) -> bool {
-        true
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::model::selector::{validate_selector, Selector};
 use crate::model::{SpecType, ValidationError};
-use crate::policies::core::oldstyle::OldStylePolicy;
+use crate::policies::core::oldstyle::{Attachment, OldStylePolicy};
 use crate::policies::core::validate::*;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -236,6 +236,9 @@ fn validate_string_matcher(errors: &mut ValidationError, at: &str, m: &StringMat
 }
 
 impl OldStylePolicy for TrafficRouteSpec {
+    fn attachment(&self) -> Attachment {
+        Attachment::Outbound
+    }
     fn sources(&self) -> &[Selector] {
         &self.sources
     }
