@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod ads;
+pub mod app;
 pub mod cluster;
+pub mod mesh;
 
 use std::io::Read;
 use std::net::TcpListener;
