@@ -42,6 +42,15 @@ fn dispatch(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
             let rtype = mesh_scoped_type(path)?;
             only_get(method, || resources::list(ctx, req, rtype, None))
         }
+        // Global types other than Mesh (GlobalSecret): `/{type}` and `/{type}/{name}`.
+        (_, [path]) if ResourceType::from_ws_path(path).is_some_and(|t| t.is_global()) => {
+            let rtype = ResourceType::from_ws_path(path).unwrap_or(ResourceType::Mesh);
+            only_get(method, || resources::list(ctx, req, rtype, None))
+        }
+        (_, [path, name]) if ResourceType::from_ws_path(path).is_some_and(|t| t.is_global()) => {
+            let rtype = ResourceType::from_ws_path(path).unwrap_or(ResourceType::Mesh);
+            resources::one(ctx, req, rtype, "", name)
+        }
         _ => Err(ApiError::not_found(format!("no such path: {}", req.path))),
     }
 }

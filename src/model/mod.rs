@@ -15,6 +15,7 @@ pub mod errors;
 pub mod insight;
 pub mod mesh;
 pub mod rest;
+pub mod secret;
 pub mod selector;
 pub mod types;
 

@@ -33,6 +33,8 @@ pub enum Kind {
     Core,
     /// Written only by the control plane itself (insights), never through the API.
     Status,
+    /// Secret material (CAs, signing keys): readable and writable by admins only.
+    Secret,
     /// An old-style policy: `sources`/`destinations` (or `selectors`) and a `conf`.
     OldStylePolicy,
     /// A targetRef policy (`spec.targetRef`, `to`, `from`).
@@ -201,6 +203,8 @@ resource_types! {
     Mesh => ("Mesh", "meshes", ["mesh"], Global, Flat, Core, super::mesh::MeshSpec),
     Dataplane => ("Dataplane", "dataplanes", ["dataplane", "dp"], Mesh, Flat, Core, super::dataplane::DataplaneSpec),
     DataplaneInsight => ("DataplaneInsight", "dataplane-insights", ["dataplane-insight"], Mesh, Flat, Status, super::insight::DataplaneInsightSpec),
+    Secret => ("Secret", "secrets", ["secret"], Mesh, Flat, Secret, super::secret::SecretSpec),
+    GlobalSecret => ("GlobalSecret", "global-secrets", ["global-secret"], Global, Flat, Secret, super::secret::GlobalSecretSpec),
     // ---- old-style policies ----------------------------------------------------------------
     TrafficPermission => ("TrafficPermission", "traffic-permissions", ["traffic-permission"], Mesh, Flat, OldStylePolicy, p::traffic_permission::api::TrafficPermissionSpec),
     TrafficRoute => ("TrafficRoute", "traffic-routes", ["traffic-route"], Mesh, Flat, OldStylePolicy, p::traffic_route::api::TrafficRouteSpec),
@@ -263,6 +267,11 @@ impl ResourceType {
     /// Policies: the types that select dataplanes (by tags or targetRef).
     pub fn is_policy(self) -> bool {
         matches!(self.kind(), Kind::OldStylePolicy | Kind::TargetRefPolicy)
+    }
+
+    /// Secret material: admin-only on the API.
+    pub fn is_secret(self) -> bool {
+        self.kind() == Kind::Secret
     }
 
     pub fn is_target_ref_policy(self) -> bool {

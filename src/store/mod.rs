@@ -100,7 +100,7 @@ impl BatchWrite {
 /// The key of the owner a resource needs before it can be created, if any.
 pub fn owner_of(key: &ResourceKey) -> Option<ResourceKey> {
     match key.rtype {
-        ResourceType::Mesh => None,
+        t if t.is_global() => None,
         ResourceType::DataplaneInsight => Some(ResourceKey::new(ResourceType::Dataplane, &key.mesh, &key.name)),
         _ => Some(ResourceKey::new(ResourceType::Mesh, "", &key.mesh)),
     }
