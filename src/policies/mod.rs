@@ -94,6 +94,7 @@ pub static PLUGINS: &[&dyn Plugin] = &[
 
     // ---- timeouts and retries (Timeout, MeshTimeout, Retry, MeshRetry) -------------------------
     &timeout::plugin::TimeoutPlugin,
+    &retry::plugin::RetryPlugin,
     // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
 
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------

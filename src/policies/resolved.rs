@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::dataplane::Protocol;
+use crate::policies::retry::conf::OutboundRetries;
 use crate::policies::timeout::conf::{ClusterTimeouts, InboundTimeouts, ListenerTimeouts};
 
 /// A dataplane's config as the policies shape it.
@@ -249,6 +250,8 @@ pub struct OutboundConf {
     // ---- timeouts and retries ------------------------------------------------------------------
     /// Timeout, then MeshTimeout.
     pub timeouts: ListenerTimeouts,
+    /// Retry (virtual host), then MeshRetry (routes).
+    pub retries: OutboundRetries,
     // ---- load balancing (route hash policies) ---------------------------------------------------
 
     // ---- access logs ---------------------------------------------------------------------------

@@ -21,6 +21,10 @@ fn all_files() -> Vec<FileDescriptor> {
         crate::envoy::tcp_proxy::file_descriptor().clone(),
         crate::envoy::router::file_descriptor().clone(),
         crate::envoy::http_protocol_options::file_descriptor().clone(),
+        // Retry policy extensions (MeshRetry host selection).
+        crate::envoy::previous_hosts::file_descriptor().clone(),
+        crate::envoy::omit_host_metadata_config::file_descriptor().clone(),
+        crate::envoy::previous_priorities_config::file_descriptor().clone(),
     ];
     let mut seen: Vec<FileDescriptor> = Vec::new();
     let mut stack = roots.to_vec();
