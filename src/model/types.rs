@@ -215,6 +215,7 @@ resource_types! {
     // ---- old-style policies: inbound and logging (FaultInjection, RateLimit, TrafficLog) -----
 
     // ---- targetRef policies: timeouts and retries (MeshTimeout, MeshRetry) --------------------
+    MeshTimeout => ("MeshTimeout", "meshtimeouts", ["meshtimeout"], Mesh, Spec, TargetRefPolicy, p::mesh_timeout::api::MeshTimeoutSpec),
 
     // ---- targetRef policies: health checks, circuit breakers ----------------------------------
 
