@@ -216,6 +216,7 @@ resource_types! {
 
     // ---- targetRef policies: timeouts and retries (MeshTimeout, MeshRetry) --------------------
     MeshTimeout => ("MeshTimeout", "meshtimeouts", ["meshtimeout"], Mesh, Spec, TargetRefPolicy, p::mesh_timeout::api::MeshTimeoutSpec),
+    MeshRetry => ("MeshRetry", "meshretries", ["meshretry"], Mesh, Spec, TargetRefPolicy, p::mesh_retry::api::MeshRetrySpec),
 
     // ---- targetRef policies: health checks, circuit breakers ----------------------------------
 

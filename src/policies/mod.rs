@@ -22,6 +22,7 @@ pub mod resolved;
 pub mod traffic_route;
 
 // ---- timeouts and retries ----------------------------------------------------------------------
+pub mod mesh_retry;
 pub mod mesh_timeout;
 pub mod retry;
 pub mod timeout;
@@ -97,6 +98,7 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     &timeout::plugin::TimeoutPlugin,
     &mesh_timeout::plugin::MeshTimeoutPlugin,
     &retry::plugin::RetryPlugin,
+    &mesh_retry::plugin::MeshRetryPlugin,
     // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
 
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
