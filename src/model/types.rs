@@ -215,6 +215,8 @@ resource_types! {
     // ---- old-style policies: inbound and logging (FaultInjection, RateLimit, TrafficLog) -----
 
     // ---- targetRef policies: timeouts and retries (MeshTimeout, MeshRetry) --------------------
+    MeshTimeout => ("MeshTimeout", "meshtimeouts", ["meshtimeout"], Mesh, Spec, TargetRefPolicy, p::mesh_timeout::api::MeshTimeoutSpec),
+    MeshRetry => ("MeshRetry", "meshretries", ["meshretry"], Mesh, Spec, TargetRefPolicy, p::mesh_retry::api::MeshRetrySpec),
 
     // ---- targetRef policies: health checks, circuit breakers ----------------------------------
 

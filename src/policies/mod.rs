@@ -22,6 +22,8 @@ pub mod resolved;
 pub mod traffic_route;
 
 // ---- timeouts and retries ----------------------------------------------------------------------
+pub mod mesh_retry;
+pub mod mesh_timeout;
 pub mod retry;
 pub mod timeout;
 
@@ -94,6 +96,9 @@ pub static PLUGINS: &[&dyn Plugin] = &[
 
     // ---- timeouts and retries (Timeout, MeshTimeout, Retry, MeshRetry) -------------------------
     &timeout::plugin::TimeoutPlugin,
+    &mesh_timeout::plugin::MeshTimeoutPlugin,
+    &retry::plugin::RetryPlugin,
+    &mesh_retry::plugin::MeshRetryPlugin,
     // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
 
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------

@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::dataplane::Protocol;
-use crate::policies::timeout::plugin::OutboundTimeouts;
+use crate::policies::retry::conf::OutboundRetries;
+use crate::policies::timeout::conf::{ClusterTimeouts, InboundTimeouts, ListenerTimeouts};
 
 /// A dataplane's config as the policies shape it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -236,7 +237,8 @@ pub struct ResolvedCluster {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClusterConf {
     // ---- timeouts --------------------------------------------------------------------------
-    pub timeouts: OutboundTimeouts,
+    /// Timeout, then MeshTimeout.
+    pub timeouts: ClusterTimeouts,
     // ---- health checks, circuit breakers -------------------------------------------------------
 
     // ---- load balancing ------------------------------------------------------------------------
@@ -246,7 +248,10 @@ pub struct ClusterConf {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OutboundConf {
     // ---- timeouts and retries ------------------------------------------------------------------
-    pub timeouts: OutboundTimeouts,
+    /// Timeout, then MeshTimeout.
+    pub timeouts: ListenerTimeouts,
+    /// Retry (virtual host), then MeshRetry (routes).
+    pub retries: OutboundRetries,
     // ---- load balancing (route hash policies) ---------------------------------------------------
 
     // ---- access logs ---------------------------------------------------------------------------
@@ -256,7 +261,8 @@ pub struct OutboundConf {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InboundConf {
     // ---- timeouts ------------------------------------------------------------------------------
-
+    /// Kuma's fixed inbound values, then MeshTimeout `from`.
+    pub timeouts: InboundTimeouts,
     // ---- circuit breakers (from rules) ---------------------------------------------------------
 
     // ---- fault injection, rate limits ------------------------------------------------------------
