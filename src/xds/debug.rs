@@ -20,6 +20,7 @@ fn all_files() -> Vec<FileDescriptor> {
         crate::envoy::tcp_proxy::file_descriptor().clone(),
         crate::envoy::router::file_descriptor().clone(),
         crate::envoy::http_protocol_options::file_descriptor().clone(),
+        crate::envoy::health_check_event_file_sink::file_descriptor().clone(),
     ];
     let mut seen: Vec<FileDescriptor> = Vec::new();
     let mut stack = roots.to_vec();
@@ -92,8 +93,13 @@ pub fn message_to_json(msg: &dyn MessageDyn) -> Value {
             return any_to_json(&url.unwrap_or_default(), &bytes.unwrap_or_default());
         }
         "google.protobuf.Duration" => {
-            let get =
-                |n: &str| d.field_by_name(n).and_then(|f| f.get_singular(msg)).and_then(|v| v.to_i64()).unwrap_or(0);
+            // `nanos` is an int32: `to_i64` alone would read it as 0.
+            let get = |n: &str| {
+                d.field_by_name(n)
+                    .and_then(|f| f.get_singular(msg))
+                    .and_then(|v| v.to_i64().or_else(|| v.to_i32().map(i64::from)))
+                    .unwrap_or(0)
+            };
             let (secs, nanos) = (get("seconds"), get("nanos"));
             if nanos == 0 {
                 return Value::from(format!("{secs}s"));
