@@ -60,7 +60,7 @@ pub struct Outlier {
 
 /// `on` when a detector is configured, else off: Kuma disables the detectors a policy does
 /// not name, since Envoy enables some of them by default.
-pub fn enforcing(on: bool) -> Option<u32> {
+pub(crate) fn enforcing(on: bool) -> Option<u32> {
     Some(if on { ENFORCING_ON } else { ENFORCING_OFF })
 }
 

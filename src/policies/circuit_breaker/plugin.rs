@@ -19,7 +19,7 @@ use crate::policies::{Plugin, ResolveCx};
 pub struct CircuitBreakerPlugin;
 
 /// What a matched CircuitBreaker makes of a cluster.
-pub(crate) fn of_old(conf: &CircuitBreakerConf) -> CircuitBreaking {
+fn of_old(conf: &CircuitBreakerConf) -> CircuitBreaking {
     let thresholds = conf.thresholds.as_ref().map(|t| Thresholds {
         max_connections: t.max_connections,
         max_connection_pools: None,

@@ -21,7 +21,7 @@ pub struct HealthCheckPlugin;
 
 /// The checks a matched HealthCheck gives a cluster speaking `protocol`: one entry, its
 /// scalar settings copied, TCP unless `http` is set.
-pub(crate) fn of_old(conf: &HealthCheckConf, protocol: Protocol) -> HealthChecks {
+fn of_old(conf: &HealthCheckConf, protocol: Protocol) -> HealthChecks {
     let checker = match (&conf.http, &conf.tcp) {
         (Some(http), _) => Checker::Http {
             path: http.path.clone(),

@@ -60,7 +60,7 @@ fn detectors(d: &Detectors, out: &mut Outlier) {
 }
 
 /// Lays a merged conf over what an older policy decided.
-pub(crate) fn overlay(conf: &Conf, onto: &mut CircuitBreaking) {
+fn overlay(conf: &Conf, onto: &mut CircuitBreaking) {
     if let Some(l) = &conf.connection_limits {
         onto.thresholds = Some(Thresholds {
             max_connections: l.max_connections,

@@ -175,7 +175,7 @@ const ALLOWED: Allowed = Allowed {
 };
 
 /// A percentage as IntOrDecimal: a number in [0, 100].
-pub(crate) fn validate_percentage(errors: &mut ValidationError, field: &str, v: Option<&IntOrDecimal>) {
+fn validate_percentage(errors: &mut ValidationError, field: &str, v: Option<&IntOrDecimal>) {
     let Some(v) = v else { return };
     match v.thousandths() {
         None => errors.add(field, format!("invalid number, got {v}")),
