@@ -232,6 +232,19 @@ conf:
         ));
     }
 
+    #[test]
+    fn http_request_headers_are_typed_and_round_trip() {
+        let v = with_conf(
+            "HealthCheck",
+            json!({"interval": "1s", "timeout": "1s", "unhealthyThreshold": 1, "healthyThreshold": 1,
+                "http": {"path": "/h", "requestHeadersToAdd": [{"header": {"key": "a", "value": "1"}, "append": true}]}}),
+        );
+        assert_round_trip(v.clone());
+        let crate::model::Spec::HealthCheck(hc) = from_json(v).unwrap().spec else { panic!() };
+        let h = &hc.conf.http.unwrap().request_headers_to_add[0];
+        assert_eq!((h.header.as_ref().map(|kv| kv.key.as_str()), h.append), (Some("a"), Some(true)));
+    }
+
     fn hc(conf: Value) -> Value {
         let mut base = json!({"interval": "10s", "timeout": "2s", "unhealthyThreshold": 3, "healthyThreshold": 1});
         base.as_object_mut().unwrap().extend(conf.as_object().unwrap().clone());
