@@ -219,6 +219,8 @@ resource_types! {
     MeshRetry => ("MeshRetry", "meshretries", ["meshretry"], Mesh, Spec, TargetRefPolicy, p::mesh_retry::api::MeshRetrySpec),
 
     // ---- targetRef policies: health checks, circuit breakers ----------------------------------
+    MeshHealthCheck => ("MeshHealthCheck", "meshhealthchecks", ["meshhealthcheck"], Mesh, Spec, TargetRefPolicy, p::mesh_health_check::api::MeshHealthCheckSpec),
+    MeshCircuitBreaker => ("MeshCircuitBreaker", "meshcircuitbreakers", ["meshcircuitbreaker"], Mesh, Spec, TargetRefPolicy, p::mesh_circuit_breaker::api::MeshCircuitBreakerSpec),
 
     // ---- targetRef policies: routing and load balancing ---------------------------------------
 

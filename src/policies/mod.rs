@@ -30,6 +30,8 @@ pub mod timeout;
 // ---- health checks and circuit breakers --------------------------------------------------------
 pub mod circuit_breaker;
 pub mod health_check;
+pub mod mesh_circuit_breaker;
+pub mod mesh_health_check;
 
 // ---- inbound policies and logging ----------------------------------------------------------------
 
@@ -100,7 +102,10 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     &retry::plugin::RetryPlugin,
     &mesh_retry::plugin::MeshRetryPlugin,
     // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
-
+    &health_check::plugin::HealthCheckPlugin,
+    &circuit_breaker::plugin::CircuitBreakerPlugin,
+    &mesh_circuit_breaker::plugin::MeshCircuitBreakerPlugin,
+    &mesh_health_check::plugin::MeshHealthCheckPlugin,
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
 
     // ---- inbound: fault injection, rate limits -------------------------------------------------
