@@ -117,7 +117,12 @@ impl Daemon {
         }
         let config = Arc::new(RwLock::new(config));
         let api = if api_enabled {
-            let ctx = ApiContext { store: store.clone(), config: config.clone(), instance_id: instance_id.clone() };
+            let ctx = ApiContext {
+                store: store.clone(),
+                config: config.clone(),
+                instance_id: instance_id.clone(),
+                xds: Some(reconciler.clone()),
+            };
             let server = ApiServer::start(&api_addr, ctx)?;
             log::info!("api: listening on http://{}", server.local_addr());
             Some(server)
