@@ -719,6 +719,7 @@ fn inspect_answers_404_with_kumas_error_body() {
     }
     let (_, body) = api.get("/meshes/default/dataplanes/backend-1/xds");
     assert!(body["detail"].as_str().unwrap().contains("not connected"), "{body}");
-    let (status, _) = api.put("/meshes/default/dataplanes/backend-1/policies", "{}");
-    assert_eq!(status, 405);
+    let (status, body) = api.put("/meshes/default/dataplanes/backend-1/policies", "{}");
+    assert_error(status, &body, 405);
+    assert!(body["detail"].as_str().unwrap().contains("read-only"), "{body}");
 }

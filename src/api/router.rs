@@ -31,16 +31,18 @@ fn dispatch(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
         (_, ["meshes", mesh, "dataplanes+insights", name]) => only_get(method, || overview::one(ctx, mesh, name)),
         (_, ["dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, None)),
         (_, ["meshes", mesh, "dataplanes", name, "policies"]) => {
-            only_get(method, || inspect::dataplane_policies(ctx, mesh, name))
+            inspect_get(method, || inspect::dataplane_policies(ctx, mesh, name))
         }
         (_, ["meshes", mesh, "dataplanes", name, "rules"]) => {
-            only_get(method, || inspect::dataplane_rules(ctx, mesh, name))
+            inspect_get(method, || inspect::dataplane_rules(ctx, mesh, name))
         }
         (_, ["meshes", mesh, "dataplanes", name, "xds"]) => {
-            only_get(method, || inspect::dataplane_xds(ctx, mesh, name))
+            inspect_get(method, || inspect::dataplane_xds(ctx, mesh, name))
         }
         (_, ["meshes", mesh, path, name, "dataplanes"]) => match ResourceType::from_ws_path(path) {
-            Some(rtype) if rtype.is_policy() => only_get(method, || inspect::policy_dataplanes(ctx, rtype, mesh, name)),
+            Some(rtype) if rtype.is_policy() => {
+                inspect_get(method, || inspect::policy_dataplanes(ctx, rtype, mesh, name))
+            }
             _ => Err(ApiError::not_found(format!("{path:?} is not a policy type; no dataplanes to inspect"))),
         },
         (_, ["meshes", mesh, path]) => {
@@ -83,6 +85,14 @@ fn only_get(method: &str, f: impl FnOnce() -> Result<Reply, ApiError>) -> Result
         f()
     } else {
         Err(ApiError::method_not_allowed(format!("{method} is not allowed on a collection; use GET")))
+    }
+}
+
+fn inspect_get(method: &str, f: impl FnOnce() -> Result<Reply, ApiError>) -> Result<Reply, ApiError> {
+    if method == "GET" {
+        f()
+    } else {
+        Err(ApiError::method_not_allowed(format!("{method} is not allowed: inspect endpoints are read-only; use GET")))
     }
 }
 
