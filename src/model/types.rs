@@ -57,9 +57,10 @@ pub trait SpecType: serde::Serialize + serde::de::DeserializeOwned + Clone + fmt
         None
     }
 
-    /// A targetRef policy's allowed kinds per level (what its validation checks against);
-    /// whether it has `to` / `from` at all is read from here (`GET /policies` reports it as
-    /// `isOutbound` / `isInbound`, Kuma's `HasToTargetRef` / `HasFromTargetRef`).
+    /// A targetRef policy's allowed kinds per level, the widest set where they depend on the
+    /// top-level kind (MeshTimeout's for a Mesh top); whether it has `to` / `from` at all is
+    /// read from here (`GET /policies` reports it as `isOutbound` / `isInbound`, Kuma's
+    /// `HasToTargetRef` / `HasFromTargetRef`).
     const TARGET_REF_KINDS: Option<crate::policies::core::api::Allowed> = None;
 
     /// How a targetRef policy's confs merge into rules beyond a JSON merge patch (the
