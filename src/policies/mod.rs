@@ -16,6 +16,7 @@
 //! are a pure function of the cache key and equal outcomes share one encoding.
 
 pub mod core;
+pub mod defaults;
 pub mod resolved;
 
 // ---- routing and load balancing --------------------------------------------------------------
@@ -36,6 +37,7 @@ pub mod mesh_health_check;
 // ---- inbound policies and logging ----------------------------------------------------------------
 
 // ---- permissions ---------------------------------------------------------------------------------
+pub mod mesh_traffic_permission;
 pub mod traffic_permission;
 
 use std::collections::BTreeMap;
