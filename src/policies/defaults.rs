@@ -49,31 +49,44 @@ impl DefaultPolicy {
     }
 }
 
-/// Kuma 2.6's defaults whose types higuma has. The targetRef defaults join this list with
-/// their types (each an entry like the ones below, `routing: false`):
-///
-/// - `mesh-timeout-all` (MeshTimeout):
-///   `{"type": "MeshTimeout", "spec": {"targetRef": {"kind": "Mesh"},
-///   "from": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "10s",
-///   "idleTimeout": "2h", "http": {"requestTimeout": "0s", "streamIdleTimeout": "1h",
-///   "maxStreamDuration": "0s"}}}],
-///   "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "5s",
-///   "idleTimeout": "1h", "http": {"requestTimeout": "15s", "streamIdleTimeout": "30m"}}}]}}`
-/// - `mesh-circuit-breaker-all` (MeshCircuitBreaker):
-///   `{"type": "MeshCircuitBreaker", "spec": {"targetRef": {"kind": "Mesh"},
-///   "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionLimits":
-///   {"maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1024,
-///   "maxRetries": 3}}}]}}`
-/// - `mesh-retry-all` (MeshRetry):
-///   `{"type": "MeshRetry", "spec": {"targetRef": {"kind": "Mesh"},
-///   "to": [{"targetRef": {"kind": "Mesh"}, "default": {"tcp": {"maxConnectAttempt": 5},
-///   "http": {"numRetries": 5, "perTryTimeout": "16s", "backOff": {"baseInterval": "25ms",
-///   "maxInterval": "250ms"}}, "grpc": {"numRetries": 5, "perTryTimeout": "16s",
-///   "backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}}}}]}}`
-///
-/// Kuma 2.6 also creates `mesh-gateways-timeout-all` (a MeshTimeout on MeshGateway
-/// proxies); higuma serves no built-in gateways, so it has no use for it.
+/// Kuma 2.6's defaults (`pkg/defaults/mesh/{meshtimeout,meshcircuitbreaker,meshretry}.go`
+/// at 2.6: the first release whose defaults are targetRef policies; their shape holds
+/// through 2.9). Kuma 2.6 also creates `mesh-gateways-timeout-all` (a MeshTimeout on
+/// MeshGateway proxies); higuma serves no built-in gateways, so it has no use for it.
 pub const DEFAULTS: &[DefaultPolicy] = &[
+    DefaultPolicy {
+        type_name: "MeshTimeout",
+        prefix: "mesh-timeout-all",
+        routing: false,
+        // Inbound values are larger than the outbound ones, or off, so the caller's side
+        // decides (Kuma's comment on the same defaults).
+        document: r#"{"type": "MeshTimeout", "spec": {"targetRef": {"kind": "Mesh"},
+            "from": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "10s",
+                "idleTimeout": "2h", "http": {"requestTimeout": "0s", "streamIdleTimeout": "1h",
+                "maxStreamDuration": "0s"}}}],
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "5s",
+                "idleTimeout": "1h", "http": {"requestTimeout": "15s", "streamIdleTimeout": "30m"}}}]}}"#,
+    },
+    DefaultPolicy {
+        type_name: "MeshCircuitBreaker",
+        prefix: "mesh-circuit-breaker-all",
+        routing: false,
+        document: r#"{"type": "MeshCircuitBreaker", "spec": {"targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionLimits": {
+                "maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1024,
+                "maxRetries": 3}}}]}}"#,
+    },
+    DefaultPolicy {
+        type_name: "MeshRetry",
+        prefix: "mesh-retry-all",
+        routing: false,
+        document: r#"{"type": "MeshRetry", "spec": {"targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"tcp": {"maxConnectAttempt": 5},
+                "http": {"numRetries": 5, "perTryTimeout": "16s",
+                    "backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}},
+                "grpc": {"numRetries": 5, "perTryTimeout": "16s",
+                    "backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}}}}]}}"#,
+    },
     DefaultPolicy {
         type_name: "TrafficPermission",
         prefix: "allow-all",
@@ -192,7 +205,14 @@ mod tests {
     #[test]
     fn routing_resources_only_on_request_and_each_created_once() {
         let (store, spec) = store_with_mesh("demo", &[]);
-        assert!(ensure(&*store, "demo", &spec, false).unwrap().is_empty(), "Kuma 2.6: no routing resources by default");
+        let created = ensure(&*store, "demo", &spec, false).unwrap();
+        let created: Vec<&str> = created.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(
+            created,
+            ["mesh-timeout-all-demo", "mesh-circuit-breaker-all-demo", "mesh-retry-all-demo"],
+            "Kuma 2.6: the targetRef defaults, no routing resources"
+        );
+        assert!(names(&store, ResourceType::TrafficPermission, "demo").is_empty());
         let created = ensure(&*store, "demo", &spec, true).unwrap();
         let created: Vec<&str> = created.iter().map(|k| k.name.as_str()).collect();
         assert_eq!(created, ["allow-all-demo", "route-all-demo"]);
@@ -206,15 +226,18 @@ mod tests {
 
     #[test]
     fn skipped_per_type_and_with_a_star() {
-        let (store, spec) = store_with_mesh("demo", &["TrafficRoute"]);
+        let (store, spec) = store_with_mesh("demo", &["TrafficRoute", "MeshRetry"]);
         ensure(&*store, "demo", &spec, true).unwrap();
         assert_eq!(names(&store, ResourceType::TrafficPermission, "demo"), ["allow-all-demo"]);
         assert!(names(&store, ResourceType::TrafficRoute, "demo").is_empty());
+        assert!(names(&store, ResourceType::MeshRetry, "demo").is_empty());
+        assert_eq!(names(&store, ResourceType::MeshTimeout, "demo"), ["mesh-timeout-all-demo"]);
 
         let (store, spec) = store_with_mesh("demo", &["*"]);
         assert!(ensure(&*store, "demo", &spec, true).unwrap().is_empty());
         assert!(names(&store, ResourceType::TrafficPermission, "demo").is_empty());
         assert!(names(&store, ResourceType::TrafficRoute, "demo").is_empty());
+        assert!(names(&store, ResourceType::MeshTimeout, "demo").is_empty());
     }
 
     #[test]
@@ -229,7 +252,7 @@ mod tests {
         .unwrap();
         store.create("demo", "allow-all-demo", own.spec.clone()).unwrap();
         let created = ensure(&*store, "demo", &spec, true).unwrap();
-        assert_eq!(created.len(), 1, "only route-all was missing: {created:?}");
+        assert_eq!(created.len(), DEFAULTS.len() - 1, "all but allow-all were missing: {created:?}");
         let kept = store.get(&ResourceKey::new(ResourceType::TrafficPermission, "demo", "allow-all-demo")).unwrap();
         assert_eq!(kept.spec, own.spec);
     }
@@ -246,7 +269,7 @@ mod tests {
         for r in results {
             created += r.unwrap().len();
         }
-        assert_eq!(created, 2, "each default is created by exactly one of the racers");
+        assert_eq!(created, DEFAULTS.len(), "each default is created by exactly one of the racers");
         assert_eq!(names(&store, ResourceType::TrafficPermission, "demo"), ["allow-all-demo"]);
         assert_eq!(names(&store, ResourceType::TrafficRoute, "demo"), ["route-all-demo"]);
     }

@@ -170,6 +170,8 @@ impl Conf {
 }
 
 impl SpecType for MeshCircuitBreakerSpec {
+    const TARGET_REF_KINDS: Option<Allowed> = Some(ALLOWED);
+
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {
         Some(&self.0)
     }

@@ -256,6 +256,8 @@ impl Conf {
 }
 
 impl SpecType for MeshHealthCheckSpec {
+    const TARGET_REF_KINDS: Option<Allowed> = Some(ALLOWED);
+
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {
         Some(&self.0)
     }
