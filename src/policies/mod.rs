@@ -30,6 +30,14 @@ pub mod circuit_breaker;
 pub mod health_check;
 
 // ---- inbound policies and logging ----------------------------------------------------------------
+pub mod access_log;
+pub mod fault_injection;
+pub mod kuma_tags;
+pub mod mesh_access_log;
+pub mod mesh_fault_injection;
+pub mod mesh_rate_limit;
+pub mod rate_limit;
+pub mod traffic_log;
 
 // ---- permissions ---------------------------------------------------------------------------------
 pub mod traffic_permission;
@@ -99,8 +107,14 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
 
     // ---- inbound: fault injection, rate limits -------------------------------------------------
-
+    &kuma_tags::KumaTagsPlugin,
+    &fault_injection::plugin::FaultInjectionPlugin,
+    &mesh_fault_injection::plugin::MeshFaultInjectionPlugin,
+    &rate_limit::plugin::RateLimitPlugin,
+    &mesh_rate_limit::plugin::MeshRateLimitPlugin,
     // ---- access logs (TrafficLog, MeshAccessLog) -----------------------------------------------
+    &traffic_log::plugin::TrafficLogPlugin,
+    &mesh_access_log::plugin::MeshAccessLogPlugin,
 ];
 
 /// The policy types some plugin reads; a change of any other type affects no dataplane's
