@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where kuma-dp puts its sockets by default (`dataplaneRuntime.socketDir`).
 const SOCKET_DIR: &str = "/tmp";
@@ -23,6 +23,9 @@ const MAX_STEM: usize = 100;
 /// A collector that does not accept a connection within this long loses the line rather than
 /// stalling every other collector's lines behind it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed connection, lines for that collector are dropped without trying again for
+/// this long, so one dead collector costs one timeout per interval, not one per line.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The pipe of dataplane `name` in `mesh`: `/tmp/kuma-al-<name>-<mesh>.sock`.
 pub fn socket_path(name: &str, mesh: &str) -> String {
@@ -74,19 +77,29 @@ pub enum PipeError {
 #[derive(Default)]
 pub struct Sender {
     connections: HashMap<String, TcpStream>,
+    /// When each unreachable collector last failed.
+    down: HashMap<String, Instant>,
 }
 
 impl Sender {
     pub fn send(&mut self, line: &Line) {
+        if self.down.get(&line.address).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            return;
+        }
         let payload = format!("{}\n", line.message);
         for attempt in 0..2 {
             if !self.connections.contains_key(&line.address) {
                 match connect(&line.address) {
                     Ok(c) => {
+                        self.down.remove(&line.address);
                         self.connections.insert(line.address.clone(), c);
                     }
                     Err(e) => {
-                        log::warn!("access logs: cannot reach {}: {e}; line dropped", line.address);
+                        log::warn!(
+                            "access logs: cannot reach {}: {e}; its lines are dropped for {RETRY_AFTER:?}",
+                            line.address
+                        );
+                        self.down.insert(line.address.clone(), Instant::now());
                         return;
                     }
                 }
@@ -204,6 +217,18 @@ mod tests {
         assert_eq!(obj.message, r#"{"code":"200"}"#);
         assert_eq!(Line::parse("no collector"), None);
         assert_eq!(Line::parse(";x"), None);
+    }
+
+    #[test]
+    fn an_unreachable_collector_is_not_retried_for_every_line() {
+        let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+        let mut sender = Sender::default();
+        let line = Line { address: dead.clone(), message: "x".into() };
+        sender.send(&line);
+        let failed_at = sender.down[&dead];
+        sender.send(&line);
+        assert_eq!(sender.down[&dead], failed_at, "retried within {RETRY_AFTER:?}");
+        assert!(sender.connections.is_empty());
     }
 
     #[test]
