@@ -19,6 +19,8 @@ pub const API_WORKER: &str = "api-worker";
 pub const PG_LISTENER: &str = "pg-listener";
 /// One Postgres connection attempt, run aside so that it can be abandoned at the timeout.
 pub const PG_CONNECT: &str = "pg-connect";
+/// `higuma dp run`: forwards access-log lines from the dataplane's pipe to TCP collectors.
+pub const ACCESS_LOGS: &str = "access-logs";
 
 /// Spawns a named thread; every thread in higuma is started through here so that `top -H`
 /// and panics name the pool a thread belongs to.

@@ -48,6 +48,18 @@ use higuma::envoy::route_components::{
 use higuma::envoy::router::Router;
 use higuma::envoy::string::StringMatcher;
 use higuma::envoy::tcp_proxy::{tcp_proxy, TcpProxy};
+// Inbound policies and access logs.
+use higuma::envoy::access_log_file::FileAccessLog;
+use higuma::envoy::accesslog::AccessLog;
+use higuma::envoy::base::RuntimeFractionalPercent;
+use higuma::envoy::common_fault::{fault_rate_limit, FaultDelay, FaultRateLimit};
+use higuma::envoy::http_fault::{FaultAbort, HTTPFault};
+use higuma::envoy::http_local_rate_limit::LocalRateLimit as HttpLocalRateLimit;
+use higuma::envoy::http_status::{HttpStatus, StatusCode};
+use higuma::envoy::network_local_rate_limit::LocalRateLimit as NetworkLocalRateLimit;
+use higuma::envoy::percent::FractionalPercent;
+use higuma::envoy::substitution_format_string::SubstitutionFormatString;
+use higuma::envoy::token_bucket::TokenBucket;
 use higuma::envoy::{
     bool_value, duration, duration_ms, from_any, to_any, type_url, u32_value, wkt, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
     LISTENER_TYPE_URL, ROUTE_TYPE_URL,
@@ -484,6 +496,199 @@ fn tcp_listener() -> Listener {
     l
 }
 
+// ---------------------------------------------------------------------------
+// Inbound policies and access logs: fault and rate-limit filters, per-route
+// rate limits, file access loggers (text and JSON) on the HCM and TCP proxy
+// ---------------------------------------------------------------------------
+
+fn fraction(
+    numerator: u32,
+    denominator: higuma::envoy::percent::fractional_percent::DenominatorType,
+) -> FractionalPercent {
+    FractionalPercent { numerator, denominator: denominator.into(), ..Default::default() }
+}
+
+fn token_bucket(tokens: u32, ms: u64) -> TokenBucket {
+    TokenBucket {
+        max_tokens: tokens,
+        tokens_per_fill: Some(u32_value(tokens)).into(),
+        fill_interval: Some(duration_ms(ms)).into(),
+        ..Default::default()
+    }
+}
+
+fn kuma_tags_matcher(regex: &str, invert: bool) -> HeaderMatcher {
+    let mut re = higuma::envoy::regex::RegexMatcher::new();
+    re.set_google_re2(Default::default());
+    re.regex = regex.to_string();
+    let mut sm = higuma::envoy::string::StringMatcher::new();
+    sm.set_safe_regex(re);
+    let mut m = HeaderMatcher::new();
+    m.name = "x-kuma-tags".to_string();
+    m.set_string_match(sm);
+    m.invert_match = invert;
+    m.treat_missing_header_as_empty = invert;
+    m
+}
+
+fn file_logger(path: &str, format: SubstitutionFormatString) -> AccessLog {
+    let mut file = FileAccessLog::new();
+    file.path = path.to_string();
+    file.set_log_format(format);
+    let mut log = AccessLog::new();
+    log.name = "envoy.access_loggers.file".to_string();
+    log.set_typed_config(to_any(&file));
+    log
+}
+
+fn text_format(line: &str) -> SubstitutionFormatString {
+    let mut ds = higuma::envoy::base::DataSource::new();
+    ds.set_inline_string(line.to_string());
+    let mut f = SubstitutionFormatString::new();
+    f.set_text_format_source(ds);
+    f
+}
+
+fn json_format(key: &str, value: &str) -> SubstitutionFormatString {
+    let mut v = wkt::struct_::Value::new();
+    v.set_string_value(value.to_string());
+    let mut st = wkt::struct_::Struct::new();
+    st.fields.insert(key.to_string(), v);
+    let mut f = SubstitutionFormatString::new();
+    f.set_json_format(st);
+    f.omit_empty_values = true;
+    f
+}
+
+/// An inbound HTTP listener as FaultInjection, RateLimit, MeshRateLimit and MeshAccessLog
+/// shape it.
+fn inbound_policies_listener() -> Listener {
+    use higuma::envoy::percent::fractional_percent::DenominatorType;
+
+    let mut delay = FaultDelay::new();
+    delay.set_fixed_delay(duration_ms(2_000));
+    delay.percentage = Some(fraction(5050, DenominatorType::TEN_THOUSAND)).into();
+    let mut abort = FaultAbort::new();
+    abort.set_http_status(503);
+    abort.percentage = Some(fraction(100, DenominatorType::HUNDRED)).into();
+    let mut limit = fault_rate_limit::FixedLimit::new();
+    limit.limit_kbps = 10_000;
+    let mut bandwidth = FaultRateLimit::new();
+    bandwidth.set_fixed_limit(limit);
+    bandwidth.percentage = Some(fraction(10, DenominatorType::MILLION)).into();
+    let mut fault = HTTPFault::new();
+    fault.delay = Some(delay).into();
+    fault.abort = Some(abort).into();
+    fault.response_rate_limit = Some(bandwidth).into();
+    fault.headers = vec![
+        kuma_tags_matcher(r".*&kuma\.io/service=([^&]*,)?web[,&].*", false),
+        kuma_tags_matcher(r".*&version=([^&]*,)?2[,&].*", true),
+    ];
+    let mut fault_filter = HttpFilter::new();
+    fault_filter.name = "envoy.filters.http.fault".to_string();
+    fault_filter.set_typed_config(to_any(&fault));
+
+    let mut hcm_limit = HttpLocalRateLimit::new();
+    hcm_limit.stat_prefix = "rate_limit".to_string();
+    let mut limit_filter = HttpFilter::new();
+    limit_filter.name = "envoy.filters.http.local_ratelimit".to_string();
+    limit_filter.set_typed_config(to_any(&hcm_limit));
+
+    let runtime = |key: &str| RuntimeFractionalPercent {
+        default_value: Some(fraction(100, DenominatorType::HUNDRED)).into(),
+        runtime_key: key.to_string(),
+        ..Default::default()
+    };
+    let mut per_route = HttpLocalRateLimit::new();
+    per_route.stat_prefix = "rate_limit".to_string();
+    per_route.status = Some(HttpStatus { code: StatusCode::Locked.into(), ..Default::default() }).into();
+    per_route.token_bucket = Some(token_bucket(5, 10_000)).into();
+    per_route.filter_enabled = Some(runtime("local_rate_limit_enabled")).into();
+    per_route.filter_enforced = Some(runtime("local_rate_limit_enforced")).into();
+    per_route.response_headers_to_add.push(HeaderValueOption {
+        header: Some(HeaderValue {
+            key: "x-rate-limited".to_string(),
+            value: "true".to_string(),
+            ..Default::default()
+        })
+        .into(),
+        append_action: higuma::envoy::base::header_value_option::HeaderAppendAction::OVERWRITE_IF_EXISTS_OR_ADD.into(),
+        ..Default::default()
+    });
+
+    let mut action = RouteAction::new();
+    action.set_cluster("backend".to_string());
+    action.timeout = Some(duration_ms(0)).into();
+    let mut limited_match = RouteMatch::new();
+    limited_match.set_prefix("/".to_string());
+    limited_match.headers.push(kuma_tags_matcher(r".*&kuma\.io/service=([^&]*,)?web[,&].*", false));
+    let mut limited = Route::new();
+    limited.match_ = Some(limited_match).into();
+    limited.set_route(action.clone());
+    limited.typed_per_filter_config.insert("envoy.filters.http.local_ratelimit".to_string(), to_any(&per_route));
+    let mut rest_match = RouteMatch::new();
+    rest_match.set_prefix("/".to_string());
+    let mut rest = Route::new();
+    rest.match_ = Some(rest_match).into();
+    rest.set_route(action);
+
+    let mut vhost = VirtualHost::new();
+    vhost.name = "localhost:18082".to_string();
+    vhost.domains = vec!["*".to_string()];
+    vhost.routes = vec![limited, rest];
+    let mut rc = RouteConfiguration::new();
+    rc.name = "inbound:backend".to_string();
+    rc.virtual_hosts.push(vhost);
+    rc.request_headers_to_remove.push("x-kuma-tags".to_string());
+    rc.request_headers_to_add.push(HeaderValueOption {
+        header: Some(HeaderValue {
+            key: "x-kuma-tags".to_string(),
+            value: "&kuma.io/service=web&".to_string(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    });
+
+    let mut router = HttpFilter::new();
+    router.name = "envoy.filters.http.router".to_string();
+    router.set_typed_config(to_any(&Router::new()));
+    let mut hcm = HttpConnectionManager::new();
+    hcm.stat_prefix = "localhost_18082".to_string();
+    hcm.set_route_config(rc);
+    hcm.http_filters = vec![fault_filter, limit_filter, router];
+    hcm.access_log = vec![
+        file_logger("/dev/null", text_format("[%START_TIME%] default \"%REQ(:method)%\" web->backend\n")),
+        file_logger("/dev/null", json_format("message", "%RESPONSE_CODE%")),
+    ];
+
+    let mut connections = NetworkLocalRateLimit::new();
+    connections.stat_prefix = "tcp_rate_limit".to_string();
+    connections.token_bucket = Some(token_bucket(2, 1_000)).into();
+    let mut l = listener_with_filter(
+        "inbound:127.0.0.1:18082",
+        18082,
+        "envoy.filters.network.http_connection_manager",
+        to_any(&hcm),
+    );
+    let mut first = Filter::new();
+    first.name = "envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit".to_string();
+    first.set_typed_config(to_any(&connections));
+    l.filter_chains[0].filters.insert(0, first);
+    l
+}
+
+/// An outbound TCP listener with TrafficLog's `<address>;<line>` logger.
+fn tcp_logging_listener() -> Listener {
+    let mut tp = TcpProxy::new();
+    tp.stat_prefix = "db".to_string();
+    tp.set_cluster("backend".to_string());
+    tp.access_log.push(file_logger("/dev/null", text_format("logstash:5000;%DURATION%ms\n")));
+    let mut l = listener_with_filter("outbound:127.0.0.1:18083", 18083, "envoy.filters.network.tcp_proxy", to_any(&tp));
+    l.traffic_direction = TrafficDirection::OUTBOUND.into();
+    l
+}
+
 fn bootstrap() -> Bootstrap {
     let mut node = Node::new();
     node.id = "default.backend-01".to_string();
@@ -515,7 +720,7 @@ fn bootstrap() -> Bootstrap {
         xds_cluster(),
         resilience_cluster("resilience", 8082),
     ];
-    statics.listeners = vec![http_listener(), tcp_listener()];
+    statics.listeners = vec![http_listener(), tcp_listener(), inbound_policies_listener(), tcp_logging_listener()];
 
     let mut b = Bootstrap::new();
     b.node = Some(node).into();
@@ -727,6 +932,10 @@ fn all_files() -> Vec<FileDescriptor> {
         omit_host_metadata_config::file_descriptor().clone(),
         previous_priorities_config::file_descriptor().clone(),
         health_check_event_file_sink::file_descriptor().clone(),
+        http_fault::file_descriptor().clone(),
+        http_local_rate_limit::file_descriptor().clone(),
+        network_local_rate_limit::file_descriptor().clone(),
+        access_log_file::file_descriptor().clone(),
     ]
 }
 

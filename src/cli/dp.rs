@@ -1,5 +1,6 @@
 //! `higuma dp bootstrap` and `higuma dp run`: kuma-dp's job for a Universal dataplane —
-//! register the Dataplane (optional), fetch its Envoy bootstrap, and run Envoy with it.
+//! register the Dataplane (optional), fetch its Envoy bootstrap, and run Envoy with it,
+//! forwarding the access logs Envoy writes to the dataplane's pipe to their TCP collectors.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -7,6 +8,7 @@ use std::process::Command;
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use higuma::model::{rest, ResourceType};
+use higuma::policies::access_log::pipe;
 use serde_json::{json, Value};
 
 use super::client::Client;
@@ -80,6 +82,12 @@ pub fn run(client: &Client, args: &DpArgs, envoy: &str, extra: &[String]) -> any
     let dir = tempfile::tempdir().context("creating a directory for the bootstrap")?;
     let path = dir.path().join("bootstrap.yaml");
     std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+    // Before Envoy starts: a tcp access-log backend's logger opens the pipe as soon as the
+    // config arrives.
+    let pipe = pipe::socket_path(&args.name, &args.mesh);
+    let _forwarder = pipe::Forwarder::start(Path::new(&pipe))
+        .map_err(|e| log::warn!("{e}; access logs to TCP backends are lost"))
+        .ok();
     let mut child = Command::new(envoy)
         .arg("-c")
         .arg(&path)

@@ -119,6 +119,75 @@ pub struct LoggingBackend {
     pub conf: Option<serde_json::Value>,
 }
 
+impl LoggingBackend {
+    /// A file backend's `conf.path`.
+    pub fn file_path(&self) -> Option<&str> {
+        self.conf.as_ref()?.get("path")?.as_str().filter(|p| !p.is_empty())
+    }
+
+    /// A tcp backend's `conf.address` (`HOST:PORT`).
+    pub fn tcp_address(&self) -> Option<&str> {
+        self.conf.as_ref()?.get("address")?.as_str().filter(|a| !a.is_empty())
+    }
+
+    /// Kuma's `validateLoggingBackend` beyond name and type: the format parses, a file has a
+    /// path, a tcp backend a `HOST:PORT` address. Kuma names the conf block `config` in its
+    /// paths; higuma names the field as written (`conf`).
+    fn validate(&self, errors: &mut ValidationError, at: &str) {
+        if let Some(format) = &self.format {
+            if let Err(e) = crate::policies::access_log::format::validate(format) {
+                errors.add(format!("{at}.format"), e.to_string());
+            }
+        }
+        let (key, known): (&str, &[&str]) = match self.type_.as_str() {
+            "file" => ("path", &["path"]),
+            "tcp" => ("address", &["address"]),
+            _ => return,
+        };
+        let conf = self.conf.as_ref().and_then(|c| c.as_object());
+        if let Some(obj) = conf {
+            for k in obj.keys().filter(|k| !known.contains(&k.as_str())) {
+                errors.add(format!("{at}.conf.{k}"), format!("unknown field `{k}` for a {} backend", self.type_));
+            }
+        } else if self.conf.is_some() {
+            errors.add(format!("{at}.conf"), "must be an object");
+            return;
+        }
+        let value = conf.and_then(|o| o.get(key));
+        let text = match value {
+            None => None,
+            Some(serde_json::Value::String(s)) if s.is_empty() => None,
+            Some(serde_json::Value::String(s)) => Some(s.as_str()),
+            Some(other) => {
+                errors.add(format!("{at}.conf.{key}"), format!("must be a string, got {other}"));
+                return;
+            }
+        };
+        match (key, text) {
+            (_, None) => errors.add(format!("{at}.conf.{key}"), "cannot be empty"),
+            ("address", Some(a)) if !is_host_port(a) => {
+                errors.add(format!("{at}.conf.address"), format!("has to be in format of HOST:PORT, got {a:?}"))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `host:port` or `[v6]:port` with a host and a port number (Go's `net.SplitHostPort`, and a
+/// port that can be dialled).
+pub fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else { return false };
+    let host = match host.strip_prefix('[') {
+        Some(h) => match h.strip_suffix(']') {
+            Some(inner) => inner,
+            None => return false,
+        },
+        None if host.contains(':') || host.contains(['[', ']']) => return false,
+        None => host,
+    };
+    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metrics {
@@ -193,6 +262,7 @@ impl MeshSpec {
             check_reference(&mut errors, "logging.defaultBackend", &logging.default_backend, &names);
             for (i, b) in logging.backends.iter().enumerate() {
                 check_type(&mut errors, &format!("logging.backends[{i}].type"), &b.type_, &LOGGING_BACKEND_TYPES);
+                b.validate(&mut errors, &format!("logging.backends[{i}]"));
             }
         }
         if let Some(metrics) = &self.metrics {
@@ -374,6 +444,49 @@ mtls:
         for t in MTLS_BACKEND_TYPES {
             assert!(from_json(mesh(json!({"mtls": {"backends": [{"name": "a", "type": t}]}}))).is_ok(), "{t}");
         }
+    }
+
+    #[test]
+    fn logging_backends_conf_and_format() {
+        let backend = |b: Value| mesh(json!({"logging": {"backends": [b]}}));
+        assert_violation(
+            backend(json!({"name": "f", "type": "file", "conf": {}})),
+            "logging.backends[0].conf.path",
+            "cannot be empty",
+        );
+        assert_violation(
+            backend(json!({"name": "f", "type": "file"})),
+            "logging.backends[0].conf.path",
+            "cannot be empty",
+        );
+        assert_violation(
+            backend(json!({"name": "t", "type": "tcp", "conf": {"address": "logstash"}})),
+            "logging.backends[0].conf.address",
+            "HOST:PORT",
+        );
+        assert_violation(
+            backend(json!({"name": "t", "type": "tcp", "conf": {"address": ""}})),
+            "logging.backends[0].conf.address",
+            "cannot be empty",
+        );
+        assert_violation(
+            backend(json!({"name": "t", "type": "tcp", "conf": {"address": "a:1", "path": "/x"}})),
+            "logging.backends[0].conf.path",
+            "unknown field",
+        );
+        assert_violation(
+            backend(json!({"name": "f", "type": "file", "format": "%START_TIME", "conf": {"path": "/x"}})),
+            "logging.backends[0].format",
+            "format string is not valid",
+        );
+        for ok in [
+            json!({"name": "f", "type": "file", "format": "%REQ(:PATH)% %KUMA_SOURCE_SERVICE%", "conf": {"path": "/x"}}),
+            json!({"name": "t", "type": "tcp", "conf": {"address": "[::1]:5000"}}),
+        ] {
+            from_json(backend(ok.clone())).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        assert!(is_host_port("logstash:1234") && is_host_port("127.0.0.1:9") && is_host_port("[::1]:1"));
+        assert!(!is_host_port("::1:1") && !is_host_port(":1") && !is_host_port("a:") && !is_host_port("a:x"));
     }
 
     #[test]

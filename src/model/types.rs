@@ -227,6 +227,9 @@ resource_types! {
     Timeout => ("Timeout", "timeouts", ["timeout"], Mesh, Flat, OldStylePolicy, p::timeout::api::TimeoutSpec),
     Retry => ("Retry", "retries", ["retry"], Mesh, Flat, OldStylePolicy, p::retry::api::RetrySpec),
     // ---- old-style policies: inbound and logging (FaultInjection, RateLimit, TrafficLog) -----
+    FaultInjection => ("FaultInjection", "fault-injections", ["fault-injection"], Mesh, Flat, OldStylePolicy, p::fault_injection::api::FaultInjectionSpec),
+    RateLimit => ("RateLimit", "rate-limits", ["rate-limit"], Mesh, Flat, OldStylePolicy, p::rate_limit::api::RateLimitSpec),
+    TrafficLog => ("TrafficLog", "traffic-logs", ["traffic-log"], Mesh, Flat, OldStylePolicy, p::traffic_log::api::TrafficLogSpec),
 
     // ---- targetRef policies: timeouts and retries (MeshTimeout, MeshRetry) --------------------
     MeshTimeout => ("MeshTimeout", "meshtimeouts", ["meshtimeout"], Mesh, Spec, TargetRefPolicy, p::mesh_timeout::api::MeshTimeoutSpec),
@@ -239,6 +242,9 @@ resource_types! {
     // ---- targetRef policies: routing and load balancing ---------------------------------------
 
     // ---- targetRef policies: inbound and logging (MeshRateLimit, MeshFaultInjection, ...) ----
+    MeshFaultInjection => ("MeshFaultInjection", "meshfaultinjections", ["meshfaultinjection"], Mesh, Spec, TargetRefPolicy, p::mesh_fault_injection::api::MeshFaultInjectionSpec),
+    MeshRateLimit => ("MeshRateLimit", "meshratelimits", ["meshratelimit"], Mesh, Spec, TargetRefPolicy, p::mesh_rate_limit::api::MeshRateLimitSpec),
+    MeshAccessLog => ("MeshAccessLog", "meshaccesslogs", ["meshaccesslog"], Mesh, Spec, TargetRefPolicy, p::mesh_access_log::api::MeshAccessLogSpec),
 
     // ---- targetRef policies: permissions (MeshTrafficPermission) ------------------------------
     MeshTrafficPermission => ("MeshTrafficPermission", "meshtrafficpermissions", ["meshtrafficpermission"], Mesh, Spec, TargetRefPolicy, p::mesh_traffic_permission::api::MeshTrafficPermissionSpec),

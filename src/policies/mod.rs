@@ -35,6 +35,14 @@ pub mod mesh_circuit_breaker;
 pub mod mesh_health_check;
 
 // ---- inbound policies and logging ----------------------------------------------------------------
+pub mod access_log;
+pub mod fault_injection;
+pub mod kuma_tags;
+pub mod mesh_access_log;
+pub mod mesh_fault_injection;
+pub mod mesh_rate_limit;
+pub mod rate_limit;
+pub mod traffic_log;
 
 // ---- permissions ---------------------------------------------------------------------------------
 pub mod mesh_traffic_permission;
@@ -111,8 +119,14 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
 
     // ---- inbound: fault injection, rate limits -------------------------------------------------
-
+    &kuma_tags::KumaTagsPlugin,
+    &fault_injection::plugin::FaultInjectionPlugin,
+    &mesh_fault_injection::plugin::MeshFaultInjectionPlugin,
+    &rate_limit::plugin::RateLimitPlugin,
+    &mesh_rate_limit::plugin::MeshRateLimitPlugin,
     // ---- access logs (TrafficLog, MeshAccessLog) -----------------------------------------------
+    &traffic_log::plugin::TrafficLogPlugin,
+    &mesh_access_log::plugin::MeshAccessLogPlugin,
 ];
 
 /// The policy types some plugin reads; a change of any other type affects no dataplane's

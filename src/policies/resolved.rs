@@ -13,6 +13,9 @@
 use std::collections::BTreeMap;
 
 use crate::model::dataplane::Protocol;
+use crate::policies::access_log::AccessLog;
+use crate::policies::fault_injection::plugin::HttpFault;
+use crate::policies::rate_limit::plugin::InboundRateLimits;
 use crate::policies::retry::conf::OutboundRetries;
 use crate::policies::timeout::conf::{ClusterTimeouts, InboundTimeouts, ListenerTimeouts};
 
@@ -270,6 +273,12 @@ pub struct OutboundConf {
     // ---- load balancing (route hash policies) ---------------------------------------------------
 
     // ---- access logs ---------------------------------------------------------------------------
+    /// TrafficLog, then MeshAccessLog's `to` (appended), in order.
+    pub access_logs: Vec<AccessLog>,
+    /// The dataplane's tags as the `x-kuma-tags` header carries them to the inbound side
+    /// (where FaultInjection and RateLimit match sources); kept as the serialized string so
+    /// consumers with equal tags share one encoded listener.
+    pub kuma_tags: String,
 }
 
 /// How an inbound listener and its local cluster differ between dataplanes.
@@ -281,6 +290,12 @@ pub struct InboundConf {
     // ---- circuit breakers (from rules) ---------------------------------------------------------
     pub circuit_breaker: crate::policies::circuit_breaker::conf::CircuitBreaking,
     // ---- fault injection, rate limits ------------------------------------------------------------
+    /// One fault filter each, in order (FaultInjection, or MeshFaultInjection's rules).
+    pub faults: Vec<HttpFault>,
+    /// RateLimit or MeshRateLimit.
+    pub rate_limits: InboundRateLimits,
 
     // ---- access logs ---------------------------------------------------------------------------
+    /// MeshAccessLog's `from`.
+    pub access_logs: Vec<AccessLog>,
 }

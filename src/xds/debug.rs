@@ -26,6 +26,11 @@ fn all_files() -> Vec<FileDescriptor> {
         crate::envoy::omit_host_metadata_config::file_descriptor().clone(),
         crate::envoy::previous_priorities_config::file_descriptor().clone(),
         crate::envoy::health_check_event_file_sink::file_descriptor().clone(),
+        // Inside `Any`s only: filters, per-route configs and loggers of the inbound policies.
+        crate::envoy::http_fault::file_descriptor().clone(),
+        crate::envoy::http_local_rate_limit::file_descriptor().clone(),
+        crate::envoy::network_local_rate_limit::file_descriptor().clone(),
+        crate::envoy::access_log_file::file_descriptor().clone(),
     ];
     let mut seen: Vec<FileDescriptor> = Vec::new();
     let mut stack = roots.to_vec();
@@ -124,8 +129,24 @@ pub fn message_to_json(msg: &dyn MessageDyn) -> Value {
                 .map(|f| value_to_json(f.get_singular_field_or_default(msg)))
                 .unwrap_or_default();
         }
+        // Protobuf JSON's own shapes: a Struct is an object, a Value its one set member.
+        "google.protobuf.Struct" | "google.protobuf.Value" => {
+            let fields = fields_to_json(msg);
+            let inner = if d.full_name().ends_with("Struct") {
+                fields.get("fields").cloned().unwrap_or_else(|| Value::Object(Map::new()))
+            } else {
+                fields.values().next().cloned().unwrap_or(Value::Null)
+            };
+            return inner;
+        }
         _ => {}
     }
+    Value::Object(fields_to_json(msg))
+}
+
+/// Every set field of `msg` under its JSON name.
+fn fields_to_json(msg: &dyn MessageDyn) -> Map<String, Value> {
+    let d = msg.descriptor_dyn();
     let mut out = Map::new();
     for field in d.fields() {
         let value = match field.get_reflect(msg) {
@@ -151,7 +172,7 @@ pub fn message_to_json(msg: &dyn MessageDyn) -> Value {
         };
         out.insert(field.json_name().to_string(), value);
     }
-    Value::Object(out)
+    out
 }
 
 fn key_string(v: ReflectValueRef<'_>) -> String {

@@ -135,3 +135,9 @@ pub fn check_golden(dir: &str, case: &str, dataplane: &str) {
         golden.display()
     );
 }
+/// [`assert_round_trip`] for a targetRef policy: the decoded spec re-serializes to `spec`.
+#[track_caller]
+pub fn assert_spec_round_trip(v: Value) {
+    let env = from_json(v.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(env.spec.to_json(), v["spec"]);
+}

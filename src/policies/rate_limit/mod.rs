@@ -1,0 +1,6 @@
+//! RateLimit (old-style): [`api`] has the spec and its validation, [`plugin`] how it resolves
+//! per inbound and shapes the inbound route config and filters (MeshRateLimit writes the same
+//! conf).
+
+pub mod api;
+pub mod plugin;
