@@ -219,7 +219,9 @@ resource_types! {
     // ---- targetRef policies: health checks, circuit breakers ----------------------------------
 
     // ---- targetRef policies: routing and load balancing ---------------------------------------
-
+    MeshHttpRoute => ("MeshHTTPRoute", "meshhttproutes", ["meshhttproute"], Mesh, Spec, TargetRefPolicy, p::mesh_http_route::api::MeshHttpRouteSpec),
+    MeshTcpRoute => ("MeshTCPRoute", "meshtcproutes", ["meshtcproute"], Mesh, Spec, TargetRefPolicy, p::mesh_tcp_route::api::MeshTcpRouteSpec),
+    MeshLoadBalancingStrategy => ("MeshLoadBalancingStrategy", "meshloadbalancingstrategies", ["meshloadbalancingstrategy"], Mesh, Spec, TargetRefPolicy, p::mesh_load_balancing_strategy::api::MeshLoadBalancingStrategySpec),
     // ---- targetRef policies: inbound and logging (MeshRateLimit, MeshFaultInjection, ...) ----
 
     // ---- targetRef policies: permissions (MeshTrafficPermission) ------------------------------

@@ -19,6 +19,10 @@ pub mod core;
 pub mod resolved;
 
 // ---- routing and load balancing --------------------------------------------------------------
+pub mod mesh_http_route;
+pub mod mesh_load_balancing_strategy;
+pub mod mesh_tcp_route;
+pub mod routing;
 pub mod traffic_route;
 
 // ---- timeouts and retries ----------------------------------------------------------------------
@@ -91,13 +95,19 @@ pub trait Plugin: Sync {
 /// `pkg/plugins/policies/policies.go` order).
 pub static PLUGINS: &[&dyn Plugin] = &[
     // ---- routing (TrafficRoute, MeshHTTPRoute, MeshTCPRoute) -----------------------------------
-
+    // The targetRef routes first: TrafficRoute routes only the outbounds they leave, as Kuma's
+    // old generator skips the ones a MeshHTTPRoute or MeshTCPRoute routes (nothing of it, not
+    // its cluster names nor its load balancer, reaches those outbounds). MeshTCPRoute after
+    // MeshHTTPRoute, which it overrides except where a MeshHTTPRoute rule names the service.
+    &mesh_http_route::plugin::MeshHttpRoutePlugin,
+    &mesh_tcp_route::plugin::MeshTcpRoutePlugin,
+    &traffic_route::plugin::TrafficRoutePlugin,
     // ---- timeouts and retries (Timeout, MeshTimeout, Retry, MeshRetry) -------------------------
     &timeout::plugin::TimeoutPlugin,
     // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
 
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
-
+    &mesh_load_balancing_strategy::plugin::MeshLoadBalancingStrategyPlugin,
     // ---- inbound: fault injection, rate limits -------------------------------------------------
 
     // ---- access logs (TrafficLog, MeshAccessLog) -----------------------------------------------

@@ -26,6 +26,19 @@ pub struct ResolvedProxy {
     pub clusters: Vec<ResolvedCluster>,
 }
 
+impl ResolvedProxy {
+    /// The clusters some outbound that old-style policies apply to routes to; the others
+    /// (only MeshHTTPRoute or MeshTCPRoute route to them) get no old-style conf, as Kuma's
+    /// route plugins build their clusters without Timeout, HealthCheck or CircuitBreaker.
+    pub fn old_style_clusters(&self) -> std::collections::BTreeSet<String> {
+        self.outbounds
+            .iter()
+            .filter(|o| o.old_style_applies())
+            .flat_map(|o| o.routing.cluster_names().into_iter().map(str::to_string))
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ResolvedInbound {
     /// Index into `networking.inbound`.
@@ -39,13 +52,23 @@ pub struct ResolvedOutbound {
     pub index: usize,
     /// The outbound's own `kuma.io/service`.
     pub service: String,
-    /// The protocol its listener speaks: the common protocol of every cluster it routes to.
+    /// The common protocol of every cluster it routes to (reference §1.7 stacks: http and
+    /// http2 make tcp). TrafficRoute picks its filter by it; the targetRef routes decide the
+    /// filter themselves (MeshHTTPRoute always an HCM, MeshTCPRoute a TCP proxy).
     pub protocol: Protocol,
     pub routing: Routing,
     /// Which policy decided the routing; old-style plugins leave outbounds routed by a
     /// MeshHTTPRoute or MeshTCPRoute alone, as Kuma's old generator skips them.
     pub routed_by: RoutedBy,
     pub conf: OutboundConf,
+}
+
+impl ResolvedOutbound {
+    /// Whether old-style outbound policies (TrafficRoute, Timeout, Retry, ...) apply: not to
+    /// outbounds a MeshHTTPRoute or MeshTCPRoute routes, which Kuma's old generator skips.
+    pub fn old_style_applies(&self) -> bool {
+        !matches!(self.routed_by, RoutedBy::MeshHttpRoute | RoutedBy::MeshTcpRoute)
+    }
 }
 
 /// Who decided an outbound's routing.
@@ -108,7 +131,8 @@ pub struct HttpRoute {
     pub name: String,
     pub path: PathMatch,
     pub method: Option<StringMatch>,
-    /// Sorted by name, as Kuma emits them.
+    /// TrafficRoute's sorted by name (they come from a map), MeshHTTPRoute's in the
+    /// policy's order, as Kuma emits them.
     pub headers: Vec<HeaderMatch>,
     pub query: Vec<QueryMatch>,
     pub action: HttpAction,
@@ -240,6 +264,8 @@ pub struct ClusterConf {
     // ---- health checks, circuit breakers -------------------------------------------------------
 
     // ---- load balancing ------------------------------------------------------------------------
+    /// TrafficRoute's `loadBalancer`, overridden by MeshLoadBalancingStrategy.
+    pub load_balancer: crate::policies::mesh_load_balancing_strategy::plugin::LoadBalancer,
 }
 
 /// How an outbound listener differs between consumers: one field per concern.
@@ -248,7 +274,8 @@ pub struct OutboundConf {
     // ---- timeouts and retries ------------------------------------------------------------------
     pub timeouts: OutboundTimeouts,
     // ---- load balancing (route hash policies) ---------------------------------------------------
-
+    /// MeshLoadBalancingStrategy's hash policies for ring hash and maglev, on every route.
+    pub hash_policies: Vec<crate::policies::mesh_load_balancing_strategy::plugin::HashPolicy>,
     // ---- access logs ---------------------------------------------------------------------------
 }
 

@@ -25,9 +25,8 @@ fn effective_top(set: &PolicySet, top: &TargetRef) -> Option<TargetRef> {
     if top.kind() != TargetKind::MeshHttpRoute {
         return Some(top.clone());
     }
-    // The MeshHTTPRoute type registers later; until then no route exists to select through.
-    let route_type = ResourceType::from_name("MeshHTTPRoute")?;
-    let route = set.of(route_type).iter().find(|r| r.meta.name == top.name()).and_then(|r| policy_of(r))?;
+    let route =
+        set.of(ResourceType::MeshHttpRoute).iter().find(|r| r.meta.name == top.name()).and_then(|r| policy_of(r))?;
     let route_top = top_of(route);
     (route_top.kind() != TargetKind::MeshHttpRoute).then_some(route_top)
 }

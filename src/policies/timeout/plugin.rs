@@ -68,10 +68,11 @@ impl Plugin for TimeoutPlugin {
     }
 
     fn resolve(&self, cx: &ResolveCx<'_>, out: &mut ResolvedProxy) {
-        for o in &mut out.outbounds {
+        for o in out.outbounds.iter_mut().filter(|o| o.old_style_applies()) {
             o.conf.timeouts = Self::for_service(cx, &o.service);
         }
-        for c in &mut out.clusters {
+        let old_style = out.old_style_clusters();
+        for c in out.clusters.iter_mut().filter(|c| old_style.contains(&c.name)) {
             c.conf.timeouts = Self::for_service(cx, &c.service);
         }
     }
