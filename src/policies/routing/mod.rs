@@ -11,6 +11,8 @@ use crate::model::dataplane::Protocol;
 pub mod backend;
 #[cfg(test)]
 pub(crate) mod golden;
+#[cfg(test)]
+mod tests;
 
 /// The cluster of `service` limited to endpoints with `tags` (never `kuma.io/service`), added
 /// to `out` unless one with the same service and tags exists. Kuma's names: the service's
@@ -96,7 +98,7 @@ pub fn subset_tags(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> 
 pub const MESH_TAG: &str = "kuma.io/mesh";
 
 #[cfg(test)]
-mod tests {
+mod protocol_tests {
     use super::*;
 
     #[test]
