@@ -258,7 +258,9 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 fn mesh_http_route_rules_merge_by_matches_least_specific_first() {
     let mesh = json!({"kind": "Mesh"});
     let web = json!({"kind": "MeshService", "name": "web"});
-    let cases: Vec<(&str, Vec<Value>, Vec<(&str, &str)>)> = vec![
+    // (what, policies, (path, version) of each rule's routes in order)
+    type Case = (&'static str, Vec<Value>, Vec<(&'static str, &'static str)>);
+    let cases: Vec<Case> = vec![
         (
             // Surprising: the mesh-wide policy's rules come first, the more specific policy
             // only overriding the backends of the rule with equal matches.
