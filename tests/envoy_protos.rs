@@ -34,8 +34,11 @@ use higuma::envoy::http_connection_manager::{http_connection_manager, HttpConnec
 use higuma::envoy::http_protocol_options::{http_protocol_options, HttpProtocolOptions};
 use higuma::envoy::listener::Listener;
 use higuma::envoy::listener_components::{Filter, FilterChain};
+use higuma::envoy::omit_host_metadata_config::OmitHostMetadataConfig;
 use higuma::envoy::outlier_detection::OutlierDetection;
 use higuma::envoy::percent::Percent;
+use higuma::envoy::previous_hosts::PreviousHostsPredicate;
+use higuma::envoy::previous_priorities_config::PreviousPrioritiesConfig;
 use higuma::envoy::protocol::{self, Http2ProtocolOptions};
 use higuma::envoy::route::RouteConfiguration;
 use higuma::envoy::route_components::{
@@ -43,6 +46,7 @@ use higuma::envoy::route_components::{
     RouteMatch, VirtualHost, WeightedCluster,
 };
 use higuma::envoy::router::Router;
+use higuma::envoy::string::StringMatcher;
 use higuma::envoy::tcp_proxy::{tcp_proxy, TcpProxy};
 use higuma::envoy::{
     bool_value, duration, duration_ms, from_any, to_any, type_url, u32_value, wkt, CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL,
@@ -180,6 +184,19 @@ fn eds_cluster(name: &str) -> Cluster {
     })
     .into();
     c.connect_timeout = Some(duration_ms(5_000)).into();
+    // An HTTP/1 cluster with timeouts states its protocol explicitly (Envoy requires one).
+    let mut explicit = http_protocol_options::ExplicitHttpConfig::new();
+    explicit.set_http_protocol_options(protocol::Http1ProtocolOptions::new());
+    let mut opts = HttpProtocolOptions::new();
+    opts.set_explicit_http_config(explicit);
+    opts.common_http_protocol_options = Some(protocol::HttpProtocolOptions {
+        idle_timeout: Some(duration_ms(0)).into(),
+        max_stream_duration: Some(duration_ms(20_000)).into(),
+        ..Default::default()
+    })
+    .into();
+    c.typed_extension_protocol_options
+        .insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(), to_any(&opts));
     c
 }
 
@@ -216,6 +233,48 @@ fn http_connection_manager() -> HttpConnectionManager {
     })
     .into();
     retry.retriable_status_codes = vec![503];
+    // MeshRetry's extras: host selection, rate-limited back-off, retriable headers.
+    let mut previous_hosts = retry_policy::RetryHostPredicate::new();
+    previous_hosts.name = "envoy.retry_host_predicates.previous_hosts".to_string();
+    previous_hosts.set_typed_config(to_any(&PreviousHostsPredicate::new()));
+    let mut omit_tagged = retry_policy::RetryHostPredicate::new();
+    omit_tagged.name = "envoy.retry_host_predicates.omit_host_metadata".to_string();
+    omit_tagged.set_typed_config(to_any(&OmitHostMetadataConfig {
+        metadata_match: Some(metadata("envoy.lb", "zone", "east")).into(),
+        ..Default::default()
+    }));
+    retry.retry_host_predicate = vec![previous_hosts, omit_tagged];
+    let mut priority = retry_policy::RetryPriority::new();
+    priority.name = "envoy.retry_priorities.previous_priorities".to_string();
+    priority.set_typed_config(to_any(&PreviousPrioritiesConfig { update_frequency: 2, ..Default::default() }));
+    retry.retry_priority = Some(priority).into();
+    retry.host_selection_retry_max_attempts = 3;
+    retry.rate_limited_retry_back_off = Some(retry_policy::RateLimitedRetryBackOff {
+        reset_headers: vec![
+            retry_policy::ResetHeader { name: "retry-after".to_string(), ..Default::default() },
+            retry_policy::ResetHeader {
+                name: "x-ratelimit-reset".to_string(),
+                format: retry_policy::ResetHeaderFormat::UNIX_TIMESTAMP.into(),
+                ..Default::default()
+            },
+        ],
+        max_interval: Some(duration_ms(30_000)).into(),
+        ..Default::default()
+    })
+    .into();
+    let mut method = HeaderMatcher::new();
+    method.name = ":method".to_string();
+    method.set_string_match(StringMatcher::new());
+    method.mut_string_match().set_exact("GET".to_string());
+    let mut absent = HeaderMatcher::new();
+    absent.name = "x-final".to_string();
+    absent.set_present_match(false);
+    retry.retriable_request_headers = vec![method, absent];
+    let mut again = HeaderMatcher::new();
+    again.name = "x-again".to_string();
+    again.set_string_match(StringMatcher::new());
+    again.mut_string_match().set_prefix("yes".to_string());
+    retry.retriable_headers = vec![again];
 
     let mut action = RouteAction::new();
     action.set_weighted_clusters(weighted);
@@ -261,6 +320,14 @@ fn http_connection_manager() -> HttpConnectionManager {
     vhost.name = "backend".to_string();
     vhost.domains = vec!["*".to_string()];
     vhost.routes = vec![ping, route, rest];
+    // Retry (old-style) puts its policy on the virtual host.
+    vhost.retry_policy = Some(RetryPolicy {
+        retry_on: "5xx,retriable-status-codes".to_string(),
+        num_retries: Some(u32_value(5)).into(),
+        retriable_status_codes: vec![500, 504],
+        ..Default::default()
+    })
+    .into();
 
     let mut rc = RouteConfiguration::new();
     rc.name = "inbound:backend".to_string();
@@ -562,6 +629,9 @@ fn all_files() -> Vec<FileDescriptor> {
         router::file_descriptor().clone(),
         tcp_proxy::file_descriptor().clone(),
         http_protocol_options::file_descriptor().clone(),
+        previous_hosts::file_descriptor().clone(),
+        omit_host_metadata_config::file_descriptor().clone(),
+        previous_priorities_config::file_descriptor().clone(),
     ]
 }
 

@@ -510,7 +510,7 @@ fn a_policy_deleted_and_created_again_while_jobs_are_queued_takes_effect() {
         .collect();
     cp.delete(ResourceType::Timeout, "slow-connect");
     cp.apply(slow_connect(3));
-    // Some may see the moment without the policy (the 5 s default) first; all end at 3 s.
+    // Some may see the moment without the policy (the 10 s default) first; all end at 3 s.
     for e in &mut envoys {
         until(e, "connect timeout 3s", |r| is(CDS, r) && outbound_connect_timeouts(r) == ["3s"]);
     }

@@ -215,6 +215,8 @@ resource_types! {
     // ---- old-style policies: inbound and logging (FaultInjection, RateLimit, TrafficLog) -----
 
     // ---- targetRef policies: timeouts and retries (MeshTimeout, MeshRetry) --------------------
+    MeshTimeout => ("MeshTimeout", "meshtimeouts", ["meshtimeout"], Mesh, Spec, TargetRefPolicy, p::mesh_timeout::api::MeshTimeoutSpec),
+    MeshRetry => ("MeshRetry", "meshretries", ["meshretry"], Mesh, Spec, TargetRefPolicy, p::mesh_retry::api::MeshRetrySpec),
 
     // ---- targetRef policies: health checks, circuit breakers ----------------------------------
 
@@ -222,6 +224,7 @@ resource_types! {
     MeshHttpRoute => ("MeshHTTPRoute", "meshhttproutes", ["meshhttproute"], Mesh, Spec, TargetRefPolicy, p::mesh_http_route::api::MeshHttpRouteSpec),
     MeshTcpRoute => ("MeshTCPRoute", "meshtcproutes", ["meshtcproute"], Mesh, Spec, TargetRefPolicy, p::mesh_tcp_route::api::MeshTcpRouteSpec),
     MeshLoadBalancingStrategy => ("MeshLoadBalancingStrategy", "meshloadbalancingstrategies", ["meshloadbalancingstrategy"], Mesh, Spec, TargetRefPolicy, p::mesh_load_balancing_strategy::api::MeshLoadBalancingStrategySpec),
+
     // ---- targetRef policies: inbound and logging (MeshRateLimit, MeshFaultInjection, ...) ----
 
     // ---- targetRef policies: permissions (MeshTrafficPermission) ------------------------------

@@ -26,6 +26,8 @@ pub mod routing;
 pub mod traffic_route;
 
 // ---- timeouts and retries ----------------------------------------------------------------------
+pub mod mesh_retry;
+pub mod mesh_timeout;
 pub mod retry;
 pub mod timeout;
 
@@ -104,6 +106,9 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     &traffic_route::plugin::TrafficRoutePlugin,
     // ---- timeouts and retries (Timeout, MeshTimeout, Retry, MeshRetry) -------------------------
     &timeout::plugin::TimeoutPlugin,
+    &mesh_timeout::plugin::MeshTimeoutPlugin,
+    &retry::plugin::RetryPlugin,
+    &mesh_retry::plugin::MeshRetryPlugin,
     // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
 
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------

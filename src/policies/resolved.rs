@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::dataplane::Protocol;
-use crate::policies::timeout::plugin::OutboundTimeouts;
+use crate::policies::retry::conf::OutboundRetries;
+use crate::policies::timeout::conf::{ClusterTimeouts, InboundTimeouts, ListenerTimeouts};
 
 /// A dataplane's config as the policies shape it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -24,19 +25,6 @@ pub struct ResolvedProxy {
     pub outbounds: Vec<ResolvedOutbound>,
     /// The clusters the outbounds route to, unique by name, in first-use order.
     pub clusters: Vec<ResolvedCluster>,
-}
-
-impl ResolvedProxy {
-    /// The clusters some outbound that old-style policies apply to routes to; the others
-    /// (only MeshHTTPRoute or MeshTCPRoute route to them) get no old-style conf, as Kuma's
-    /// route plugins build their clusters without Timeout, HealthCheck or CircuitBreaker.
-    pub fn old_style_clusters(&self) -> std::collections::BTreeSet<String> {
-        self.outbounds
-            .iter()
-            .filter(|o| o.old_style_applies())
-            .flat_map(|o| o.routing.cluster_names().into_iter().map(str::to_string))
-            .collect()
-    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -260,7 +248,8 @@ pub struct ResolvedCluster {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ClusterConf {
     // ---- timeouts --------------------------------------------------------------------------
-    pub timeouts: OutboundTimeouts,
+    /// Timeout, then MeshTimeout.
+    pub timeouts: ClusterTimeouts,
     // ---- health checks, circuit breakers -------------------------------------------------------
 
     // ---- load balancing ------------------------------------------------------------------------
@@ -272,7 +261,10 @@ pub struct ClusterConf {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OutboundConf {
     // ---- timeouts and retries ------------------------------------------------------------------
-    pub timeouts: OutboundTimeouts,
+    /// Timeout, then MeshTimeout.
+    pub timeouts: ListenerTimeouts,
+    /// Retry (virtual host), then MeshRetry (routes).
+    pub retries: OutboundRetries,
     // ---- load balancing (route hash policies) ---------------------------------------------------
     /// MeshLoadBalancingStrategy's hash policies for ring hash and maglev, on every route.
     pub hash_policies: Vec<crate::policies::mesh_load_balancing_strategy::plugin::HashPolicy>,
@@ -283,7 +275,8 @@ pub struct OutboundConf {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InboundConf {
     // ---- timeouts ------------------------------------------------------------------------------
-
+    /// Kuma's fixed inbound values, then MeshTimeout `from`.
+    pub timeouts: InboundTimeouts,
     // ---- circuit breakers (from rules) ---------------------------------------------------------
 
     // ---- fault injection, rate limits ------------------------------------------------------------

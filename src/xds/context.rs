@@ -601,7 +601,7 @@ mod tests {
         assert_eq!(affected, ["web-1"], "only backend's consumer");
         let web = dataplane_spec(&next.dataplanes["web-1"]).unwrap().clone();
         let resolved = next.resolve(&next.dataplanes["web-1"], &web);
-        assert_eq!(resolved.clusters[0].conf.timeouts.connect, Duration::from_secs(9));
+        assert_eq!(resolved.clusters[0].conf.timeouts.connect, Some(Duration::from_secs(9)));
         // The same content again is no change at all.
         assert!(next.with_policy(&key, Some(created)).is_none());
     }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::snapshot::Snapshot;
 use super::wire::EncodedResource;
+use crate::model::duration::ProtoDuration;
 
 /// Every message type generated from `proto/`, found by walking the files the served types
 /// depend on.
@@ -20,6 +21,10 @@ fn all_files() -> Vec<FileDescriptor> {
         crate::envoy::tcp_proxy::file_descriptor().clone(),
         crate::envoy::router::file_descriptor().clone(),
         crate::envoy::http_protocol_options::file_descriptor().clone(),
+        // Retry policy extensions (MeshRetry host selection).
+        crate::envoy::previous_hosts::file_descriptor().clone(),
+        crate::envoy::omit_host_metadata_config::file_descriptor().clone(),
+        crate::envoy::previous_priorities_config::file_descriptor().clone(),
     ];
     let mut seen: Vec<FileDescriptor> = Vec::new();
     let mut stack = roots.to_vec();
@@ -92,14 +97,31 @@ pub fn message_to_json(msg: &dyn MessageDyn) -> Value {
             return any_to_json(&url.unwrap_or_default(), &bytes.unwrap_or_default());
         }
         "google.protobuf.Duration" => {
-            let get =
-                |n: &str| d.field_by_name(n).and_then(|f| f.get_singular(msg)).and_then(|v| v.to_i64()).unwrap_or(0);
+            // `nanos` is an int32: `to_i64` would not read it.
+            let get = |n: &str| match d.field_by_name(n).and_then(|f| f.get_singular(msg)) {
+                Some(ReflectValueRef::I64(v)) => v,
+                Some(ReflectValueRef::I32(v)) => i64::from(v),
+                _ => 0,
+            };
             let (secs, nanos) = (get("seconds"), get("nanos"));
-            if nanos == 0 {
-                return Value::from(format!("{secs}s"));
-            }
-            let frac = format!("{nanos:09}");
-            return Value::from(format!("{secs}.{}s", frac.trim_end_matches('0')));
+            // Protobuf JSON: whole seconds, or 3, 6 or 9 fractional digits.
+            return Value::from(match (secs, u32::try_from(nanos)) {
+                (0.., Ok(n)) => ProtoDuration(std::time::Duration::new(secs.unsigned_abs(), n)).to_string(),
+                _ => format!("{secs}s"),
+            });
+        }
+        // Wrappers print as their value, as protobuf JSON does.
+        "google.protobuf.BoolValue"
+        | "google.protobuf.UInt32Value"
+        | "google.protobuf.UInt64Value"
+        | "google.protobuf.Int32Value"
+        | "google.protobuf.Int64Value"
+        | "google.protobuf.DoubleValue"
+        | "google.protobuf.StringValue" => {
+            return d
+                .field_by_name("value")
+                .map(|f| value_to_json(f.get_singular_field_or_default(msg)))
+                .unwrap_or_default();
         }
         _ => {}
     }

@@ -327,7 +327,7 @@ fn mesh_http_route_present_old_style_policies_leave_the_outbound_alone() {
     ];
     let before = resolve(&resources, "web-1");
     assert_eq!(outbound(&before, "other").routed_by, RoutedBy::TrafficRoute);
-    assert_eq!(outbound(&before, "other").conf.timeouts.http_request, Duration::from_secs(3));
+    assert_eq!(outbound(&before, "other").conf.timeouts.routes.request, Some(Duration::from_secs(3)));
     // A MeshHTTPRoute naming only backend: every HTTP outbound is now its.
     resources.push(http_route("web", json!({"kind": "Mesh"}), json!([prefix_rule("/a", "v1")])));
     let p = resolve(&resources, "web-1");
@@ -337,7 +337,7 @@ fn mesh_http_route_present_old_style_policies_leave_the_outbound_alone() {
         assert_eq!(o.conf.timeouts, Default::default(), "{service}: Timeout left it alone");
         for c in o.routing.cluster_names() {
             let c = p.clusters.iter().find(|x| x.name == c).unwrap();
-            assert_eq!(c.conf.timeouts.connect, Duration::from_secs(5), "{service}: its cluster {}", c.name);
+            assert_eq!(c.conf.timeouts, Default::default(), "{service}: Timeout left its cluster {} alone", c.name);
             assert_eq!(c.conf.load_balancer, LoadBalancer::RoundRobin);
         }
     }
@@ -345,7 +345,7 @@ fn mesh_http_route_present_old_style_policies_leave_the_outbound_alone() {
     // gRPC outbounds are not the MeshHTTPRoute's (Kuma's HTTP split takes no gRPC backend).
     let grpc = outbound(&p, "grpc-svc");
     assert_eq!(grpc.routed_by, RoutedBy::TrafficRoute);
-    assert_eq!(grpc.conf.timeouts.http_request, Duration::from_secs(3));
+    assert_eq!(grpc.conf.timeouts.routes.request, Some(Duration::from_secs(3)));
 }
 
 fn tcp_route(name: &str, service: &str, rules: Value) -> Value {

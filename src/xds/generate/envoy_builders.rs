@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use protobuf::{EnumOrUnknown, MessageField};
 
@@ -35,7 +34,7 @@ use crate::envoy::route_components::{
 use crate::envoy::router::Router;
 use crate::envoy::string::StringMatcher;
 use crate::envoy::tcp_proxy::{tcp_proxy::weighted_cluster::ClusterWeight as TcpClusterWeight, TcpProxy};
-use crate::envoy::{duration, to_any as any};
+use crate::envoy::to_any as any;
 use crate::model::dataplane::Protocol;
 use crate::policies::resolved::{
     HeaderMatcher, HeaderValue, HostRewrite, HttpAction, HttpRoute, InboundConf, OutboundConf, PathMatch,
@@ -45,9 +44,6 @@ use crate::policies::PLUGINS;
 use crate::xds::context::Endpoint;
 use crate::xds::resource_kind::ResourceKind;
 use crate::xds::wire::EncodedResource;
-
-/// Kuma's inbound default (`DefaultInboundTimeout`): twice the outbound one.
-pub const INBOUND_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -183,9 +179,7 @@ impl InboundKey {
             ..InboundListener::default()
         };
         if self.protocol.is_http() {
-            let mut r = route(&HttpRoute::catch_all(vec![WeightedCluster { name: cluster.clone(), weight: 100 }]));
-            // Inbound requests have no route timeout: the caller's side enforces it.
-            r.mut_route().timeout = MessageField::some(duration(Duration::ZERO));
+            let r = route(&HttpRoute::catch_all(vec![WeightedCluster { name: cluster.clone(), weight: 100 }]));
             parts.hcm = Some(hcm(&stat_prefix, &format!("inbound:{}", self.service), &cluster, vec![r]));
         } else {
             parts.tcp = Some(tcp_proxy(&stat_prefix, &[WeightedCluster { name: cluster, weight: 100 }]));
@@ -221,7 +215,6 @@ fn local_cluster(name: &str, address: &str, port: u32, protocol: Protocol) -> Cl
     c.name = name.to_string();
     c.alt_stat_name = name.replace(':', "_");
     c.set_type(DiscoveryType::STATIC);
-    c.connect_timeout = MessageField::some(duration(INBOUND_CONNECT_TIMEOUT));
     c.load_assignment = MessageField::some(cla(name, std::iter::once((address, port))));
     if matches!(protocol, Protocol::Http2 | Protocol::Grpc) {
         set_http2(&mut c);
