@@ -6,9 +6,13 @@
 //! (Kuma's `mergeValuesByKey`): equal matches merge their `default`, others are appended in
 //! the order the policies merge (least specific first).
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
+use crate::model::selector::SERVICE_TAG;
 use crate::model::{SpecType, ValidationError};
+use crate::policies::core::rules::{Subset, Tag};
 use crate::policies::core::targetref::{Item, TargetKind, TargetRef, TargetRefPolicy};
 use crate::policies::routing::backend::BackendRef;
 
@@ -301,6 +305,44 @@ impl IntOrString {
 
 const TOP: &[TargetKind] =
     &[TargetKind::Mesh, TargetKind::MeshSubset, TargetKind::MeshService, TargetKind::MeshServiceSubset];
+
+/// The tag of the artificial items of policies whose top-level targetRef is a MeshHTTPRoute
+/// (Kuma's `RuleMatchesHashTag`; MeshTimeout and MeshRetry query it per route).
+pub const RULE_MATCHES_HASH_TAG: &str = "__rule-matches-hash__";
+
+/// `base64(SHA-256(JSON(matches)))`: Kuma's name of a rule's routes, and the value of
+/// [`RULE_MATCHES_HASH_TAG`] that per-route policies find them by. The JSON is Go's
+/// `encoding/json` output (fields in Go's order, `<`, `>`, `&` escaped). Hashed as the policy
+/// wrote them, before a match without a path gets `PathPrefix /`, so the route's name and
+/// the policies' lookups always agree.
+pub fn route_name(matches: &[Match]) -> String {
+    let json = serde_json::to_string(matches)
+        .unwrap_or_default()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029");
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(json.as_bytes()))
+}
+
+impl MeshHttpRouteSpec {
+    /// Per rule, the subset its routes are configured by: its `to` service and its hash.
+    pub fn rule_subsets(&self) -> Vec<Subset> {
+        let tag = |k: &str, v: String| Tag { key: k.to_string(), value: v, not: false };
+        self.to
+            .iter()
+            .flat_map(|to| {
+                to.rules.iter().map(move |rule| {
+                    Subset::new(vec![
+                        tag(SERVICE_TAG, to.target_ref.name().to_string()),
+                        tag(RULE_MATCHES_HASH_TAG, route_name(&rule.matches)),
+                    ])
+                })
+            })
+            .collect()
+    }
+}
 
 impl SpecType for MeshHttpRouteSpec {
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {

@@ -11,9 +11,7 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
-
+use super::api::route_name;
 use super::api::{
     Conf, Filter, FilterType, HeaderMatchType, HeaderModifier, Match, PathMatch, PathMatchType, PathRewrite,
     PathRewriteType, QueryMatchType, Rule, DEFAULT_REDIRECT_STATUS,
@@ -62,28 +60,15 @@ fn http_backend(p: Protocol) -> bool {
     matches!(p, Protocol::Http | Protocol::Http2)
 }
 
-/// `base64(SHA-256(JSON(matches)))`: Kuma's route name, the key per-route policies
-/// (MeshTimeout, MeshRetry) find a route by. The JSON is Go's `encoding/json` output, which
-/// escapes `<`, `>` and `&`.
-pub fn route_name(matches: &[Match]) -> String {
-    let json = serde_json::to_string(matches)
-        .unwrap_or_default()
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029");
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(json.as_bytes()))
-}
-
 fn catch_all() -> Match {
     Match { path: Some(PathMatch { value: "/".into(), type_: PathMatchType::PathPrefix }), ..Match::default() }
 }
 
-/// The rules for `service` as Kuma prepares them: with the catch-all appended, each match
-/// given a `PathPrefix /` path when it has none. `None` when there are no rules and the
+/// The rules for `service` as Kuma prepares them, each with its route name (the hash of its
+/// matches as written): the catch-all appended unless a rule matches exactly `PathPrefix /`,
+/// and a match without a path given `PathPrefix /`. `None` when there are no rules and the
 /// service is not HTTP, HTTP/2 or gRPC.
-fn prepare(rules: &[Rule], protocol: Protocol) -> Option<Vec<Rule>> {
+fn prepare(rules: &[Rule], protocol: Protocol) -> Option<Vec<(String, Rule)>> {
     if rules.is_empty() && !protocol.is_http() {
         return None;
     }
@@ -91,14 +76,19 @@ fn prepare(rules: &[Rule], protocol: Protocol) -> Option<Vec<Rule>> {
     if !out.iter().any(|r| r.matches == [catch_all()]) {
         out.push(Rule { matches: vec![catch_all()], ..Rule::default() });
     }
-    for r in &mut out {
-        for m in &mut r.matches {
-            if m.path.is_none() {
-                m.path = catch_all().path;
+    let named = out
+        .into_iter()
+        .map(|mut r| {
+            let name = route_name(&r.matches);
+            for m in &mut r.matches {
+                if m.path.is_none() {
+                    m.path = catch_all().path;
+                }
             }
-        }
-    }
-    Some(out)
+            (name, r)
+        })
+        .collect();
+    Some(named)
 }
 
 /// The header modifier's Envoy headers: `set` replaces (its comma-separated values after
@@ -263,7 +253,7 @@ fn routes_for(cx: &ResolveCx<'_>, out: &mut ResolvedProxy, rules: &Rules, servic
     let own = rules.conf_for::<Conf>(&Subset::service(service)).map(|c| c.rules.as_slice()).unwrap_or(&[]);
     let prepared = prepare(own, (cx.protocol_of)(service))?;
     let mut routes = Vec::new();
-    for rule in &prepared {
+    for (name, rule) in &prepared {
         let refs = rule
             .default
             .backend_refs
@@ -282,7 +272,7 @@ fn routes_for(cx: &ResolveCx<'_>, out: &mut ResolvedProxy, rules: &Rules, servic
                 Some(Mirror { cluster, millionths })
             })
             .collect();
-        let action = Action { name: route_name(&rule.matches), filters, clusters, mirrors };
+        let action = Action { name: name.clone(), filters, clusters, mirrors };
         routes.extend(rule.matches.iter().flat_map(|m| routes_of_match(m, &action)));
     }
     (!routes.is_empty()).then_some(routes)

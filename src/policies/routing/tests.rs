@@ -527,3 +527,36 @@ fn route_targets_reach_consumers_of_the_outbound_only() {
     let (_, affected) = ctx.with_dataplane("other-1", Some(created)).unwrap();
     assert_eq!(affected.into_iter().collect::<Vec<_>>(), ["other-1", "web-1"]);
 }
+
+#[test]
+fn a_policy_on_a_mesh_http_route_configures_that_routes_rules_only() {
+    let mut resources = vec![
+        dp("web-1", "web", "http", &[], &["backend", "other"]),
+        dp("backend-1", "backend", "http", &[("version", "v1")], &[]),
+        dp("other-1", "other", "http", &[], &[]),
+        http_route("r", json!({"kind": "MeshService", "name": "web"}), json!([prefix_rule("/a", "v1")])),
+        json!({"type": "MeshTimeout", "mesh": "default", "name": "on-route", "spec": {
+            "targetRef": {"kind": "MeshHTTPRoute", "name": "r"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "2s"}}}]}}),
+    ];
+    let two = Some(Duration::from_secs(2));
+    let alone = resolve(&resources, "web-1");
+    for service in ["backend", "other"] {
+        let t = &outbound(&alone, service).conf.timeouts;
+        assert!(t.routes.request != two && t.by_route.is_empty(), "{service}: {t:?}");
+    }
+    // With a mesh-wide MeshTimeout, the route's rule gets its own request timeout.
+    resources.push(json!({"type": "MeshTimeout", "mesh": "default", "name": "all", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "9s"}}}]}}));
+    let p = resolve(&resources, "web-1");
+    let rule = crate::policies::mesh_http_route::api::route_name(&[serde_json::from_value(
+        json!({"path": {"type": "PathPrefix", "value": "/a"}}),
+    )
+    .unwrap()]);
+    let backend = &outbound(&p, "backend").conf.timeouts;
+    assert_eq!(backend.routes.request, Some(Duration::from_secs(9)));
+    assert_eq!(backend.by_route.keys().collect::<Vec<_>>(), [&rule]);
+    assert_eq!(backend.by_route[&rule].request, two);
+    assert!(outbound(&p, "other").conf.timeouts.by_route.is_empty(), "other has no rule of the route");
+}
