@@ -560,3 +560,39 @@ fn a_policy_on_a_mesh_http_route_configures_that_routes_rules_only() {
     assert_eq!(backend.by_route[&rule].request, two);
     assert!(outbound(&p, "other").conf.timeouts.by_route.is_empty(), "other has no rule of the route");
 }
+
+#[test]
+fn a_changed_route_changes_the_rules_of_the_policies_targeting_it() {
+    let route =
+        |path: &str| http_route("r", json!({"kind": "MeshService", "name": "web"}), json!([prefix_rule(path, "v1")]));
+    let resources = vec![
+        dp("web-1", "web", "http", &[], &["backend"]),
+        dp("backend-1", "backend", "http", &[("version", "v1")], &[]),
+        route("/a"),
+        json!({"type": "MeshTimeout", "mesh": "default", "name": "all", "spec": {
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "9s"}}}]}}),
+        json!({"type": "MeshTimeout", "mesh": "default", "name": "on-route", "spec": {
+            "targetRef": {"kind": "MeshHTTPRoute", "name": "r"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"http": {"requestTimeout": "2s"}}}]}}),
+    ];
+    let s = store(&resources);
+    let ctx = MeshContext::build(&s, "default", None).unwrap();
+    let by_route = |ctx: &MeshContext| {
+        let dp = &ctx.dataplanes["web-1"];
+        let Spec::Dataplane(spec) = &dp.spec else { unreachable!() };
+        let p = ctx.resolve(dp, spec);
+        outbound(&p, "backend").conf.timeouts.by_route.keys().cloned().collect::<Vec<_>>()
+    };
+    let name_of = |path: &str| {
+        crate::policies::mesh_http_route::api::route_name(&[serde_json::from_value(
+            json!({"path": {"type": "PathPrefix", "value": path}}),
+        )
+        .unwrap()])
+    };
+    assert_eq!(by_route(&ctx), [name_of("/a")]);
+    let key = ResourceKey::new(ResourceType::MeshHttpRoute, "default", "r");
+    let current = ResourceStore::get(&s, &key).unwrap();
+    let updated = s.update(&key, rest::from_json(route("/b")).unwrap().spec, current.meta.version).unwrap();
+    let next = ctx.with_policy(&key, Some(updated)).unwrap();
+    assert_eq!(by_route(&next), [name_of("/b")], "MeshTimeout's rules follow the route");
+}
