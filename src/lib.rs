@@ -17,11 +17,12 @@
 //! | [`xds`]       | ADS server glue, stream state machine, generators, encoded snapshots     |
 //! | [`reconcile`] | the reconciler: timer wheel of due dataplanes, worker pool, status       |
 //! | [`http`]      | the small synchronous HTTP server the API and diagnostics share          |
-//! | [`api`]       | the REST API on `apiServer.http.port` (5681), Kuma's paths and errors     |
+//! | [`api`]       | the REST API on `apiServer.http.port` (5681), Kuma's paths and errors,    |
+//! |               | the inspect endpoints                                                    |
 //! | [`diagnostics`] | `/healthy`, `/ready`, `/metrics`, pprof CPU profiles on port 5680     |
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
-//! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete), in the    |
-//! |               | binary crate: the only place `anyhow` is used                           |
+//! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete, inspect),  |
+//! |               | in the binary crate: the only place `anyhow` is used                     |
 //! | [`loadgen`]   | the benchmark harness behind `higuma-load` (topology, fleet, scenarios)  |
 //! | [`clock`]     | injectable time; `ManualClock` tests timers and TTLs without sleeps      |
 //! | [`threads`]   | every thread-name prefix, so `top -H` tells which pool is busy            |

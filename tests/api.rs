@@ -25,8 +25,12 @@ impl Api {
 
     fn with(config: Config, store: SharedStore) -> Api {
         higuma::daemon::ensure_default_mesh(&store).unwrap();
-        let ctx =
-            ApiContext { store: store.clone(), config: Arc::new(RwLock::new(config)), instance_id: "test-0001".into() };
+        let ctx = ApiContext {
+            store: store.clone(),
+            config: Arc::new(RwLock::new(config)),
+            instance_id: "test-0001".into(),
+            xds: None,
+        };
         let server = ApiServer::start("127.0.0.1:0", ctx).unwrap();
         Api { server: Some(server), store }
     }
@@ -417,4 +421,305 @@ fn lost_update_race_is_409() {
     assert_eq!(got["networking"]["inbound"][0]["port"], 9000, "the losing write changed nothing");
     // Retrying after the conflict succeeds.
     assert_eq!(api.put("/meshes/default/dataplanes/dp-1", &dataplane("dp-1", "default", 9999)).0, 200);
+}
+
+// ---- GET /policies, default policies, MeshTrafficPermission --------------------------------
+
+#[test]
+fn policies_lists_every_policy_type_in_kumas_shape() {
+    let api = Api::start();
+    let (status, body) = api.get("/policies");
+    assert_eq!(status, 200);
+    let items = body["policies"].as_array().unwrap();
+    let names: Vec<&str> = items.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted by name");
+    assert_eq!(names.len(), ResourceType::policies().count(), "every policy type of the registry");
+    let find = |n: &str| items.iter().find(|p| p["name"] == n).unwrap_or_else(|| panic!("{n} missing: {body}"));
+    assert_eq!(
+        find("MeshTrafficPermission"),
+        &json!({
+            "name": "MeshTrafficPermission", "readOnly": false, "path": "meshtrafficpermissions",
+            "singularDisplayName": "Mesh Traffic Permission", "pluralDisplayName": "Mesh Traffic Permissions",
+            "isExperimental": false, "isTargetRefBased": true, "isInbound": true, "isOutbound": false
+        })
+    );
+    let tp = find("TrafficPermission");
+    assert_eq!(
+        (&tp["isTargetRefBased"], &tp["isInbound"], &tp["path"]),
+        (&json!(false), &json!(false), &json!("traffic-permissions"))
+    );
+    assert_eq!(find("Retry")["pluralDisplayName"], "Retries");
+    assert_eq!(find("HealthCheck")["singularDisplayName"], "Health Check");
+    assert!(!names.contains(&"Dataplane") && !names.contains(&"Secret"), "only policies: {names:?}");
+
+    let mut read_only = Config::default();
+    read_only.api_server.read_only = true;
+    let api = Api::with(read_only, Arc::new(MemoryStore::new()));
+    let (_, body) = api.get("/policies");
+    assert!(body["policies"].as_array().unwrap().iter().all(|p| p["readOnly"] == true), "{body}");
+}
+
+fn mtp(name: &str, top: Value, from: Value) -> String {
+    json!({"type": "MeshTrafficPermission", "mesh": "default", "name": name, "spec": {"targetRef": top, "from": from}})
+        .to_string()
+}
+
+#[test]
+fn mesh_traffic_permission_round_trips_and_a_bad_action_is_400_storing_nothing() {
+    let api = Api::start();
+    let good =
+        mtp("allow", json!({"kind": "Mesh"}), json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]));
+    assert_eq!(api.put("/meshes/default/meshtrafficpermissions/allow", &good).0, 201);
+    let (status, got) = api.get("/meshes/default/meshtrafficpermissions/allow");
+    assert_eq!(status, 200);
+    assert_eq!(got["spec"]["from"][0]["default"]["action"], "Allow");
+    assert_eq!(got["type"], "MeshTrafficPermission");
+
+    let before = api.snapshot();
+    let bad =
+        mtp("bad", json!({"kind": "Mesh"}), json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Permit"}}]));
+    let (status, body) = api.put("/meshes/default/meshtrafficpermissions/bad", &bad);
+    let fields = assert_error(status, &body, 400);
+    assert_eq!(fields, ["spec.from[0].default.action"], "{body}");
+    assert!(body["invalid_parameters"][0]["reason"].as_str().unwrap().contains("Permit"), "names the value: {body}");
+    let missing = mtp("bad", json!({"kind": "Mesh"}), json!([{"targetRef": {"kind": "Mesh"}, "default": {}}]));
+    let (status, body) = api.put("/meshes/default/meshtrafficpermissions/bad", &missing);
+    assert_eq!(assert_error(status, &body, 400), ["spec.from[0].default.action"]);
+    // An update to a bad action leaves the stored one as it was.
+    let bad_update = mtp(
+        "allow",
+        json!({"kind": "Mesh"}),
+        json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Permit"}}]),
+    );
+    let (status, body) = api.put("/meshes/default/meshtrafficpermissions/allow", &bad_update);
+    assert_eq!(assert_error(status, &body, 400), ["spec.from[0].default.action"]);
+    assert_eq!(api.snapshot(), before, "nothing stored or changed");
+}
+
+fn names_of(api: &Api, t: ResourceType, mesh: &str) -> Vec<String> {
+    api.store.list(t, Some(mesh)).unwrap().iter().map(|r| r.meta.name.clone()).collect()
+}
+
+#[test]
+fn a_new_mesh_gets_its_defaults_once_and_never_on_update() {
+    // Kuma 2.6's default: no routing resources, and no other default type exists yet.
+    let api = Api::start();
+    assert_eq!(api.put("/meshes/plain", r#"{"type":"Mesh","name":"plain"}"#).0, 201);
+    assert!(names_of(&api, ResourceType::TrafficPermission, "plain").is_empty());
+    assert!(names_of(&api, ResourceType::TrafficRoute, "plain").is_empty());
+
+    let mut routing = Config::default();
+    routing.defaults.create_mesh_routing_resources = true;
+    let api = Api::with(routing, Arc::new(MemoryStore::new()));
+    assert_eq!(api.put("/meshes/demo", r#"{"type":"Mesh","name":"demo"}"#).0, 201);
+    assert_eq!(names_of(&api, ResourceType::TrafficPermission, "demo"), ["allow-all-demo"]);
+    assert_eq!(names_of(&api, ResourceType::TrafficRoute, "demo"), ["route-all-demo"]);
+    let (_, route) = api.get("/meshes/demo/traffic-routes/route-all-demo");
+    assert_eq!(route["conf"]["destination"], json!({"kuma.io/service": "*"}));
+    assert_eq!(route["conf"]["loadBalancer"], json!({"roundRobin": {}}));
+
+    // Deleted by the operator, it stays deleted through Mesh updates.
+    assert_eq!(api.delete("/meshes/demo/traffic-routes/route-all-demo").0, 200);
+    assert_eq!(api.put("/meshes/demo", "type: Mesh\nname: demo\nskipCreatingInitialPolicies: []\n").0, 200);
+    assert!(names_of(&api, ResourceType::TrafficRoute, "demo").is_empty(), "not recreated on update");
+    assert_eq!(names_of(&api, ResourceType::TrafficPermission, "demo"), ["allow-all-demo"]);
+
+    // Skipped per type, and all of them with "*".
+    let skip_route = "type: Mesh\nname: some\nskipCreatingInitialPolicies: [TrafficRoute]\n";
+    assert_eq!(api.put("/meshes/some", skip_route).0, 201);
+    assert_eq!(names_of(&api, ResourceType::TrafficPermission, "some"), ["allow-all-some"]);
+    assert!(names_of(&api, ResourceType::TrafficRoute, "some").is_empty());
+    assert_eq!(api.put("/meshes/none", "type: Mesh\nname: none\nskipCreatingInitialPolicies: ['*']\n").0, 201);
+    assert!(names_of(&api, ResourceType::TrafficPermission, "none").is_empty());
+
+    // Mesh default at start gets them too, once.
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    higuma::daemon::ensure_default_mesh_with(&store, true).unwrap();
+    higuma::daemon::ensure_default_mesh_with(&store, true).unwrap();
+    let tps = store.list(ResourceType::TrafficPermission, Some("default")).unwrap();
+    assert_eq!(tps.iter().map(|r| r.meta.name.as_str()).collect::<Vec<_>>(), ["allow-all-default"]);
+}
+
+// ---- inspect --------------------------------------------------------------------------------
+
+/// backend-1 (inbound backend, http, 127.0.0.1:9000 → 8080; outbound redis) with one policy of
+/// each attachment kind and two MeshTrafficPermissions.
+fn inspect_setup(api: &Api) {
+    assert_eq!(api.put("/meshes/default/dataplanes/backend-1", &dataplane("backend-1", "default", 9000)).0, 201);
+    let web = json!({
+        "type": "Dataplane", "mesh": "default", "name": "web-1",
+        "networking": {"address": "127.0.0.2", "inbound": [{"port": 7000, "tags": {"kuma.io/service": "web"}}]}
+    });
+    assert_eq!(api.put("/meshes/default/dataplanes/web-1", &web.to_string()).0, 201);
+    let any = json!([{"match": {"kuma.io/service": "*"}}]);
+    let docs = [
+        (
+            "traffic-permissions/tp-backend",
+            json!({"type": "TrafficPermission", "mesh": "default", "name": "tp-backend", "sources": any,
+                   "destinations": [{"match": {"kuma.io/service": "backend"}}]}),
+        ),
+        (
+            "timeouts/t-redis",
+            json!({"type": "Timeout", "mesh": "default", "name": "t-redis", "sources": any,
+                   "destinations": [{"match": {"kuma.io/service": "redis"}}], "conf": {"connectTimeout": "2s"}}),
+        ),
+        (
+            "health-checks/hc-1",
+            json!({"type": "HealthCheck", "mesh": "default", "name": "hc-1",
+                   "sources": [{"match": {"kuma.io/service": "backend"}}], "destinations": any,
+                   "conf": {"interval": "5s", "timeout": "7s", "unhealthyThreshold": 3, "healthyThreshold": 1}}),
+        ),
+    ];
+    for (path, doc) in docs {
+        let (s, b) = api.put(&format!("/meshes/default/{path}"), &doc.to_string());
+        assert_eq!(s, 201, "{path}: {b}");
+    }
+    let mesh_allow =
+        mtp("mtp-1", json!({"kind": "Mesh"}), json!([{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]));
+    let deny_web = mtp(
+        "mtp-2",
+        json!({"kind": "MeshService", "name": "backend"}),
+        json!([{"targetRef": {"kind": "MeshSubset", "tags": {"kuma.io/service": "web"}}, "default": {"action": "Deny"}}]),
+    );
+    assert_eq!(api.put("/meshes/default/meshtrafficpermissions/mtp-1", &mesh_allow).0, 201);
+    assert_eq!(api.put("/meshes/default/meshtrafficpermissions/mtp-2", &deny_web).0, 201);
+}
+
+#[test]
+fn dataplane_policies_show_each_attachment_with_its_matched_policies() {
+    let api = Api::start();
+    inspect_setup(&api);
+    let (status, body) = api.get("/meshes/default/dataplanes/backend-1/policies");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["kind"], "SidecarDataplane");
+    let summary: Vec<(String, String, String, Vec<String>)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let mut policies = Vec::new();
+            for (t, ps) in i["matchedPolicies"].as_object().unwrap() {
+                for p in ps.as_array().unwrap() {
+                    assert_eq!(p["type"], t.as_str(), "entries are the policies' own JSON: {p}");
+                    policies.push(format!("{t}/{}", p["name"].as_str().unwrap()));
+                }
+            }
+            (
+                i["type"].as_str().unwrap().into(),
+                i["name"].as_str().unwrap().into(),
+                i["service"].as_str().unwrap().into(),
+                policies,
+            )
+        })
+        .collect();
+    let s = |v: &str| v.to_string();
+    assert_eq!(
+        summary,
+        vec![
+            // targetRef policies attach to the whole dataplane, in merge order (MeshService
+            // after Mesh); mtp-2 selects backend-1 through its service.
+            (s("dataplane"), s(""), s(""), vec![s("MeshTrafficPermission/mtp-1"), s("MeshTrafficPermission/mtp-2")]),
+            (s("inbound"), s("127.0.0.1:9000:8080"), s("backend"), vec![s("TrafficPermission/tp-backend")]),
+            (s("outbound"), s("127.0.0.1:10001"), s("redis"), vec![s("Timeout/t-redis")]),
+            (s("service"), s("redis"), s("redis"), vec![s("HealthCheck/hc-1")]),
+        ]
+    );
+    assert_eq!(body["total"], 4);
+    let mtp = &body["items"][0]["matchedPolicies"]["MeshTrafficPermission"][0];
+    assert_eq!(mtp["spec"]["from"][0]["default"]["action"], "Allow", "full resource, spec envelope: {mtp}");
+    assert!(mtp["creationTime"].is_string());
+
+    // web-1: only the Mesh-wide permission (mtp-2 and tp-backend select backend only).
+    let (_, web) = api.get("/meshes/default/dataplanes/web-1/policies");
+    assert_eq!(web["total"], 1, "{web}");
+    assert_eq!(web["items"][0]["matchedPolicies"]["MeshTrafficPermission"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn dataplane_rules_are_kumas_rules_view() {
+    let api = Api::start();
+    inspect_setup(&api);
+    let (status, body) = api.get("/meshes/default/dataplanes/backend-1/rules");
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(body["total"], items.len());
+    // mtp-1 allows the mesh, mtp-2 (more specific) denies web: the client space splits in two.
+    assert_eq!(items.len(), 2, "{body}");
+    for i in items {
+        assert_eq!(i["type"], "ClientSubset");
+        assert_eq!(i["policyType"], "MeshTrafficPermission");
+        assert_eq!(i["service"], "backend");
+        assert_eq!(i["addresses"], json!(["127.0.0.1:9000"]));
+        assert_eq!(i["tags"], json!({"kuma.io/service": "backend", "kuma.io/protocol": "http"}));
+        let name = i["name"].as_str().unwrap();
+        assert!(name.starts_with("backend-") && name.len() == "backend-".len() + 16, "Kuma's cluster name: {name}");
+    }
+    let by_subset =
+        |subset: Value| items.iter().find(|i| i["subset"] == subset).unwrap_or_else(|| panic!("{subset}: {body}"));
+    let web = by_subset(json!({"kuma.io/service": "web"}));
+    assert_eq!(web["conf"], json!({"action": "Deny"}));
+    assert_eq!(web["origins"], json!([{"mesh": "default", "name": "mtp-1"}, {"mesh": "default", "name": "mtp-2"}]));
+    let others = by_subset(json!({"kuma.io/service": "!web"}));
+    assert_eq!(others["conf"], json!({"action": "Allow"}));
+    assert_eq!(others["origins"], json!([{"mesh": "default", "name": "mtp-1"}]));
+
+    // web-1 is selected by mtp-1 only: one rule for everybody.
+    let (_, web) = api.get("/meshes/default/dataplanes/web-1/rules");
+    assert_eq!(web["total"], 1, "{web}");
+    assert_eq!(web["items"][0]["subset"], json!({}));
+    assert_eq!(web["items"][0]["name"], "web", "a single service tag names the cluster alone");
+}
+
+#[test]
+fn policy_dataplanes_list_who_a_policy_reaches_and_where() {
+    let api = Api::start();
+    inspect_setup(&api);
+    let (status, body) = api.get("/meshes/default/meshtrafficpermissions/mtp-2/dataplanes");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"total": 1, "items": [{
+            "kind": "SidecarDataplane",
+            "dataplane": {"mesh": "default", "name": "backend-1"},
+            "attachments": [{"type": "dataplane", "name": "", "service": ""}]
+        }]})
+    );
+    let (_, all) = api.get("/meshes/default/meshtrafficpermissions/mtp-1/dataplanes");
+    let dps: Vec<&str> =
+        all["items"].as_array().unwrap().iter().map(|i| i["dataplane"]["name"].as_str().unwrap()).collect();
+    assert_eq!(dps, ["backend-1", "web-1"]);
+    let (_, tp) = api.get("/meshes/default/traffic-permissions/tp-backend/dataplanes");
+    assert_eq!(
+        tp["items"][0]["attachments"],
+        json!([{"type": "inbound", "name": "127.0.0.1:9000:8080", "service": "backend"}])
+    );
+    let (_, hc) = api.get("/meshes/default/health-checks/hc-1/dataplanes");
+    assert_eq!(hc["items"][0]["attachments"], json!([{"type": "service", "name": "redis", "service": "redis"}]));
+}
+
+#[test]
+fn inspect_answers_404_with_kumas_error_body() {
+    let api = Api::start();
+    inspect_setup(&api);
+    for path in [
+        "/meshes/default/dataplanes/nope/policies",
+        "/meshes/default/dataplanes/nope/rules",
+        "/meshes/default/dataplanes/nope/xds",
+        "/meshes/nope/dataplanes/backend-1/policies",
+        "/meshes/default/meshtrafficpermissions/nope/dataplanes",
+        "/meshes/default/dataplanes/backend-1/dataplanes",
+        // Known, but no xDS side here to be connected to.
+        "/meshes/default/dataplanes/backend-1/xds",
+    ] {
+        let (status, body) = api.get(path);
+        assert_error(status, &body, 404);
+        assert!(body["detail"].as_str().unwrap().len() > 10, "{path}: {body}");
+    }
+    let (_, body) = api.get("/meshes/default/dataplanes/backend-1/xds");
+    assert!(body["detail"].as_str().unwrap().contains("not connected"), "{body}");
+    let (status, body) = api.put("/meshes/default/dataplanes/backend-1/policies", "{}");
+    assert_error(status, &body, 405);
+    assert!(body["detail"].as_str().unwrap().contains("read-only"), "{body}");
 }

@@ -204,3 +204,79 @@ fn a_lower_open_connection_limit_alone_is_accepted_and_shown() {
         text(&out.stderr)
     );
 }
+
+const INSPECT_POLICIES: &str = "\
+type: MeshTrafficPermission
+mesh: default
+name: mtp-1
+spec:
+  targetRef:
+    kind: Mesh
+  from:
+    - targetRef:
+        kind: Mesh
+      default:
+        action: Allow
+";
+
+#[test]
+fn inspect_dataplanes_and_policies() {
+    // The env var reaches `run`: Mesh default starts with allow-all-default and route-all-default.
+    let daemon = Daemon::start(&[("KUMA_DEFAULTS_CREATE_MESH_ROUTING_RESOURCES", "true")]);
+    let cp = daemon.cp_address();
+    let docs = format!("{TOUR_DATAPLANE}---\n{INSPECT_POLICIES}");
+    let out = higuma_stdin(&["apply", "-f", "-", "--cp-address", &cp], &docs);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inspect = |args: &[&str]| higuma(&[&["inspect"], args, &["--cp-address", &cp]].concat());
+
+    let out = inspect(&["dataplane", "backend-1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "DATAPLANE:\n  MeshTrafficPermission\n    mtp-1\n\n\
+         INBOUND 127.0.0.1:18000:8000(backend):\n  TrafficPermission\n    allow-all-default\n\n"
+    );
+
+    let out = inspect(&["dataplane", "backend-1", "--type", "rules"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("TYPE") && lines[0].contains("POLICY") && lines[0].contains("ORIGINS"), "{table}");
+    assert_eq!(lines.len(), 2, "{table}");
+    for cell in ["ClientSubset", "backend-", "MeshTrafficPermission", "{}", r#"{"action":"Allow"}"#, "mtp-1"] {
+        assert!(lines[1].contains(cell), "{cell} missing: {table}");
+    }
+
+    let out = inspect(&["meshtrafficpermission", "mtp-1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("MESH") && lines[0].contains("ATTACHMENTS"), "{table}");
+    assert!(
+        lines[1].contains("default") && lines[1].contains("backend-1") && lines[1].contains("dataplane"),
+        "{table}"
+    );
+
+    let out = inspect(&["traffic-permission", "allow-all-default", "-o", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json["items"][0]["attachments"],
+        serde_json::json!([{"type": "inbound", "name": "127.0.0.1:18000:8000", "service": "backend"}])
+    );
+
+    // No Envoy runs for backend-1: the config dump is refused with the API's reason.
+    let out = inspect(&["dataplane", "backend-1", "--type", "config-dump"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not connected"), "{}", text(&out.stderr));
+
+    let out = inspect(&["dataplane", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Not Found (404)"), "{}", text(&out.stderr));
+    let out = inspect(&["mesh", "default"]);
+    assert!(text(&out.stderr).contains("cannot inspect a Mesh"), "{}", text(&out.stderr));
+    let out = inspect(&["widgets", "x"]);
+    assert!(text(&out.stderr).contains("cannot inspect \"widgets\""), "{}", text(&out.stderr));
+    let out = inspect(&["meshtrafficpermission", "mtp-1", "--type", "rules"]);
+    assert!(text(&out.stderr).contains("--type applies to `inspect dataplane` only"), "{}", text(&out.stderr));
+}

@@ -752,6 +752,7 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.general.dns_cache_ttl = Duration::from_secs(1);
     c.defaults.skip_mesh_creation = true;
     c.defaults.skip_tenant_resources = true;
+    c.defaults.create_mesh_routing_resources = true;
     c.runtime.universal.dataplane_cleanup_age = Duration::from_hours(1);
     c.metrics.dataplane.subscription_limit = 5;
     c.metrics.dataplane.idle_timeout = Duration::from_mins(1);

@@ -94,7 +94,12 @@ fn mesh_timeout_turns_a_slow_backend_into_504(mesh: &mut Mesh) {
 /// MeshTimeout `from` on the backend's inbound: the backend's own sidecar answers 504 after
 /// ~1 s, while the client, with no request timeout of its own, only relays it.
 fn mesh_timeout_from_times_requests_out_at_the_inbound(mesh: &mut Mesh) {
-    let (app, admin, outbound) = backend(mesh, "mt-in", |b| b.delay = Duration::from_secs(3));
+    let name = "mt-in-1";
+    let app = HttpApp::start(name);
+    let admin = mesh.sidecar(&dataplane(name, "mt-in", "http", free_port(), app.port, &[], &[]));
+    // The policy is in force before the first request: Envoy keeps a connection accepted by
+    // an older version of a listener on that version's filter chain until it drains, and
+    // the client's Envoy pools its connection to this inbound.
     mesh.put(&json!({
         "type": "MeshTimeout", "mesh": "default", "name": "mt-in-inbound",
         "spec": {
@@ -104,6 +109,9 @@ fn mesh_timeout_from_times_requests_out_at_the_inbound(mesh: &mut Mesh) {
     }));
     let inbound = listener_name_with_prefix(admin, "inbound:");
     wait_for_listener(admin, &inbound, &["\"timeout\":\"1s\""]);
+    let outbound = mesh.outbound_to("mt-in");
+    common::wait_until("traffic to mt-in", Duration::from_secs(30), || get(outbound, "/").status == 200);
+    app.set(|b| b.delay = Duration::from_secs(3));
     assert_times_out_after_about_1s(outbound);
     let local = format!("cluster.localhost_{}.upstream_rq_timeout", app.port);
     assert_eq!(stat(admin, &local), Some(1), "the inbound side timed the request out");

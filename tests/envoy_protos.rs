@@ -173,6 +173,95 @@ fn static_cluster(name: &str, port: u32) -> Cluster {
     c
 }
 
+/// A cluster shaped exactly as the health check and circuit breaker plugins encode their
+/// resolved confs, with every field they can write (three named checks, all detectors).
+fn resilience_cluster(name: &str, port: u32) -> Cluster {
+    use higuma::policies::circuit_breaker::conf::{CircuitBreaking, Outlier, Thresholds};
+    use higuma::policies::health_check::conf::{ActiveHealthCheck, Checker, HeaderToAdd, HealthChecks};
+    use std::time::Duration;
+
+    let mut c = Cluster::new();
+    c.name = name.to_string();
+    c.set_type(cluster::DiscoveryType::STATIC);
+    c.connect_timeout = Some(duration_ms(1_000)).into();
+    c.load_assignment = Some(load_assignment(name, &[("127.0.0.1", port)])).into();
+    // gRPC health checks need an HTTP/2 cluster.
+    c.typed_extension_protocol_options
+        .insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(), http2_options_any());
+    let check = |origin: &'static str, checker: Checker| ActiveHealthCheck {
+        origin,
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_millis(2_500),
+        unhealthy_threshold: 3,
+        healthy_threshold: 2,
+        initial_jitter: Some(Duration::from_secs(1)),
+        interval_jitter: Some(Duration::from_millis(500)),
+        interval_jitter_percent: Some(10),
+        no_traffic_interval: Some(Duration::from_secs(30)),
+        event_log_path: Some("/dev/null".to_string()),
+        always_log_health_check_failures: Some(true),
+        reuse_connection: Some(false),
+        checker,
+    };
+    HealthChecks {
+        checks: vec![
+            check(
+                "HealthCheck",
+                Checker::Http {
+                    path: "/health".to_string(),
+                    headers: vec![
+                        HeaderToAdd { name: "x-kuma-tags".into(), value: "&kuma.io/service=web&".into(), append: None },
+                        HeaderToAdd { name: "x-set".into(), value: "1".into(), append: Some(false) },
+                    ],
+                    expected_statuses: vec![200, 204],
+                    http2: true,
+                },
+            ),
+            check("MeshHealthCheck", Checker::Tcp { send: Some(b"ping".to_vec()), receive: vec![b"pong".to_vec()] }),
+            check(
+                "grpc",
+                Checker::Grpc { service_name: Some("grpc.health.v1.Health".into()), authority: Some("api".into()) },
+            ),
+        ],
+        healthy_panic_threshold: Some(62_900),
+        fail_traffic_on_panic: Some(true),
+    }
+    .apply(&mut c);
+    CircuitBreaking {
+        thresholds: Some(Thresholds {
+            max_connections: Some(2),
+            max_connection_pools: Some(3),
+            max_pending_requests: Some(4),
+            max_requests: Some(5),
+            max_retries: Some(6),
+        }),
+        outlier_detection: Some(Outlier {
+            interval: Some(Duration::from_secs(5)),
+            base_ejection_time: Some(Duration::from_secs(30)),
+            max_ejection_percent: Some(20),
+            split_external_local_origin_errors: true,
+            consecutive_5xx: Some(7),
+            enforcing_consecutive_5xx: Some(100),
+            consecutive_gateway_failure: Some(8),
+            enforcing_consecutive_gateway_failure: Some(90),
+            consecutive_local_origin_failure: Some(9),
+            enforcing_consecutive_local_origin_failure: Some(80),
+            success_rate_request_volume: Some(11),
+            success_rate_minimum_hosts: Some(12),
+            success_rate_stdev_factor: Some(1900),
+            enforcing_success_rate: Some(70),
+            enforcing_local_origin_success_rate: Some(60),
+            failure_percentage_request_volume: Some(13),
+            failure_percentage_minimum_hosts: Some(14),
+            failure_percentage_threshold: Some(85),
+            enforcing_failure_percentage: Some(50),
+            enforcing_failure_percentage_local_origin: Some(40),
+        }),
+    }
+    .apply(&mut c);
+    c
+}
+
 fn eds_cluster(name: &str) -> Cluster {
     let mut c = Cluster::new();
     c.name = name.to_string();
@@ -420,7 +509,12 @@ fn bootstrap() -> Bootstrap {
     dynamic.cds_config = Some(ads_config_source()).into();
 
     let mut statics = bootstrap::StaticResources::new();
-    statics.clusters = vec![static_cluster("backend", 8080), eds_cluster("backend-eds"), xds_cluster()];
+    statics.clusters = vec![
+        static_cluster("backend", 8080),
+        eds_cluster("backend-eds"),
+        xds_cluster(),
+        resilience_cluster("resilience", 8082),
+    ];
     statics.listeners = vec![http_listener(), tcp_listener()];
 
     let mut b = Bootstrap::new();
@@ -632,6 +726,7 @@ fn all_files() -> Vec<FileDescriptor> {
         previous_hosts::file_descriptor().clone(),
         omit_host_metadata_config::file_descriptor().clone(),
         previous_priorities_config::file_descriptor().clone(),
+        health_check_event_file_sink::file_descriptor().clone(),
     ]
 }
 

@@ -366,7 +366,7 @@ fn rows_kuma_writes_are_read_and_foreign_or_broken_rows_do_not_break_anything() 
     admin
         .batch_execute(
             "INSERT INTO resources VALUES ('default', '', 'Mesh', 0, '{}', now() at time zone 'utc', now() at time zone 'utc', NULL, NULL, NULL);
-             INSERT INTO resources VALUES ('mtp', 'default', 'MeshTrafficPermission', 0, '{\"targetRef\":{}}', now(), now(), 'default', '', 'Mesh');
+             INSERT INTO resources VALUES ('cp', 'default', 'ContainerPatch', 0, '{\"sidecarPatch\":[]}', now(), now(), 'default', '', 'Mesh');
              INSERT INTO resources VALUES ('broken', 'default', 'TrafficPermission', 0, 'not json', now(), now(), 'default', '', 'Mesh');",
         )
         .unwrap();

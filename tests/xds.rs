@@ -536,3 +536,104 @@ fn a_mesh_deleted_and_created_again_with_its_dataplanes_serves_their_new_config(
     cp.apply(in_mesh(dataplane("web-1", "web", 8090, &[("backend", 10001)])));
     until(&mut web, "the new inbound listener", |r| is(LDS, r) && inbound_listeners(r) == ["inbound:127.0.0.1:8090"]);
 }
+
+/// `GET .../dataplanes/{name}/xds` over a real stream: what was sent, what was ACKed, what was
+/// rejected and why, in Envoy's config-dump shape.
+#[test]
+fn inspect_xds_shows_what_was_sent_and_what_was_acked() {
+    let cp = Cp::start(60_000);
+    cp.apply(dataplane("web-1", "web", 8080, &[("backend", 10001)]));
+    cp.apply(dataplane("backend-1", "backend", 9090, &[]));
+    let api = cp.d().api_addr().unwrap();
+    let xds = |name: &str| common::call("GET", &format!("http://{api}/meshes/default/dataplanes/{name}/xds"), None);
+    let kind_status = |dump: &serde_json::Value, kind: higuma::xds::resource_kind::ResourceKind| {
+        dump["xdsStatus"]["types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["typeUrl"] == kind.type_url())
+            .cloned()
+            .unwrap()
+    };
+    let config = |dump: &serde_json::Value, admin_type: &str| {
+        let t = format!("type.googleapis.com/envoy.admin.v3.{admin_type}");
+        dump["configs"].as_array().unwrap().iter().find(|c| c["@type"] == t.as_str()).cloned().unwrap()
+    };
+
+    let (status, body) = xds("backend-1");
+    assert_eq!(status, 404, "known but not connected: {body}");
+    assert!(body["detail"].as_str().unwrap().contains("not connected"), "{body}");
+    assert_eq!(xds("nobody").0, 404);
+
+    let env = grpc_env();
+    let mut envoy = cp.connect(&env, "default.web-1");
+    envoy.subscribe(CDS, &[]);
+    let cds = envoy.expect(CDS);
+    // Sent, not answered yet.
+    let (status, dump) = xds("web-1");
+    assert_eq!(status, 200, "{dump}");
+    let c = kind_status(&dump, CDS);
+    assert_eq!(c["sentVersion"], cds.version_info.as_str());
+    assert_eq!((&c["pending"], &c["ackedVersion"]), (&json!(true), &json!("")), "{c}");
+    let clusters = config(&dump, "ClustersConfigDump");
+    assert_eq!(clusters["dynamicActiveClusters"][0]["clientStatus"], "UNKNOWN");
+
+    envoy.subscribe(LDS, &[]);
+    envoy.ack(&cds, &[]);
+    let lds = envoy.expect(LDS);
+    envoy.ack(&lds, &[]);
+    common::wait_until("the listeners' ACK in /xds", Duration::from_secs(5), || {
+        kind_status(&xds("web-1").1, LDS)["ackedVersion"] == lds.version_info.as_str()
+    });
+    let (_, dump) = xds("web-1");
+    let c = kind_status(&dump, CDS);
+    assert_eq!(
+        (c["sentVersion"].as_str(), c["ackedVersion"].as_str()),
+        (Some(&*cds.version_info), Some(&*cds.version_info))
+    );
+    assert_eq!(
+        (&c["pending"], &c["responsesSent"], &c["responsesAcknowledged"]),
+        (&json!(false), &json!(1), &json!(1))
+    );
+    let listeners = config(&dump, "ListenersConfigDump");
+    assert_eq!(listeners["versionInfo"], lds.version_info.as_str());
+    let outbound = listeners["dynamicListeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "outbound:127.0.0.1:10001")
+        .unwrap_or_else(|| panic!("no outbound listener in {listeners}"));
+    assert_eq!(outbound["clientStatus"], "ACKED");
+    assert_eq!(outbound["activeState"]["versionInfo"], lds.version_info.as_str());
+    assert_eq!(outbound["activeState"]["listener"]["name"], "outbound:127.0.0.1:10001");
+    assert_eq!(outbound["activeState"]["listener"]["@type"], higuma::envoy::LISTENER_TYPE_URL);
+    let clusters = config(&dump, "ClustersConfigDump");
+    let names: Vec<&str> = clusters["dynamicActiveClusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cluster"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["backend", "localhost:9080"]);
+
+    // A rejected update: the dump names the version and Envoy's error; the accepted one
+    // stays the type's version.
+    cp.apply(dataplane("web-1", "web", 8081, &[("backend", 10001)]));
+    let bad = envoy.expect(CDS);
+    envoy.send(CDS, &cds.version_info.clone(), &bad.nonce.clone(), &[], Some("cluster rejected by test"));
+    common::wait_until("the NACK in /xds", Duration::from_secs(5), || {
+        kind_status(&xds("web-1").1, CDS)["nackedVersion"] == bad.version_info.as_str()
+    });
+    let (_, dump) = xds("web-1");
+    let c = kind_status(&dump, CDS);
+    assert_eq!(c["error"].as_str().unwrap(), "cluster rejected by test (code 3)");
+    assert_eq!(c["ackedVersion"], cds.version_info.as_str());
+    let clusters = config(&dump, "ClustersConfigDump");
+    assert_eq!(clusters["versionInfo"], cds.version_info.as_str());
+    let first = &clusters["dynamicActiveClusters"][0];
+    assert_eq!(first["clientStatus"], "NACKED");
+    assert_eq!(first["errorState"]["details"], "cluster rejected by test (code 3)");
+
+    drop(envoy);
+    common::wait_until("the disconnect in /xds", Duration::from_secs(5), || xds("web-1").0 == 404);
+}

@@ -5,10 +5,13 @@
 //! - [`resources`]: CRUD of every resource type, lists with Kuma's pagination.
 //! - [`overview`]: the `dataplanes+insights` view.
 //! - [`bootstrap`]: `POST /bootstrap`, the Envoy bootstrap of a dataplane.
+//! - [`inspect`]: which policies reach a dataplane, its rules, its xDS config, and which
+//!   dataplanes a policy reaches.
 //! - [`errors`]: Kuma's error JSON.
 
 pub mod bootstrap;
 pub mod errors;
+pub mod inspect;
 pub mod overview;
 pub mod resources;
 pub mod router;
@@ -30,6 +33,9 @@ pub struct ApiContext {
     pub config: Arc<RwLock<Config>>,
     /// `<hostname>-<4 hex>`, as Kuma names control-plane instances.
     pub instance_id: String,
+    /// What the xDS side serves each connected dataplane (`/dataplanes/{name}/xds`); `None`
+    /// when the API runs without one.
+    pub xds: Option<Arc<dyn crate::xds::inspect::XdsInspector>>,
 }
 
 impl ApiContext {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{ApiContext, ApiError, Reply, Request};
-use crate::model::{rest, validate_name, Resource, ResourceKey, ResourceType, ValidationError};
+use crate::model::{rest, validate_name, Resource, ResourceKey, ResourceType, Spec, ValidationError};
+use crate::policies::defaults::{self, DefaultsError};
 use crate::store::StoreError;
 
 /// Kuma's page size defaults (`pkg/api-server/pagination.go`).
@@ -120,7 +121,15 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
             Ok(Reply::empty(200))
         }
         Err(StoreError::NotFound(_)) => {
-            ctx.store.create(&key.mesh, &key.name, envelope.spec)?;
+            let created = ctx.store.create(&key.mesh, &key.name, envelope.spec)?;
+            if let Spec::Mesh(mesh) = &created.spec {
+                // Only on creation: Kuma never (re)creates a Mesh's defaults on update.
+                let routing = config.defaults.create_mesh_routing_resources;
+                defaults::ensure(&*ctx.store, name, mesh, routing).map_err(|e| match e {
+                    DefaultsError::Store(e) => ApiError::from(e),
+                    other => ApiError::new(500, "Internal Server Error", other.to_string()),
+                })?;
+            }
             Ok(Reply::empty(201))
         }
         Err(e) => Err(e.into()),

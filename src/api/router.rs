@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{bootstrap, overview, resources, ApiContext, ApiError, Reply, Request};
+use super::{bootstrap, inspect, overview, resources, ApiContext, ApiError, Reply, Request};
 use crate::model::ResourceType;
 
 /// Kuma version whose API shapes higuma follows.
@@ -23,13 +23,28 @@ fn dispatch(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
     match (method, segments.as_slice()) {
         ("GET", []) => Ok(index(ctx)),
         ("GET", ["config"]) => Ok(Reply::json(200, ctx.config().sanitized())),
-        ("GET", ["policies"]) => Ok(policies()),
+        ("GET", ["policies"]) => Ok(policies(ctx)),
         ("POST", ["bootstrap"]) => bootstrap::post(ctx, req),
         (_, ["meshes"]) => only_get(method, || resources::list(ctx, req, ResourceType::Mesh, None)),
         (_, ["meshes", name]) => resources::one(ctx, req, ResourceType::Mesh, "", name),
         (_, ["meshes", mesh, "dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, Some(mesh))),
         (_, ["meshes", mesh, "dataplanes+insights", name]) => only_get(method, || overview::one(ctx, mesh, name)),
         (_, ["dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, None)),
+        (_, ["meshes", mesh, "dataplanes", name, "policies"]) => {
+            inspect_get(method, || inspect::dataplane_policies(ctx, mesh, name))
+        }
+        (_, ["meshes", mesh, "dataplanes", name, "rules"]) => {
+            inspect_get(method, || inspect::dataplane_rules(ctx, mesh, name))
+        }
+        (_, ["meshes", mesh, "dataplanes", name, "xds"]) => {
+            inspect_get(method, || inspect::dataplane_xds(ctx, mesh, name))
+        }
+        (_, ["meshes", mesh, path, name, "dataplanes"]) => match ResourceType::from_ws_path(path) {
+            Some(rtype) if rtype.is_policy() => {
+                inspect_get(method, || inspect::policy_dataplanes(ctx, rtype, mesh, name))
+            }
+            _ => Err(ApiError::not_found(format!("{path:?} is not a policy type; no dataplanes to inspect"))),
+        },
         (_, ["meshes", mesh, path]) => {
             let rtype = mesh_scoped_type(path)?;
             only_get(method, || resources::list(ctx, req, rtype, Some(mesh)))
@@ -73,6 +88,14 @@ fn only_get(method: &str, f: impl FnOnce() -> Result<Reply, ApiError>) -> Result
     }
 }
 
+fn inspect_get(method: &str, f: impl FnOnce() -> Result<Reply, ApiError>) -> Result<Reply, ApiError> {
+    if method == "GET" {
+        f()
+    } else {
+        Err(ApiError::method_not_allowed(format!("{method} is not allowed: inspect endpoints are read-only; use GET")))
+    }
+}
+
 fn index(ctx: &ApiContext) -> Reply {
     Reply::json(
         200,
@@ -90,19 +113,24 @@ fn index(ctx: &ApiContext) -> Reply {
     )
 }
 
-fn policies() -> Reply {
-    let items: Vec<_> = ResourceType::ALL
+/// Kuma's `GET /policies`: every policy type of the registry, sorted by name.
+fn policies(ctx: &ApiContext) -> Reply {
+    let read_only = ctx.config().api_server.read_only;
+    let mut types: Vec<ResourceType> = ResourceType::policies().collect();
+    types.sort_by_key(|t| t.name());
+    let items: Vec<_> = types
         .iter()
-        .filter(|t| t.is_policy())
         .map(|t| {
             json!({
                 "name": t.name(),
+                "readOnly": read_only,
                 "path": t.ws_path(),
-                "readOnly": false,
-                "singularDisplayName": t.name(),
-                "pluralDisplayName": t.ws_path(),
+                "singularDisplayName": t.singular_display_name(),
+                "pluralDisplayName": t.plural_display_name(),
                 "isExperimental": false,
-                "isTargetRefBased": false,
+                "isTargetRefBased": t.is_target_ref_policy(),
+                "isInbound": t.has_from_target_ref(),
+                "isOutbound": t.has_to_target_ref(),
             })
         })
         .collect();

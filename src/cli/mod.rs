@@ -1,8 +1,10 @@
-//! The `higuma` command line: `run`, `config`, and kumactl-like `apply`, `get`, `delete`.
+//! The `higuma` command line: `run`, `config`, and kumactl-like `apply`, `get`, `delete`,
+//! `inspect`.
 //! This module belongs to the binary crate, the one place where `anyhow` is used.
 
 mod client;
 mod dp;
+mod inspect;
 mod resources;
 mod run;
 
@@ -64,6 +66,22 @@ enum Command {
     /// Run or configure a dataplane's Envoy (kuma-dp's job).
     #[command(subcommand)]
     Dp(DpCommand),
+    /// Show the policies matched by a dataplane (or its rules, or the xDS config it was
+    /// served), or the dataplanes a policy reaches.
+    Inspect {
+        /// `dataplane`, or a policy type (traffic-permissions, meshtrafficpermission, ...).
+        rtype: String,
+        name: String,
+        #[arg(short = 'm', long = "mesh", default_value = "default")]
+        mesh: String,
+        /// For `inspect dataplane`: policies (default), rules, or xds (alias config-dump).
+        #[arg(long = "type", value_enum)]
+        what: Option<inspect::InspectType>,
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
+        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+        cp_address: String,
+    },
     /// Delete a resource.
     Delete {
         rtype: String,
@@ -177,6 +195,10 @@ pub fn main() -> ExitCode {
             let (client, args) = dp_args(opts);
             dp::run(&client, &args, &envoy, &envoy_args)
         }
+        Command::Inspect { rtype, name, mesh, what, output, cp_address } => inspect::inspect(
+            &client::Client::new(&cp_address),
+            &inspect::InspectArgs { rtype: &rtype, name: &name, mesh: &mesh, what, output },
+        ),
         Command::Delete { rtype, name, mesh, cp_address } => {
             resources::delete(&client::Client::new(&cp_address), &rtype, &name, &mesh)
         }

@@ -354,6 +354,7 @@ mod tests {
             ("general.dnsCacheTTL", "KUMA_GENERAL_DNS_CACHE_TTL"),
             ("defaults.skipMeshCreation", "KUMA_DEFAULTS_SKIP_MESH_CREATION"),
             ("defaults.skipTenantResources", "KUMA_DEFAULTS_SKIP_TENANT_RESOURCES"),
+            ("defaults.createMeshRoutingResources", "KUMA_DEFAULTS_CREATE_MESH_ROUTING_RESOURCES"),
             ("runtime.universal.dataplaneCleanupAge", "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE"),
             ("metrics.dataplane.subscriptionLimit", "KUMA_METRICS_DATAPLANE_SUBSCRIPTION_LIMIT"),
             ("metrics.dataplane.idleTimeout", "KUMA_METRICS_DATAPLANE_IDLE_TIMEOUT"),

@@ -523,12 +523,17 @@ impl Default for GeneralConfig {
 pub const DEFAULT_SKIP_MESH_CREATION: bool = false;
 /// Kuma's default: create the per-tenant default resources (signing keys and the like).
 pub const DEFAULT_SKIP_TENANT_RESOURCES: bool = false;
+/// Kuma 2.6's default: a new Mesh gets no `allow-all` TrafficPermission or `route-all`
+/// TrafficRoute, since the targetRef policies that replace them need neither.
+pub const DEFAULT_CREATE_MESH_ROUTING_RESOURCES: bool = false;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct DefaultsConfig {
     pub skip_mesh_creation: bool,
     pub skip_tenant_resources: bool,
+    /// Create `allow-all-<mesh>` and `route-all-<mesh>` with every new Mesh (Kuma 2.6+).
+    pub create_mesh_routing_resources: bool,
 }
 
 impl Default for DefaultsConfig {
@@ -536,6 +541,7 @@ impl Default for DefaultsConfig {
         DefaultsConfig {
             skip_mesh_creation: DEFAULT_SKIP_MESH_CREATION,
             skip_tenant_resources: DEFAULT_SKIP_TENANT_RESOURCES,
+            create_mesh_routing_resources: DEFAULT_CREATE_MESH_ROUTING_RESOURCES,
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::clock::SystemClock;
 use crate::config::{Config, StoreType};
 use crate::diagnostics::metrics::{PoolFigures, Sources};
 use crate::diagnostics::{DiagnosticsServer, Readiness};
-use crate::model::{rest, ResourceType};
+use crate::model::{rest, ResourceType, Spec};
 use crate::reconcile::{Reconciler, Settings};
 use crate::store::metered::MeteredStore;
 use crate::store::postgres::{PostgresError, PostgresStore};
@@ -32,6 +32,8 @@ pub enum DaemonError {
     Xds(#[from] XdsServerError),
     #[error("creating the default mesh failed: {0}")]
     DefaultMesh(StoreError),
+    #[error("creating the default mesh's policies failed: {0}")]
+    DefaultPolicies(#[from] crate::policies::defaults::DefaultsError),
 }
 
 /// The `--log-level` flag's value, the fallback when `general.logLevel` is empty.
@@ -85,7 +87,7 @@ impl Daemon {
         let metered = Arc::new(MeteredStore::new(backend));
         let store: SharedStore = metered.clone();
         if !config.defaults.skip_mesh_creation {
-            ensure_default_mesh(&store)?;
+            ensure_default_mesh_with(&store, config.defaults.create_mesh_routing_resources)?;
         }
         let instance_id = instance_id();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
@@ -115,7 +117,12 @@ impl Daemon {
         }
         let config = Arc::new(RwLock::new(config));
         let api = if api_enabled {
-            let ctx = ApiContext { store: store.clone(), config: config.clone(), instance_id: instance_id.clone() };
+            let ctx = ApiContext {
+                store: store.clone(),
+                config: config.clone(),
+                instance_id: instance_id.clone(),
+                xds: Some(reconciler.clone()),
+            };
             let server = ApiServer::start(&api_addr, ctx)?;
             log::info!("api: listening on http://{}", server.local_addr());
             Some(server)
@@ -196,14 +203,24 @@ impl Daemon {
     }
 }
 
-/// Creates Mesh `default` unless it exists, as kuma-cp does at start.
+/// Creates Mesh `default` unless it exists, as kuma-cp does at start, with its default
+/// policies (Kuma's `defaults.createMeshRoutingResources` off).
 pub fn ensure_default_mesh(store: &SharedStore) -> Result<(), DaemonError> {
+    ensure_default_mesh_with(store, crate::config::DEFAULT_CREATE_MESH_ROUTING_RESOURCES)
+}
+
+/// [`ensure_default_mesh`] with `defaults.createMeshRoutingResources`. An existing Mesh
+/// `default` is left alone, defaults included (Kuma creates them with the Mesh only).
+pub fn ensure_default_mesh_with(store: &SharedStore, create_routing_resources: bool) -> Result<(), DaemonError> {
     let spec = rest::from_json(serde_json::json!({"type": ResourceType::Mesh.name(), "name": "default"}))
         .map_err(|e| DaemonError::DefaultMesh(StoreError::Internal(e.to_string())))?
         .spec;
     match store.create("", "default", spec) {
-        Ok(_) => {
+        Ok(mesh) => {
             log::info!("created Mesh \"default\" (set defaults.skipMeshCreation to skip)");
+            if let Spec::Mesh(spec) = &mesh.spec {
+                crate::policies::defaults::ensure(&**store, "default", spec, create_routing_resources)?;
+            }
             Ok(())
         }
         Err(StoreError::AlreadyExists(_)) => Ok(()),

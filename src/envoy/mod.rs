@@ -27,6 +27,7 @@
 //! | [`router`] | `envoy.extensions.filters.http.router.v3` | `Router` |
 //! | [`tcp_proxy`] | `envoy.extensions.filters.network.tcp_proxy.v3` | `TcpProxy` |
 //! | [`http_protocol_options`] | `envoy.extensions.upstreams.http.v3` | `HttpProtocolOptions` |
+//! | [`health_check_event_file_sink`] | `envoy.extensions.health_check.event_sinks.file.v3` | `HealthCheckEventFileSink` |
 //! | [`bootstrap`] | `envoy.config.bootstrap.v3` | `Bootstrap`, `Admin` |
 //! | [`percent`], [`range`], [`http`], [`semantic_version`] | `envoy.type.v3` | `Percent`, `FractionalPercent`, `Int64Range`, `CodecClientType` |
 //! | [`string`], [`regex`] | `envoy.type.matcher.v3` | `StringMatcher`, `RegexMatcher` |

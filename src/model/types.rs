@@ -56,6 +56,16 @@ pub trait SpecType: serde::Serialize + serde::de::DeserializeOwned + Clone + fmt
     fn target_ref(&self) -> Option<&dyn crate::policies::core::targetref::TargetRefPolicy> {
         None
     }
+
+    /// A targetRef policy's allowed kinds per level, the widest set where they depend on the
+    /// top-level kind (MeshTimeout's for a Mesh top); whether it has `to` / `from` at all is
+    /// read from here (`GET /policies` reports it as `isOutbound` / `isInbound`, Kuma's
+    /// `HasToTargetRef` / `HasFromTargetRef`).
+    const TARGET_REF_KINDS: Option<crate::policies::core::api::Allowed> = None;
+
+    /// How a targetRef policy's confs merge into rules beyond a JSON merge patch (the
+    /// plugin and the inspect API's rules view both compute rules with these).
+    const RULES_MERGE: crate::policies::core::rules::MergeOptions = crate::policies::core::rules::MergeOptions::NONE;
 }
 
 /// A spec type's place in the registry, for typed access (`Spec::get::<MeshTimeout>()`).
@@ -74,6 +84,8 @@ pub(crate) struct Row {
     pub scope: Scope,
     pub envelope: Envelope,
     pub kind: Kind,
+    pub target_ref_kinds: Option<crate::policies::core::api::Allowed>,
+    pub rules_merge: crate::policies::core::rules::MergeOptions,
 }
 
 macro_rules! resource_types {
@@ -93,6 +105,8 @@ macro_rules! resource_types {
                 scope: Scope::$scope,
                 envelope: Envelope::$envelope,
                 kind: Kind::$kind,
+                target_ref_kinds: <$spec as SpecType>::TARGET_REF_KINDS,
+                rules_merge: <$spec as SpecType>::RULES_MERGE,
             }, )+
         ];
 
@@ -219,6 +233,8 @@ resource_types! {
     MeshRetry => ("MeshRetry", "meshretries", ["meshretry"], Mesh, Spec, TargetRefPolicy, p::mesh_retry::api::MeshRetrySpec),
 
     // ---- targetRef policies: health checks, circuit breakers ----------------------------------
+    MeshHealthCheck => ("MeshHealthCheck", "meshhealthchecks", ["meshhealthcheck"], Mesh, Spec, TargetRefPolicy, p::mesh_health_check::api::MeshHealthCheckSpec),
+    MeshCircuitBreaker => ("MeshCircuitBreaker", "meshcircuitbreakers", ["meshcircuitbreaker"], Mesh, Spec, TargetRefPolicy, p::mesh_circuit_breaker::api::MeshCircuitBreakerSpec),
 
     // ---- targetRef policies: routing and load balancing ---------------------------------------
     MeshHttpRoute => ("MeshHTTPRoute", "meshhttproutes", ["meshhttproute"], Mesh, Spec, TargetRefPolicy, p::mesh_http_route::api::MeshHttpRouteSpec),
@@ -228,6 +244,7 @@ resource_types! {
     // ---- targetRef policies: inbound and logging (MeshRateLimit, MeshFaultInjection, ...) ----
 
     // ---- targetRef policies: permissions (MeshTrafficPermission) ------------------------------
+    MeshTrafficPermission => ("MeshTrafficPermission", "meshtrafficpermissions", ["meshtrafficpermission"], Mesh, Spec, TargetRefPolicy, p::mesh_traffic_permission::api::MeshTrafficPermissionSpec),
 
 }
 
@@ -312,6 +329,66 @@ impl ResourceType {
     pub fn policies() -> impl Iterator<Item = ResourceType> {
         ResourceType::ALL.iter().copied().filter(|t| t.is_policy())
     }
+
+    /// How the type's confs merge into rules.
+    pub fn rules_merge(self) -> crate::policies::core::rules::MergeOptions {
+        self.row().rules_merge
+    }
+
+    /// A targetRef policy with `to` entries (Kuma's `HasToTargetRef`).
+    pub fn has_to_target_ref(self) -> bool {
+        self.row().target_ref_kinds.is_some_and(|k| !k.to.is_empty())
+    }
+
+    /// A targetRef policy with `from` entries (Kuma's `HasFromTargetRef`).
+    pub fn has_from_target_ref(self) -> bool {
+        self.row().target_ref_kinds.is_some_and(|k| !k.from.is_empty())
+    }
+
+    /// Kuma's display name: the type name split into words (`Traffic Permission`,
+    /// `Mesh HTTP Route`).
+    pub fn singular_display_name(self) -> String {
+        display_name(self.name())
+    }
+
+    /// The display name with its last word in the plural (`Mesh Retries`).
+    pub fn plural_display_name(self) -> String {
+        plural(&self.singular_display_name())
+    }
+}
+
+/// Splits a CamelCase type name into words, keeping acronyms whole: a word starts at an
+/// upper-case letter that follows a lower-case one, or that begins a capitalised word after
+/// an acronym (`MeshHTTPRoute` → `Mesh HTTP Route`, as Kuma's generated display names read).
+fn display_name(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if i > 0 && c.is_ascii_uppercase() {
+            let prev_lower = chars[i - 1].is_ascii_lowercase();
+            let acronym_end =
+                chars[i - 1].is_ascii_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if prev_lower || acronym_end {
+                out.push(' ');
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Kuma's `PluralType` rules: `-ay` + s, `-y` → `-ies`, `-s`/`-sh`/`-ch` + es, else + s.
+fn plural(word: &str) -> String {
+    let lower = word.to_ascii_lowercase();
+    if lower.ends_with("ay") {
+        format!("{word}s")
+    } else if let Some(stem) = word.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if lower.ends_with('s') || lower.ends_with("sh") || lower.ends_with("ch") {
+        format!("{word}es")
+    } else {
+        format!("{word}s")
+    }
 }
 
 impl fmt::Display for ResourceType {
@@ -336,6 +413,27 @@ mod tests {
                 assert_eq!(ResourceType::from_cli_arg(s), Some(t), "{s}");
             }
         }
+    }
+
+    #[test]
+    fn display_names_follow_kuma() {
+        assert_eq!(display_name("TrafficPermission"), "Traffic Permission");
+        assert_eq!(display_name("MeshHTTPRoute"), "Mesh HTTP Route");
+        assert_eq!(display_name("MeshTCPRoute"), "Mesh TCP Route");
+        assert_eq!(display_name("Mesh"), "Mesh");
+        assert_eq!(plural("Mesh Retry"), "Mesh Retries");
+        assert_eq!(plural("Health Check"), "Health Checks");
+        assert_eq!(plural("Mesh"), "Meshes");
+        assert_eq!(plural("Gateway"), "Gateways");
+        assert_eq!(ResourceType::Retry.plural_display_name(), "Retries");
+        assert_eq!(ResourceType::MeshTrafficPermission.singular_display_name(), "Mesh Traffic Permission");
+    }
+
+    #[test]
+    fn target_ref_sides_come_from_the_spec_type() {
+        assert!(ResourceType::MeshTrafficPermission.has_from_target_ref());
+        assert!(!ResourceType::MeshTrafficPermission.has_to_target_ref());
+        assert!(!ResourceType::TrafficPermission.has_from_target_ref());
     }
 
     #[test]

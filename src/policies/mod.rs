@@ -16,6 +16,7 @@
 //! are a pure function of the cache key and equal outcomes share one encoding.
 
 pub mod core;
+pub mod defaults;
 pub mod resolved;
 
 // ---- routing and load balancing --------------------------------------------------------------
@@ -34,10 +35,13 @@ pub mod timeout;
 // ---- health checks and circuit breakers --------------------------------------------------------
 pub mod circuit_breaker;
 pub mod health_check;
+pub mod mesh_circuit_breaker;
+pub mod mesh_health_check;
 
 // ---- inbound policies and logging ----------------------------------------------------------------
 
 // ---- permissions ---------------------------------------------------------------------------------
+pub mod mesh_traffic_permission;
 pub mod traffic_permission;
 
 use std::collections::BTreeMap;
@@ -110,7 +114,10 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     &retry::plugin::RetryPlugin,
     &mesh_retry::plugin::MeshRetryPlugin,
     // ---- health checks, circuit breakers (old-style, then targetRef) ---------------------------
-
+    &health_check::plugin::HealthCheckPlugin,
+    &circuit_breaker::plugin::CircuitBreakerPlugin,
+    &mesh_circuit_breaker::plugin::MeshCircuitBreakerPlugin,
+    &mesh_health_check::plugin::MeshHealthCheckPlugin,
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
     &mesh_load_balancing_strategy::plugin::MeshLoadBalancingStrategyPlugin,
     // ---- inbound: fault injection, rate limits -------------------------------------------------

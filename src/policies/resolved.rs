@@ -27,6 +27,20 @@ pub struct ResolvedProxy {
     pub clusters: Vec<ResolvedCluster>,
 }
 
+impl ResolvedProxy {
+    /// The clusters of outbounds a MeshHTTPRoute or MeshTCPRoute routes: old-style cluster
+    /// plugins leave them alone, as Kuma's old generator skips those outbounds.
+    pub fn clusters_of_mesh_routes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for o in &self.outbounds {
+            if matches!(o.routed_by, RoutedBy::MeshHttpRoute | RoutedBy::MeshTcpRoute) {
+                out.extend(o.routing.cluster_names().into_iter().map(str::to_string));
+            }
+        }
+        out
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ResolvedInbound {
     /// Index into `networking.inbound`.
@@ -251,7 +265,8 @@ pub struct ClusterConf {
     /// Timeout, then MeshTimeout.
     pub timeouts: ClusterTimeouts,
     // ---- health checks, circuit breakers -------------------------------------------------------
-
+    pub health_checks: crate::policies::health_check::conf::HealthChecks,
+    pub circuit_breaker: crate::policies::circuit_breaker::conf::CircuitBreaking,
     // ---- load balancing ------------------------------------------------------------------------
     /// TrafficRoute's `loadBalancer`, overridden by MeshLoadBalancingStrategy.
     pub load_balancer: crate::policies::mesh_load_balancing_strategy::plugin::LoadBalancer,
@@ -278,7 +293,7 @@ pub struct InboundConf {
     /// Kuma's fixed inbound values, then MeshTimeout `from`.
     pub timeouts: InboundTimeouts,
     // ---- circuit breakers (from rules) ---------------------------------------------------------
-
+    pub circuit_breaker: crate::policies::circuit_breaker::conf::CircuitBreaking,
     // ---- fault injection, rate limits ------------------------------------------------------------
 
     // ---- access logs ---------------------------------------------------------------------------

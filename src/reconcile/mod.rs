@@ -324,6 +324,32 @@ impl StreamHub for Reconciler {
     }
 }
 
+impl crate::xds::inspect::XdsInspector for Reconciler {
+    /// Copies out of the dataplane's entry and its latest stream, one lock at a time (the
+    /// order the dispatcher takes them), so an inspect call never blocks a worker for long.
+    fn dataplane_xds(&self, dataplane: &ResourceKey) -> Option<crate::xds::inspect::DataplaneXds> {
+        let entry = lock(&self.shared.dataplanes).get(dataplane).cloned()?;
+        let stream = lock(&entry.streams).last().cloned()?;
+        let snapshot = lock(&entry.gen).snapshot.clone();
+        let state = lock(&stream.state);
+        let types = ResourceKind::ALL
+            .into_iter()
+            .map(|kind| crate::xds::inspect::TypeXds {
+                kind,
+                set: snapshot.as_ref().map(|s| requested(s, &state, kind).into_owned()).unwrap_or_default(),
+                status: state.status(kind),
+            })
+            .collect();
+        Some(crate::xds::inspect::DataplaneXds {
+            stream_id: stream.id,
+            peer: stream.peer.clone(),
+            connect_time: stream.connect_time,
+            snapshot,
+            types,
+        })
+    }
+}
+
 /// Splits Kuma's node id `<mesh>.<name>`; neither part may contain a dot.
 pub fn parse_node_id(id: &str) -> Option<ResourceKey> {
     let (mesh, name) = id.split_once('.')?;

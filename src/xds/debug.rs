@@ -25,6 +25,7 @@ fn all_files() -> Vec<FileDescriptor> {
         crate::envoy::previous_hosts::file_descriptor().clone(),
         crate::envoy::omit_host_metadata_config::file_descriptor().clone(),
         crate::envoy::previous_priorities_config::file_descriptor().clone(),
+        crate::envoy::health_check_event_file_sink::file_descriptor().clone(),
     ];
     let mut seen: Vec<FileDescriptor> = Vec::new();
     let mut stack = roots.to_vec();

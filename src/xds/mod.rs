@@ -8,12 +8,14 @@
 //! - [`wire`]: encoded resources, content-hash versions and response encoding.
 //! - [`debug`]: decoding what we serve back to JSON, for golden files and inspection.
 //! - [`bootstrap`]: the Envoy bootstrap handed to dataplanes.
+//! - [`inspect`]: what the inspect API may ask of the reconciler, and the config-dump view.
 
 pub mod bootstrap;
 pub mod context;
 pub mod debug;
 pub mod encodings;
 pub mod generate;
+pub mod inspect;
 pub mod resource_kind;
 pub mod server;
 pub mod snapshot;

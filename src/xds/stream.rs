@@ -86,9 +86,29 @@ struct TypeState {
     sent_at: Option<Instant>,
     acked_version: Option<String>,
     nacked: Option<(String, Instant)>,
+    /// Why Envoy rejected `nacked`, for the inspect API.
+    nack_detail: Option<String>,
+    /// The version of our latest response, answered or not, for the inspect API.
+    sent_version: Option<String>,
     /// Send the next time the watch is open even if the version is unchanged.
     force: bool,
     counters: Counters,
+}
+
+/// What one type's exchange stands at, for the inspect API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeStatus {
+    pub subscribed: bool,
+    /// The names Envoy asks for (empty = everything).
+    pub requested_names: Vec<String>,
+    /// The version of our latest response.
+    pub sent_version: Option<String>,
+    /// The latest response is not answered yet.
+    pub pending: bool,
+    pub acked_version: Option<String>,
+    /// The version Envoy rejected last and its error, until it ACKs a later one.
+    pub nacked: Option<(String, String)>,
+    pub counters: Counters,
 }
 
 #[derive(Debug)]
@@ -145,6 +165,7 @@ impl StreamState {
         match &req.error {
             Some(detail) => {
                 t.counters.rejected += 1;
+                t.nack_detail = Some(detail.clone());
                 t.nacked = Some((version.clone(), now + backoff));
                 t.force = false;
                 RequestOutcome::Nack { kind, version, detail: detail.clone() }
@@ -153,6 +174,7 @@ impl StreamState {
                 t.counters.acked += 1;
                 t.acked_version = Some(version.clone());
                 t.nacked = None;
+                t.nack_detail = None;
                 let after = t.sent_at.map(|s| now.saturating_duration_since(s)).unwrap_or_default();
                 RequestOutcome::Ack { kind, version, after }
             }
@@ -202,6 +224,7 @@ impl StreamState {
         let t = &mut self.types[kind.index()];
         t.last_nonce = Some(nonce.clone());
         t.in_flight = Some(version.to_string());
+        t.sent_version = Some(version.to_string());
         t.sent_at = Some(now);
         t.watch_open = false;
         t.force = false;
@@ -226,6 +249,20 @@ impl StreamState {
 
     pub fn counters(&self, kind: ResourceKind) -> Counters {
         self.types[kind.index()].counters
+    }
+
+    /// Where the exchange of `kind` stands (a copy: the caller holds no lock on the stream).
+    pub fn status(&self, kind: ResourceKind) -> TypeStatus {
+        let t = &self.types[kind.index()];
+        TypeStatus {
+            subscribed: t.subscribed,
+            requested_names: t.names.clone(),
+            sent_version: t.sent_version.clone(),
+            pending: t.in_flight.is_some(),
+            acked_version: t.acked_version.clone(),
+            nacked: t.nacked.as_ref().map(|(v, _)| (v.clone(), t.nack_detail.clone().unwrap_or_default())),
+            counters: t.counters,
+        }
     }
 
     pub fn total(&self) -> Counters {
@@ -293,6 +330,27 @@ mod tests {
         assert_eq!(s.decide(ResourceKind::Listener, "bad", now + BACKOFF * 10), SendDecision::Skip);
         assert_eq!(s.decide(ResourceKind::Listener, "fixed", now), SendDecision::RetryAt(now + BACKOFF));
         assert_eq!(s.decide(ResourceKind::Listener, "fixed", now + BACKOFF), SendDecision::Send);
+    }
+
+    #[test]
+    fn status_reports_sent_acked_and_rejected_versions() {
+        let (mut s, now) = subscribed(ResourceKind::Listener);
+        let n1 = s.record_sent(ResourceKind::Listener, "v1");
+        let st = s.status(ResourceKind::Listener);
+        assert_eq!((st.sent_version.as_deref(), st.pending, st.acked_version), (Some("v1"), true, None));
+        s.on_request(&req(ResourceKind::Listener, &n1, None), now);
+        let n2 = s.record_sent(ResourceKind::Listener, "v2");
+        s.on_request(&req(ResourceKind::Listener, &n2, Some("bad port")), now);
+        let st = s.status(ResourceKind::Listener);
+        assert_eq!(st.sent_version.as_deref(), Some("v2"));
+        assert!(!st.pending);
+        assert_eq!(st.acked_version.as_deref(), Some("v1"));
+        assert_eq!(st.nacked, Some(("v2".to_string(), "bad port".to_string())));
+        let n3 = s.record_sent(ResourceKind::Listener, "v3");
+        s.on_request(&req(ResourceKind::Listener, &n3, None), now + BACKOFF);
+        let st = s.status(ResourceKind::Listener);
+        assert_eq!((st.acked_version.as_deref(), st.nacked), (Some("v3"), None));
+        assert_eq!(st.counters, Counters { sent: 3, acked: 2, rejected: 1 });
     }
 
     #[test]

@@ -1,3 +1,7 @@
-//! CircuitBreaker: see [`api`] for the spec and its validation.
+//! CircuitBreaker (old-style): [`api`] has the spec and its validation, [`plugin`] how it
+//! selects, [`conf`] the resolved thresholds and outlier detection both generations write
+//! and how they shape a cluster.
 
 pub mod api;
+pub mod conf;
+pub mod plugin;

@@ -136,6 +136,11 @@ pub struct MergeOptions {
     pub merge_by_key: Option<(&'static str, &'static str, &'static str)>,
 }
 
+impl MergeOptions {
+    /// A plain JSON merge patch.
+    pub const NONE: MergeOptions = MergeOptions { append: &[], merge_by_key: None };
+}
+
 /// More distinct tags than this in one component would need 2^n candidates; Kuma computes
 /// them anyway, higuma refuses to spend more than ~65k per component and keeps the items'
 /// own subsets instead (still correct for every query naming one of those subsets).

@@ -74,11 +74,37 @@ pub struct HealthCheckTcp {
 pub struct HealthCheckHttp {
     #[serde(default)]
     pub path: String,
-    /// `[{append, header{key, value}}]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub request_headers_to_add: Vec<serde_json::Value>,
+    pub request_headers_to_add: Vec<HeaderValueOption>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expected_statuses: Vec<u32>,
+}
+
+/// `{header: {key, value}, append}` (Kuma's `HealthCheck.Conf.Http.HeaderValueOption`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderValueOption {
+    /// Required; `None` only so that a missing header is reported as Kuma does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderKeyValue>,
+    /// Add beside existing values (`true`) or replace them (absent or `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub append: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderKeyValue {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+/// Standard base64, as protobuf JSON writes `bytes`.
+pub(crate) fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 impl SpecType for HealthCheckSpec {
@@ -109,6 +135,18 @@ impl SpecType for HealthCheckSpec {
         if c.tcp.is_some() && c.http.is_some() {
             errors.add("conf", "http and tcp cannot be defined at the same time");
         }
+        if let Some(tcp) = &c.tcp {
+            // protobuf JSON refuses such `bytes` while decoding; the decoded bytes are what
+            // Envoy sends and expects.
+            if let Some(send) = tcp.send.as_deref().filter(|s| decode_base64(s).is_none()) {
+                errors.add("conf.tcp.send", format!("must be base64-encoded bytes, got {send:?}"));
+            }
+            for (i, r) in tcp.receive.iter().enumerate() {
+                if decode_base64(r).is_none() {
+                    errors.add(format!("conf.tcp.receive[{i}]"), format!("must be base64-encoded bytes, got {r:?}"));
+                }
+            }
+        }
         if let Some(http) = &c.http {
             if http.path.is_empty() {
                 errors.add("conf.http.path", "has to be defined and cannot be empty");
@@ -117,6 +155,14 @@ impl SpecType for HealthCheckSpec {
             }
             for (i, code) in http.expected_statuses.iter().enumerate() {
                 status_code(&mut errors, format!("conf.http.expectedStatuses[{i}]"), *code);
+            }
+            for (i, h) in http.request_headers_to_add.iter().enumerate() {
+                let field = format!("conf.http.requestHeadersToAdd[{i}].header");
+                match &h.header {
+                    None => errors.add(field, "has to be defined"),
+                    Some(kv) if kv.key.is_empty() => errors.add(format!("{field}.key"), "cannot be empty"),
+                    Some(_) => {}
+                }
             }
         }
         errors.into_result()
@@ -186,6 +232,19 @@ conf:
         ));
     }
 
+    #[test]
+    fn http_request_headers_are_typed_and_round_trip() {
+        let v = with_conf(
+            "HealthCheck",
+            json!({"interval": "1s", "timeout": "1s", "unhealthyThreshold": 1, "healthyThreshold": 1,
+                "http": {"path": "/h", "requestHeadersToAdd": [{"header": {"key": "a", "value": "1"}, "append": true}]}}),
+        );
+        assert_round_trip(v.clone());
+        let crate::model::Spec::HealthCheck(hc) = from_json(v).unwrap().spec else { panic!() };
+        let h = &hc.conf.http.unwrap().request_headers_to_add[0];
+        assert_eq!((h.header.as_ref().map(|kv| kv.key.as_str()), h.append), (Some("a"), Some(true)));
+    }
+
     fn hc(conf: Value) -> Value {
         let mut base = json!({"interval": "10s", "timeout": "2s", "unhealthyThreshold": 3, "healthyThreshold": 1});
         base.as_object_mut().unwrap().extend(conf.as_object().unwrap().clone());
@@ -221,6 +280,18 @@ conf:
             "conf",
             "http and tcp cannot be defined at the same time",
         );
+        assert_violation(
+            hc(json!({"http": {"path": "/h", "requestHeadersToAdd": [{"append": true}]}})),
+            "conf.http.requestHeadersToAdd[0].header",
+            "has to be defined",
+        );
+        assert_violation(
+            hc(json!({"http": {"path": "/h", "requestHeadersToAdd": [{"header": {"value": "v"}}]}})),
+            "conf.http.requestHeadersToAdd[0].header.key",
+            "cannot be empty",
+        );
+        assert_violation(hc(json!({"tcp": {"send": "not base64!"}})), "conf.tcp.send", "\"not base64!\"");
+        assert_violation(hc(json!({"tcp": {"receive": ["Zm9v", "%%"]}})), "conf.tcp.receive[1]", "base64");
         assert_violation(
             hc(json!({"http": {"path": "/h", "method": "GET"}})),
             "conf.http.method",

@@ -1,3 +1,7 @@
-//! HealthCheck: see [`api`] for the spec and its validation.
+//! HealthCheck (old-style): [`api`] has the spec and its validation, [`plugin`] how it
+//! selects, [`conf`] the resolved checks both generations write and how they shape a
+//! cluster.
 
 pub mod api;
+pub mod conf;
+pub mod plugin;

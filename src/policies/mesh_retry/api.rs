@@ -357,6 +357,10 @@ fn validate_default(errors: &mut ValidationError, path: &str, c: &MeshRetryConf)
 }
 
 impl SpecType for MeshRetrySpec {
+    /// The widest kinds (a non-gateway top level), for `GET /policies`.
+    const TARGET_REF_KINDS: Option<Allowed> =
+        Some(Allowed { top: TOP, to: &[TargetKind::Mesh, TargetKind::MeshService], from: &[], require_entries: true });
+
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {
         Some(&self.0)
     }

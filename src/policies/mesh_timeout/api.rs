@@ -96,6 +96,14 @@ fn validate_default(errors: &mut ValidationError, path: &str, c: &MeshTimeoutCon
 }
 
 impl SpecType for MeshTimeoutSpec {
+    /// The widest kinds (a non-route top level), for `GET /policies`.
+    const TARGET_REF_KINDS: Option<Allowed> = Some(Allowed {
+        top: TOP,
+        to: &[TargetKind::Mesh, TargetKind::MeshService],
+        from: &[TargetKind::Mesh],
+        require_entries: false,
+    });
+
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {
         Some(&self.0)
     }

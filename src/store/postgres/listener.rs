@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn ignores_unknown_types_and_garbage() {
-        let unknown = r#"{"action": "INSERT", "data": {"name": "x", "mesh": "m", "type": "MeshTrafficPermission"}}"#;
+        let unknown = r#"{"action": "INSERT", "data": {"name": "x", "mesh": "m", "type": "ContainerPatch"}}"#;
         assert_eq!(parse(CHANNEL, unknown), None);
         assert_eq!(parse(CHANNEL, "not json"), None);
         assert_eq!(parse("other", r#"{"action": "INSERT", "data": {"name": "x", "mesh": "", "type": "Mesh"}}"#), None);
