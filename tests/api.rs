@@ -547,6 +547,16 @@ fn a_new_mesh_gets_its_defaults_once_and_never_on_update() {
 /// backend-1 (inbound backend, http, 127.0.0.1:9000 → 8080; outbound redis) with one policy of
 /// each attachment kind and two MeshTrafficPermissions.
 fn inspect_setup(api: &Api) {
+    // Mesh `default` starts with Kuma 2.6's default policies; these cases count exactly the
+    // policies they create.
+    for path in [
+        "meshtimeouts/mesh-timeout-all-default",
+        "meshcircuitbreakers/mesh-circuit-breaker-all-default",
+        "meshretries/mesh-retry-all-default",
+    ] {
+        let (status, body) = api.delete(&format!("/meshes/default/{path}"));
+        assert_eq!(status, 200, "{path}: {body}");
+    }
     assert_eq!(api.put("/meshes/default/dataplanes/backend-1", &dataplane("backend-1", "default", 9000)).0, 201);
     let web = json!({
         "type": "Dataplane", "mesh": "default", "name": "web-1",

@@ -233,7 +233,9 @@ fn inspect_dataplanes_and_policies() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "DATAPLANE:\n  MeshTrafficPermission\n    mtp-1\n\n\
+        // Mesh `default` starts with Kuma 2.6's default policies, which select every dataplane.
+        "DATAPLANE:\n  MeshCircuitBreaker\n    mesh-circuit-breaker-all-default\n  MeshRetry\n    mesh-retry-all-default\n  \
+         MeshTimeout\n    mesh-timeout-all-default\n  MeshTrafficPermission\n    mtp-1\n\n\
          INBOUND 127.0.0.1:18000:8000(backend):\n  TrafficPermission\n    allow-all-default\n\n"
     );
 
@@ -242,10 +244,13 @@ fn inspect_dataplanes_and_policies() {
     let table = text(&out.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("TYPE") && lines[0].contains("POLICY") && lines[0].contains("ORIGINS"), "{table}");
-    assert_eq!(lines.len(), 2, "{table}");
-    for cell in ["ClientSubset", "backend-", "MeshTrafficPermission", "{}", r#"{"action":"Allow"}"#, "mtp-1"] {
-        assert!(lines[1].contains(cell), "{cell} missing: {table}");
+    // The permission's rule and the default MeshTimeout's inbound (`from`) rule.
+    assert_eq!(lines.len(), 3, "{table}");
+    let mtp = lines.iter().find(|l| l.contains("MeshTrafficPermission")).unwrap_or_else(|| panic!("{table}"));
+    for cell in ["ClientSubset", "backend-", "{}", r#"{"action":"Allow"}"#, "mtp-1"] {
+        assert!(mtp.contains(cell), "{cell} missing: {table}");
     }
+    assert!(lines.iter().any(|l| l.contains("MeshTimeout") && l.contains("mesh-timeout-all-default")), "{table}");
 
     let out = inspect(&["meshtrafficpermission", "mtp-1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -30,8 +30,13 @@ impl Cp {
         Cp::start_with(config(refresh_ms))
     }
 
-    fn start_with(config: Config) -> Cp {
-        Cp { daemon: Some(Daemon::start(config).unwrap()) }
+    /// A control plane whose Mesh `default` has no default policies: these tests are about
+    /// the xDS mechanics and the policies they write themselves.
+    fn start_with(mut config: Config) -> Cp {
+        config.defaults.skip_mesh_creation = true;
+        let cp = Cp { daemon: Some(Daemon::start(config).unwrap()) };
+        cp.apply(json!({"type": "Mesh", "name": "default", "skipCreatingInitialPolicies": ["*"]}));
+        cp
     }
 
     fn d(&self) -> &Daemon {
@@ -636,4 +641,37 @@ fn inspect_xds_shows_what_was_sent_and_what_was_acked() {
 
     drop(envoy);
     common::wait_until("the disconnect in /xds", Duration::from_secs(5), || xds("web-1").0 == 404);
+}
+
+/// The Mesh `default` created at start carries Kuma 2.6's default policies, and they are in
+/// force: 5 s connect timeout and 1024-connection limits on clusters, 15 s request timeout
+/// and 5 retries on routes.
+#[test]
+fn the_default_mesh_starts_with_kumas_default_policies_in_force() {
+    let cp = Cp { daemon: Some(Daemon::start(config(60_000)).unwrap()) };
+    cp.apply(json!({
+        "type": "Dataplane", "mesh": "default", "name": "web-1",
+        "networking": {"address": "127.0.0.1",
+            "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web", "kuma.io/protocol": "http"}}],
+            "outbound": [{"port": 10001, "tags": {"kuma.io/service": "backend"}}]}
+    }));
+    cp.apply(json!({
+        "type": "Dataplane", "mesh": "default", "name": "backend-1",
+        "networking": {"address": "127.0.0.1",
+            "inbound": [{"port": 9090, "tags": {"kuma.io/service": "backend", "kuma.io/protocol": "http"}}]}
+    }));
+    let env = grpc_env();
+    let mut web = cp.connect(&env, "default.web-1");
+    let (cds, _, lds) = web.converge(&["backend"]);
+    let json_of = |a: &protobuf::well_known_types::any::Any| {
+        higuma::xds::debug::any_bytes_to_json(&protobuf::Message::write_to_bytes(a).unwrap())
+    };
+    let backend = cds.resources.iter().map(json_of).find(|c| c["name"] == "backend").expect("the backend cluster");
+    assert_eq!(backend["connectTimeout"], "5s", "{backend}");
+    assert_eq!(backend["circuitBreakers"]["thresholds"][0]["maxConnections"], 1024, "{backend}");
+    let outbound =
+        lds.resources.iter().map(json_of).find(|l| l["name"] == "outbound:127.0.0.1:10001").expect("the outbound");
+    let text = outbound.to_string();
+    assert!(text.contains("\"timeout\":\"15s\""), "15 s request timeout: {text}");
+    assert!(text.contains("\"numRetries\":5"), "5 retries: {text}");
 }

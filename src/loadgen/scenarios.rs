@@ -292,18 +292,20 @@ impl Bench {
         v
     }
 
-    /// Scenario 4: one change every dataplane's config depends on (a mesh-wide Timeout).
+    /// Scenario 4: one change every dataplane's config depends on: a mesh-wide MeshTimeout
+    /// whose name sorts before the default `mesh-timeout-all-default`, so on equal targetRef
+    /// kinds it wins (Kuma 2.6+: the smallest name wins) and every cluster's connect timeout
+    /// changes.
     pub fn mesh_wide(&self) -> Value {
         let watch: Vec<usize> = (0..self.sims.len()).filter(|i| !self.defs[*i].outbounds.is_empty()).collect();
         let before: Vec<u64> = watch.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Cluster)).collect();
         let cp0 = self.cp();
         let policy = json!({
-            "type": "Timeout", "mesh": "default", "name": "timeout-all",
-            "sources": [{"match": {"kuma.io/service": "*"}}],
-            "destinations": [{"match": {"kuma.io/service": "*"}}],
-            "conf": {"connectTimeout": "6s"}
+            "type": "MeshTimeout", "mesh": "default", "name": "bench-mesh-wide",
+            "spec": {"targetRef": {"kind": "Mesh"},
+                     "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "6s"}}]}
         });
-        let result = put(&self.agent, &self.target.api, "/meshes/default/timeouts/timeout-all", &policy);
+        let result = put(&self.agent, &self.target.api, "/meshes/default/meshtimeouts/bench-mesh-wide", &policy);
         let t0 = self.fleet.now_nanos();
         let latency = result.ok().and_then(|_| self.wait_for(&watch, ResourceKind::Cluster, &before, t0));
         json!({

@@ -20,9 +20,17 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// `higuma run` on the memory store with `env` added (e.g. a short refresh interval).
+    /// `higuma run` on the memory store with `env` added (e.g. a short refresh interval),
+    /// and a Mesh `default` without Kuma's default policies (`skipCreatingInitialPolicies:
+    /// ["*"]`), so each case's policies alone decide what traffic does; the defaults have a
+    /// case of their own.
     pub fn start(env: &[(&str, &str)]) -> Mesh {
-        Mesh { cp: Daemon::start(env), dir: tempfile::tempdir().unwrap(), sidecars: Vec::new(), client: None }
+        let mut env = env.to_vec();
+        env.push(("KUMA_DEFAULTS_SKIP_MESH_CREATION", "true"));
+        let mesh =
+            Mesh { cp: Daemon::start(&env), dir: tempfile::tempdir().unwrap(), sidecars: Vec::new(), client: None };
+        mesh.put(&json!({"type": "Mesh", "name": "default", "skipCreatingInitialPolicies": ["*"]}));
+        mesh
     }
 
     /// The client sidecar `web` (service `web`, started on first use) gains an outbound to

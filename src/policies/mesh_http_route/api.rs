@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::model::selector::SERVICE_TAG;
 use crate::model::{SpecType, ValidationError};
-use crate::policies::core::rules::{Subset, Tag};
+use crate::policies::core::api::Allowed;
+use crate::policies::core::rules::{MergeOptions, Subset, Tag};
 use crate::policies::core::targetref::{Item, TargetKind, TargetRef, TargetRefPolicy};
 use crate::policies::routing::backend::BackendRef;
 
@@ -344,7 +345,14 @@ impl MeshHttpRouteSpec {
     }
 }
 
+/// Kuma's `mergeValuesByKey` on `rules`: entries with equal `matches` merge their `default`.
+pub const MERGE: MergeOptions = MergeOptions { append: &[], merge_by_key: Some(("rules", "matches", "default")) };
+
 impl SpecType for MeshHttpRouteSpec {
+    const TARGET_REF_KINDS: Option<Allowed> =
+        Some(Allowed { top: TOP, to: &[TargetKind::MeshService], from: &[], require_entries: false });
+    const RULES_MERGE: MergeOptions = MERGE;
+
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {
         Some(self)
     }

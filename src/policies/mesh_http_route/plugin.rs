@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::api::route_name;
+use super::api::{route_name, MERGE};
 use super::api::{
     Conf, Filter, FilterType, HeaderMatchType, HeaderModifier, Match, PathMatch, PathMatchType, PathRewrite,
     PathRewriteType, QueryMatchType, Rule, DEFAULT_REDIRECT_STATUS,
@@ -19,7 +19,7 @@ use super::api::{
 use crate::model::dataplane::Protocol;
 use crate::model::ResourceType;
 use crate::policies::core::matching;
-use crate::policies::core::rules::{MergeOptions, Rules, Subset};
+use crate::policies::core::rules::{Rules, Subset};
 use crate::policies::core::set::PolicySet;
 use crate::policies::resolved::{
     HeaderMatch, HeaderMatcher, HeaderValue, HostRewrite, HttpAction, HttpRoute, Mirror, PathMatch as RoutePath,
@@ -28,9 +28,6 @@ use crate::policies::resolved::{
 use crate::policies::routing;
 use crate::policies::routing::backend::{self, BackendRef};
 use crate::policies::{Plugin, ResolveCx};
-
-/// Kuma's `mergeValuesByKey` on `rules`: entries with equal `matches` merge their `default`.
-pub const MERGE: MergeOptions = MergeOptions { append: &[], merge_by_key: Some(("rules", "matches", "default")) };
 
 /// The weight Kuma gives the implicit backend (the outbound's own service).
 const DEFAULT_BACKEND_WEIGHT: u32 = 100;

@@ -161,6 +161,8 @@ pub const MAX_RING_SIZE: u64 = 8_000_000;
 pub const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
 
 impl SpecType for MeshLoadBalancingStrategySpec {
+    const TARGET_REF_KINDS: Option<Allowed> = Some(ALLOWED);
+
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {
         Some(&self.0)
     }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{SpecType, ValidationError};
+use crate::policies::core::api::Allowed;
 use crate::policies::core::targetref::{Item, TargetKind, TargetRef, TargetRefPolicy};
 use crate::policies::routing::backend::{BackendRef, DEFAULT_WEIGHT};
 
@@ -59,6 +60,9 @@ const TOP: &[TargetKind] =
     &[TargetKind::Mesh, TargetKind::MeshSubset, TargetKind::MeshService, TargetKind::MeshServiceSubset];
 
 impl SpecType for MeshTcpRouteSpec {
+    const TARGET_REF_KINDS: Option<Allowed> =
+        Some(Allowed { top: TOP, to: &[TargetKind::MeshService], from: &[], require_entries: false });
+
     fn target_ref(&self) -> Option<&dyn TargetRefPolicy> {
         Some(self)
     }
