@@ -240,6 +240,9 @@ resource_types! {
     MeshCircuitBreaker => ("MeshCircuitBreaker", "meshcircuitbreakers", ["meshcircuitbreaker"], Mesh, Spec, TargetRefPolicy, p::mesh_circuit_breaker::api::MeshCircuitBreakerSpec),
 
     // ---- targetRef policies: routing and load balancing ---------------------------------------
+    MeshHttpRoute => ("MeshHTTPRoute", "meshhttproutes", ["meshhttproute"], Mesh, Spec, TargetRefPolicy, p::mesh_http_route::api::MeshHttpRouteSpec),
+    MeshTcpRoute => ("MeshTCPRoute", "meshtcproutes", ["meshtcproute"], Mesh, Spec, TargetRefPolicy, p::mesh_tcp_route::api::MeshTcpRouteSpec),
+    MeshLoadBalancingStrategy => ("MeshLoadBalancingStrategy", "meshloadbalancingstrategies", ["meshloadbalancingstrategy"], Mesh, Spec, TargetRefPolicy, p::mesh_load_balancing_strategy::api::MeshLoadBalancingStrategySpec),
 
     // ---- targetRef policies: inbound and logging (MeshRateLimit, MeshFaultInjection, ...) ----
     MeshFaultInjection => ("MeshFaultInjection", "meshfaultinjections", ["meshfaultinjection"], Mesh, Spec, TargetRefPolicy, p::mesh_fault_injection::api::MeshFaultInjectionSpec),

@@ -20,6 +20,10 @@ pub mod defaults;
 pub mod resolved;
 
 // ---- routing and load balancing --------------------------------------------------------------
+pub mod mesh_http_route;
+pub mod mesh_load_balancing_strategy;
+pub mod mesh_tcp_route;
+pub mod routing;
 pub mod traffic_route;
 
 // ---- timeouts and retries ----------------------------------------------------------------------
@@ -105,7 +109,13 @@ pub trait Plugin: Sync {
 /// `pkg/plugins/policies/policies.go` order).
 pub static PLUGINS: &[&dyn Plugin] = &[
     // ---- routing (TrafficRoute, MeshHTTPRoute, MeshTCPRoute) -----------------------------------
-
+    // The targetRef routes first: TrafficRoute routes only the outbounds they leave, as Kuma's
+    // old generator skips the ones a MeshHTTPRoute or MeshTCPRoute routes (nothing of it, not
+    // its cluster names nor its load balancer, reaches those outbounds). MeshTCPRoute after
+    // MeshHTTPRoute, which it overrides except where a MeshHTTPRoute rule names the service.
+    &mesh_http_route::plugin::MeshHttpRoutePlugin,
+    &mesh_tcp_route::plugin::MeshTcpRoutePlugin,
+    &traffic_route::plugin::TrafficRoutePlugin,
     // ---- timeouts and retries (Timeout, MeshTimeout, Retry, MeshRetry) -------------------------
     &timeout::plugin::TimeoutPlugin,
     &mesh_timeout::plugin::MeshTimeoutPlugin,
@@ -117,7 +127,7 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     &mesh_circuit_breaker::plugin::MeshCircuitBreakerPlugin,
     &mesh_health_check::plugin::MeshHealthCheckPlugin,
     // ---- load balancing (MeshLoadBalancingStrategy) --------------------------------------------
-
+    &mesh_load_balancing_strategy::plugin::MeshLoadBalancingStrategyPlugin,
     // ---- inbound: fault injection, rate limits -------------------------------------------------
     &kuma_tags::KumaTagsPlugin,
     &fault_injection::plugin::FaultInjectionPlugin,

@@ -57,13 +57,23 @@ pub struct ResolvedOutbound {
     pub index: usize,
     /// The outbound's own `kuma.io/service`.
     pub service: String,
-    /// The protocol its listener speaks: the common protocol of every cluster it routes to.
+    /// The common protocol of every cluster it routes to (reference §1.7 stacks: http and
+    /// http2 make tcp). TrafficRoute picks its filter by it; the targetRef routes decide the
+    /// filter themselves (MeshHTTPRoute always an HCM, MeshTCPRoute a TCP proxy).
     pub protocol: Protocol,
     pub routing: Routing,
     /// Which policy decided the routing; old-style plugins leave outbounds routed by a
     /// MeshHTTPRoute or MeshTCPRoute alone, as Kuma's old generator skips them.
     pub routed_by: RoutedBy,
     pub conf: OutboundConf,
+}
+
+impl ResolvedOutbound {
+    /// Whether old-style outbound policies (TrafficRoute, Timeout, Retry, ...) apply: not to
+    /// outbounds a MeshHTTPRoute or MeshTCPRoute routes, which Kuma's old generator skips.
+    pub fn old_style_applies(&self) -> bool {
+        !matches!(self.routed_by, RoutedBy::MeshHttpRoute | RoutedBy::MeshTcpRoute)
+    }
 }
 
 /// Who decided an outbound's routing.
@@ -126,7 +136,8 @@ pub struct HttpRoute {
     pub name: String,
     pub path: PathMatch,
     pub method: Option<StringMatch>,
-    /// Sorted by name, as Kuma emits them.
+    /// TrafficRoute's sorted by name (they come from a map), MeshHTTPRoute's in the
+    /// policy's order, as Kuma emits them.
     pub headers: Vec<HeaderMatch>,
     pub query: Vec<QueryMatch>,
     pub action: HttpAction,
@@ -260,6 +271,8 @@ pub struct ClusterConf {
     pub health_checks: crate::policies::health_check::conf::HealthChecks,
     pub circuit_breaker: crate::policies::circuit_breaker::conf::CircuitBreaking,
     // ---- load balancing ------------------------------------------------------------------------
+    /// TrafficRoute's `loadBalancer`, overridden by MeshLoadBalancingStrategy.
+    pub load_balancer: crate::policies::mesh_load_balancing_strategy::plugin::LoadBalancer,
 }
 
 /// How an outbound listener differs between consumers: one field per concern.
@@ -271,7 +284,8 @@ pub struct OutboundConf {
     /// Retry (virtual host), then MeshRetry (routes).
     pub retries: OutboundRetries,
     // ---- load balancing (route hash policies) ---------------------------------------------------
-
+    /// MeshLoadBalancingStrategy's hash policies for ring hash and maglev, on every route.
+    pub hash_policies: Vec<crate::policies::mesh_load_balancing_strategy::plugin::HashPolicy>,
     // ---- access logs ---------------------------------------------------------------------------
     /// TrafficLog, then MeshAccessLog's `to` (appended), in order.
     pub access_logs: Vec<AccessLog>,

@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use super::rules::{MergeOptions, RuleItem, Rules};
+use super::rules::{MergeOptions, RuleItem, Rules, Subset};
 use super::set::{PolicySet, Side};
 use super::targetref::{top_of, TargetKind, TargetRef, TargetRefPolicy};
 use crate::model::dataplane::DataplaneSpec;
 use crate::model::{Resource, ResourceType};
+use crate::policies::mesh_http_route::api::MeshHttpRouteSpec;
 
 fn policy_of(r: &Resource) -> Option<&dyn TargetRefPolicy> {
     r.spec.target_ref()
@@ -25,9 +26,8 @@ fn effective_top(set: &PolicySet, top: &TargetRef) -> Option<TargetRef> {
     if top.kind() != TargetKind::MeshHttpRoute {
         return Some(top.clone());
     }
-    // The MeshHTTPRoute type registers later; until then no route exists to select through.
-    let route_type = ResourceType::from_name("MeshHTTPRoute")?;
-    let route = set.of(route_type).iter().find(|r| r.meta.name == top.name()).and_then(|r| policy_of(r))?;
+    let route =
+        set.of(ResourceType::MeshHttpRoute).iter().find(|r| r.meta.name == top.name()).and_then(|r| policy_of(r))?;
     let route_top = top_of(route);
     (route_top.kind() != TargetKind::MeshHttpRoute).then_some(route_top)
 }
@@ -55,6 +55,18 @@ pub fn matched(set: &PolicySet, t: ResourceType, dp: &DataplaneSpec) -> Vec<u32>
     out.into_iter().map(|(_, i)| i).collect()
 }
 
+/// The subsets of the rules of the MeshHTTPRoute a top-level targetRef names (Kuma's
+/// artificial items, reference §4.2): `{kuma.io/service, __rule-matches-hash__}` per rule, so
+/// a policy on a route configures that route's rules only. Empty when the route is missing.
+fn route_rule_subsets(set: &PolicySet, top: &TargetRef) -> Vec<Subset> {
+    set.of(ResourceType::MeshHttpRoute)
+        .iter()
+        .find(|r| r.meta.name == top.name())
+        .and_then(|r| r.spec.get::<MeshHttpRouteSpec>())
+        .map(MeshHttpRouteSpec::rule_subsets)
+        .unwrap_or_default()
+}
+
 /// The `to` rules of the matched policies (cached per distinct match).
 pub fn to_rules(set: &PolicySet, t: ResourceType, matched: &[u32], options: MergeOptions) -> Arc<Rules> {
     set.rules(t, Side::To, matched.to_vec(), || {
@@ -64,11 +76,22 @@ pub fn to_rules(set: &PolicySet, t: ResourceType, matched: &[u32], options: Merg
             .filter_map(|&i| list.get(i as usize))
             .flat_map(|r| {
                 let key = r.key();
-                policy_of(r)
-                    .map(|p| p.outbound_items())
-                    .unwrap_or_default()
+                let Some(p) = policy_of(r) else { return Vec::new() };
+                let top = top_of(p);
+                if top.kind() == TargetKind::MeshHttpRoute {
+                    let subsets = route_rule_subsets(set, &top);
+                    return p
+                        .outbound_items()
+                        .into_iter()
+                        .flat_map(|item| {
+                            subsets.iter().map(move |s| (s.clone(), item.default.clone())).collect::<Vec<_>>()
+                        })
+                        .map(|(subset, default)| RuleItem { subset, default, origin: key.clone() })
+                        .collect();
+                }
+                p.outbound_items()
                     .into_iter()
-                    .filter_map(move |item| {
+                    .filter_map(|item| {
                         let subset = item.target_ref.subset()?;
                         Some(RuleItem { subset, default: item.default, origin: key.clone() })
                     })

@@ -9,7 +9,7 @@ use super::oldstyle;
 use super::set::PolicySet;
 use super::targetref::TargetKind;
 use crate::model::dataplane::DataplaneSpec;
-use crate::model::Resource;
+use crate::model::{Resource, ResourceType};
 
 /// Whether `policy` can change the config of `dp`. `consumes(service)` tells whether the
 /// dataplane has a cluster of that service (an outbound to it, or a route that sends an
@@ -30,6 +30,11 @@ pub fn affects(set: &PolicySet, policy: &Resource, dp: &DataplaneSpec, consumes:
     if let Some(p) = policy.spec.target_ref() {
         if !matching::selects(set, policy, dp) {
             return false;
+        }
+        // A MeshHTTPRoute routes every HTTP outbound of the dataplanes it selects (catch-all
+        // to their own service), not only the services its `to` names.
+        if policy.rtype() == ResourceType::MeshHttpRoute {
+            return true;
         }
         if !p.inbound_items().is_empty() {
             return true;

@@ -66,11 +66,17 @@ impl Subset {
 
     /// Kuma's `IsSubset`, read as "`self` contains `other`": every tag of `self` is implied
     /// by the tags `other` has for the same key.
+    ///
+    /// One exception: a negated MeshHTTPRoute rule hash holds for a query without one (a
+    /// service's routes that no route-targeted policy names), as Kuma's later
+    /// `ContainsElement` has absent keys satisfy negations. Without it, a policy on one
+    /// route's rules would leave the plain service query with no rule at all.
     pub fn contains(&self, other: &Subset) -> bool {
+        use crate::policies::mesh_http_route::api::RULE_MATCHES_HASH_TAG;
         self.0.iter().all(|t| {
             let mut same = other.0.iter().filter(|o| o.key == t.key).peekable();
             if same.peek().is_none() {
-                return false;
+                return t.not && t.key == RULE_MATCHES_HASH_TAG;
             }
             same.all(|o| match (t.not, o.not) {
                 (false, false) | (true, true) => t.value == o.value,

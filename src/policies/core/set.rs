@@ -85,6 +85,13 @@ impl PolicySet {
             (Err(_), None) => {}
         }
         by_type[slot(key.rtype)] = Arc::new(TypeEntry { list, rules: Mutex::default() });
+        // Policies of any type can target a MeshHTTPRoute, and their rules are made from the
+        // route's rules: a route change starts every type's rules cache anew.
+        if key.rtype == ResourceType::MeshHttpRoute {
+            for e in &mut by_type {
+                *e = Arc::new(TypeEntry { list: e.list.clone(), rules: Mutex::default() });
+            }
+        }
         PolicySet { by_type }
     }
 

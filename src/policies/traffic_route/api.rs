@@ -97,9 +97,8 @@ pub const HASH_FUNCTIONS: [&str; 2] = ["XX_HASH", "MURMUR_HASH_2"];
 pub struct HttpRoute {
     #[serde(rename = "match", default)]
     pub match_: HttpMatch,
-    /// Path rewrite, host rewrite, header add/remove; kept as JSON for now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modify: Option<serde_json::Value>,
+    pub modify: Option<Modify>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -115,6 +114,76 @@ pub struct HttpMatch {
     pub path: Option<StringMatcher>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<BTreeMap<String, StringMatcher>>,
+}
+
+/// What an `http[]` entry changes on the request and response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Modify {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<ModifyPath>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<ModifyHost>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<ModifyHeaders>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<ModifyHeaders>,
+}
+
+/// A oneof: `rewritePrefix` or `regex`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModifyPath {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<RegexReplace>,
+}
+
+/// A oneof: `value` or `fromPath`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModifyHost {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_path: Option<RegexReplace>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegexReplace {
+    #[serde(default)]
+    pub pattern: String,
+    #[serde(default)]
+    pub substitution: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModifyHeaders {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<AddHeader>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<RemoveHeader>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddHeader {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub value: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub append: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoveHeader {
+    #[serde(default)]
+    pub name: String,
 }
 
 /// A oneof: `{exact: ..}`, `{prefix: ..}` or `{regex: ..}`.
@@ -138,6 +207,9 @@ impl SpecType for TrafficRouteSpec {
         for (i, http) in conf.http.iter().enumerate() {
             let at = format!("conf.http[{i}]");
             validate_http_match(&mut errors, &format!("{at}.match"), &http.match_);
+            if let Some(m) = &http.modify {
+                validate_modify(&mut errors, &format!("{at}.modify"), m, &http.match_);
+            }
             validate_split_and_destination(&mut errors, &at, &http.split, http.destination.as_ref());
         }
         match &conf.load_balancer {
@@ -223,6 +295,59 @@ fn validate_http_match(errors: &mut ValidationError, at: &str, m: &HttpMatch) {
             }
             validate_string_matcher(errors, &hat, matcher);
         }
+    }
+}
+
+fn validate_modify(errors: &mut ValidationError, at: &str, m: &Modify, match_: &HttpMatch) {
+    if let Some(p) = &m.path {
+        let pat = format!("{at}.path");
+        match (&p.rewrite_prefix, &p.regex) {
+            (None, None) => errors.add(pat, "either \"rewritePrefix\" or \"regex\" has to be set"),
+            (Some(_), Some(_)) => errors.add(pat, "only one of \"rewritePrefix\" or \"regex\" can be set"),
+            (Some(_), None) => {
+                if !matches!(&match_.path, Some(StringMatcher::Prefix(p)) if !p.is_empty()) {
+                    errors.add(
+                        format!("{pat}.rewritePrefix"),
+                        "can only be set when .http.match.path.prefix is not empty",
+                    );
+                }
+            }
+            (None, Some(re)) => validate_regex_replace(errors, &format!("{pat}.regex"), re),
+        }
+    }
+    if let Some(h) = &m.host {
+        let hat = format!("{at}.host");
+        match (&h.value, &h.from_path) {
+            (None, None) => errors.add(hat, "either \"value\" or \"fromPath\" has to be set"),
+            (Some(_), Some(_)) => errors.add(hat, "only one of \"value\" or \"fromPath\" can be set"),
+            (Some(v), None) if v.is_empty() => errors.add(format!("{hat}.value"), "cannot be empty"),
+            (None, Some(re)) => validate_regex_replace(errors, &format!("{hat}.fromPath"), re),
+            _ => {}
+        }
+    }
+    for (side, headers) in [("requestHeaders", &m.request_headers), ("responseHeaders", &m.response_headers)] {
+        let Some(h) = headers else { continue };
+        for (i, a) in h.add.iter().enumerate() {
+            validate_modified_header(errors, format!("{at}.{side}.add[{i}].name"), &a.name);
+        }
+        for (i, r) in h.remove.iter().enumerate() {
+            validate_modified_header(errors, format!("{at}.{side}.remove[{i}].name"), &r.name);
+        }
+    }
+}
+
+fn validate_regex_replace(errors: &mut ValidationError, at: &str, re: &RegexReplace) {
+    if re.pattern.is_empty() {
+        errors.add(format!("{at}.pattern"), "cannot be empty");
+    }
+}
+
+/// Envoy owns `host` (it is `:authority`) and the pseudo-headers; modifying them is refused.
+fn validate_modified_header(errors: &mut ValidationError, field: String, name: &str) {
+    if name.is_empty() {
+        errors.add(field, "cannot be empty");
+    } else if name.eq_ignore_ascii_case("host") || name.starts_with(':') {
+        errors.add(field, format!("header {name:?} cannot be modified"));
     }
 }
 
@@ -407,6 +532,54 @@ mod tests {
             http(json!({"match": {"path": {"glob": "/"}}, "destination": dest})),
             "conf.http[0].match.path",
             "glob",
+        );
+    }
+
+    #[test]
+    fn traffic_route_modify_rules() {
+        let dest = json!({"kuma.io/service": "b"});
+        let http = |m: Value, modify: Value| {
+            with_conf(
+                "TrafficRoute",
+                json!({"destination": dest, "http": [{"match": m, "modify": modify, "destination": dest}]}),
+            )
+        };
+        let prefix = json!({"path": {"prefix": "/api"}});
+        assert_round_trip(http(
+            prefix.clone(),
+            json!({
+                "path": {"rewritePrefix": "/v2"},
+                "host": {"fromPath": {"pattern": "^/(.+)/.*$", "substitution": "\\1"}},
+                "requestHeaders": {"add": [{"name": "x-a", "value": "1", "append": true}], "remove": [{"name": "x-b"}]},
+                "responseHeaders": {"add": [{"name": "x-c", "value": "2"}]}
+            }),
+        ));
+        assert_violation(
+            http(json!({"path": {"exact": "/api"}}), json!({"path": {"rewritePrefix": "/v2"}})),
+            "conf.http[0].modify.path.rewritePrefix",
+            "can only be set when .http.match.path.prefix is not empty",
+        );
+        assert_violation(http(prefix.clone(), json!({"path": {}})), "conf.http[0].modify.path", "either");
+        assert_violation(
+            http(prefix.clone(), json!({"path": {"regex": {"substitution": "x"}}})),
+            "conf.http[0].modify.path.regex.pattern",
+            "cannot be empty",
+        );
+        assert_violation(http(prefix.clone(), json!({"host": {}})), "conf.http[0].modify.host", "either");
+        assert_violation(
+            http(prefix.clone(), json!({"requestHeaders": {"add": [{"name": "Host", "value": "x"}]}})),
+            "conf.http[0].modify.requestHeaders.add[0].name",
+            "cannot be modified",
+        );
+        assert_violation(
+            http(prefix.clone(), json!({"responseHeaders": {"remove": [{"name": "x"}, {"name": ":status"}]}})),
+            "conf.http[0].modify.responseHeaders.remove[1].name",
+            "cannot be modified",
+        );
+        assert_violation(
+            http(prefix, json!({"path": {"rewritePrefix": "/"}, "color": "red"})),
+            "conf.http[0].modify.color",
+            "unknown field",
         );
     }
 }
