@@ -42,7 +42,7 @@ pub fn generate(ctx: &ApiContext, req: &Request, user: &User) -> Result<Reply, A
             for (i, g) in items.iter().enumerate() {
                 match g.as_str() {
                     Some(g) if !g.is_empty() => groups.push(g.to_string()),
-                    _ => errors.add(&format!("groups[{i}]"), format!("must be a non-empty string, got {g}")),
+                    _ => errors.add(format!("groups[{i}]"), format!("must be a non-empty string, got {g}")),
                 }
             }
         }

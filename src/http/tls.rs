@@ -261,8 +261,11 @@ fn serial() -> Result<openssl::asn1::Asn1Integer, openssl::error::ErrorStack> {
     bn.to_asn1_integer()
 }
 
-/// A CA and a server certificate for `names` and `ips`: (CA PEM, leaf+CA PEM, key PEM).
-pub fn generate(names: &[String], ips: &[IpAddr]) -> Result<(Vec<u8>, Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
+/// PEM files of a generated certificate: the CA, the leaf followed by the CA, the key.
+pub type GeneratedPems = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// A CA and a server certificate for `names` and `ips`.
+pub fn generate(names: &[String], ips: &[IpAddr]) -> Result<GeneratedPems, openssl::error::ErrorStack> {
     let ca_key = ec_key()?;
     let mut ca_name = X509NameBuilder::new()?;
     ca_name.append_entry_by_nid(Nid::COMMONNAME, "higuma API CA")?;
