@@ -36,6 +36,13 @@ pub enum Readiness {
     Closed,
 }
 
+/// `start + limit`; a limit too long for the clock (a `Limits` built in code is not bound by
+/// the config's range) means a century, not a panic.
+fn deadline_after(start: Instant, limit: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    start.checked_add(limit).or_else(|| start.checked_add(CENTURY)).unwrap_or(start)
+}
+
 fn remaining(deadline: Instant) -> Duration {
     // A zero time-out means "block forever" to the OS: keep at least a millisecond.
     deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
@@ -164,7 +171,16 @@ pub fn serve<T: Transport>(t: &mut T, ctx: &ConnCtx<'_>) {
                 return;
             }
         };
-        let response = (ctx.handler)(&request);
+        // A handler bug must not cost the pool a worker: the client gets a 500, the
+        // connection closes, the worker goes on.
+        let (response, failed) =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (ctx.handler)(&request))) {
+                Ok(r) => (r, false),
+                Err(_) => {
+                    log::error!("http: the handler of {} {} panicked", request.method, short(&request.path));
+                    ((ctx.errors)(500, "Internal Server Error", "the request could not be handled"), true)
+                }
+            };
         log::debug!(
             "http: {} {} from {} -> {} in {:?}",
             request.method,
@@ -173,7 +189,7 @@ pub fn serve<T: Transport>(t: &mut T, ctx: &ConnCtx<'_>) {
             response.status,
             started.elapsed()
         );
-        let close = close || (ctx.should_yield)();
+        let close = close || failed || (ctx.should_yield)();
         if write_response(t, ctx, &response, close, request.method == "HEAD").is_err() || close {
             return;
         }
@@ -182,7 +198,7 @@ pub fn serve<T: Transport>(t: &mut T, ctx: &ConnCtx<'_>) {
 
 /// Waits for the first byte of the next request on a kept-alive connection.
 fn wait_for_next<T: Transport>(t: &mut T, ctx: &ConnCtx<'_>) -> bool {
-    let deadline = Instant::now() + ctx.limits.idle_timeout;
+    let deadline = deadline_after(Instant::now(), ctx.limits.idle_timeout);
     loop {
         if (ctx.should_yield)() {
             return false;
@@ -340,8 +356,8 @@ fn read_request<T: Transport>(
     started: Instant,
 ) -> Result<(Request, bool), ReadFail> {
     let limits = ctx.limits;
-    let head_deadline = started + limits.read_header_timeout;
-    let deadline = started + limits.read_timeout;
+    let head_deadline = deadline_after(started, limits.read_header_timeout);
+    let deadline = deadline_after(started, limits.read_timeout);
     let head = loop {
         match parse_head(buf) {
             Ok(Some(head)) if head.len <= limits.max_header_bytes => break head,
@@ -680,6 +696,22 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 400"), "{out}");
         let (out, _) = run(b"\x00\x01 garbage\r\n\r\n", limits);
         assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    }
+
+    #[test]
+    fn limits_beyond_the_clock_do_not_panic() {
+        // Regression (fuzz target `config`): a time-out of 3000000000000000h overflowed
+        // `Instant + Duration` on the first request and killed the worker.
+        let huge = Duration::MAX;
+        let limits = Limits {
+            read_header_timeout: huge,
+            read_timeout: huge,
+            write_timeout: huge,
+            idle_timeout: huge,
+            ..Limits::default()
+        };
+        let (out, reqs) = run(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", limits);
+        assert_eq!(reqs.len(), 2, "{out}");
     }
 
     #[test]

@@ -271,7 +271,15 @@ fn accept_loop(
 fn worker_loop(shared: &Shared) {
     while !shared.stop.load(Ordering::SeqCst) {
         match shared.queue.recv_timeout(STOP_POLL) {
-            Ok((stream, peer)) => serve_socket(shared, stream, peer),
+            Ok((stream, peer)) => {
+                // A bug in parsing must not shrink the pool: the connection is dropped, the
+                // worker lives on.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve_socket(shared, stream, peer)))
+                    .is_err()
+                {
+                    log::error!("http: serving {peer} panicked; connection dropped");
+                }
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
