@@ -18,7 +18,8 @@
 //! | `bootstrap` | `POST /bootstrap` bodies in kuma-dp's shape | router → bootstrap |
 //!
 //! Cases per target in the suite are the `CASES_*` constants; `HIGUMA_FUZZ_SECONDS=N`
-//! (see `scripts/fuzz.sh`) instead runs each target for N seconds with fresh seeds.
+//! (see `scripts/fuzz.sh`) instead runs each target for N seconds with fresh seeds, and
+//! `HIGUMA_FUZZ_SEED="<the 32 bytes a failure printed>"` replays a failure.
 
 mod common;
 
@@ -109,7 +110,17 @@ where
     let mut round = 0u64;
     loop {
         // Fixed seeds in the suite (a failure reproduces), fresh ones in long runs.
-        let seed: [u8; 32] = if deadline.is_some() {
+        let replay: Option<[u8; 32]> = std::env::var("HIGUMA_FUZZ_SEED").ok().and_then(|hex| {
+            let bytes: Vec<u8> = hex
+                .split(|c: char| !c.is_ascii_hexdigit())
+                .filter(|s| !s.is_empty())
+                .filter_map(|b| u8::from_str_radix(b, 16).ok())
+                .collect();
+            bytes.try_into().ok()
+        });
+        let seed: [u8; 32] = if let Some(seed) = replay {
+            seed
+        } else if deadline.is_some() {
             std::array::from_fn(|_| fastrand::u8(..))
         } else {
             let mut s = [0u8; 32];
@@ -1163,7 +1174,16 @@ fn xds_stream() {
                         resource_names: (0..c.below(3)).map(|_| nasty_string(&mut c)).collect(),
                         error: c.chance(25).then(|| nasty_string(&mut c)),
                     };
-                    match s.on_request(&view, now) {
+                    let outcome = s.on_request(&view, now);
+                    if std::env::var("FUZZ_DEBUG").is_ok() {
+                        eprintln!(
+                            "req {:?} nonce={:?} err={:?} -> {outcome:?}",
+                            view.type_url.rsplit('.').next(),
+                            view.response_nonce,
+                            view.error.is_some()
+                        );
+                    }
+                    match outcome {
                         RequestOutcome::Nack { kind, version, .. } => nacked.push((kind, version)),
                         RequestOutcome::Ack { kind, .. } => nacked.retain(|(k, _)| *k != kind),
                         _ => {}
@@ -1173,6 +1193,9 @@ fn xds_stream() {
                     let kind = *c.pick(&ResourceKind::ALL);
                     let version = if c.chance(70) { c.pick(&versions).clone() } else { nasty_string(&mut c) };
                     let decision = s.decide(kind, &version, now);
+                    if std::env::var("FUZZ_DEBUG").is_ok() {
+                        eprintln!("decide {kind} {version:?} at {clock:?} -> {decision:?}");
+                    }
                     if !s.is_subscribed(kind) {
                         prop_assert_eq!(&decision, &SendDecision::Skip, "unsubscribed types are never sent");
                     }
