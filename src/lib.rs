@@ -16,9 +16,10 @@
 //! | [`envoy`]     | the Envoy v3 API subset we serve, generated from `proto/` at build time  |
 //! | [`xds`]       | ADS server glue, stream state machine, generators, encoded snapshots     |
 //! | [`reconcile`] | the reconciler: timer wheel of due dataplanes, worker pool, status       |
-//! | [`http`]      | the small synchronous HTTP server the API and diagnostics share          |
-//! | [`api`]       | the REST API on `apiServer.http.port` (5681), Kuma's paths and errors,    |
-//! |               | the inspect endpoints                                                    |
+//! | [`http`]      | the small synchronous HTTP/1.1 server the API and diagnostics share:     |
+//! |               | TLS (OpenSSL), size limits, slow-client time-outs, bounded backlog       |
+//! | [`api`]       | the REST API on 5681 (HTTP) and 5682 (HTTPS), Kuma's paths and errors;    |
+//! |               | user tokens, localhost-is-admin and `access.static` (`api::authn`)        |
 //! | [`diagnostics`] | `/healthy`, `/ready`, `/metrics`, pprof CPU profiles on port 5680     |
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete, inspect),  |

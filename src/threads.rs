@@ -13,8 +13,10 @@ pub const XDS_WORKER: &str = "xds-worker";
 pub const XDS_STATUS: &str = "xds-status";
 /// Threads of the diagnostics server (health, metrics, profiles).
 pub const DIAGNOSTICS: &str = "diagnostics";
-/// Threads of the REST API's bounded pool.
+/// Threads of the REST API's bounded pool (plain HTTP).
 pub const API_WORKER: &str = "api-worker";
+/// Threads of the REST API's HTTPS listener.
+pub const API_TLS_WORKER: &str = "api-tls";
 /// The Postgres store's change listener (`LISTEN resource_events`).
 pub const PG_LISTENER: &str = "pg-listener";
 /// One Postgres connection attempt, run aside so that it can be abandoned at the timeout.

@@ -25,12 +25,7 @@ impl Api {
 
     fn with(config: Config, store: SharedStore) -> Api {
         higuma::daemon::ensure_default_mesh(&store).unwrap();
-        let ctx = ApiContext {
-            store: store.clone(),
-            config: Arc::new(RwLock::new(config)),
-            instance_id: "test-0001".into(),
-            xds: None,
-        };
+        let ctx = ApiContext::new(store.clone(), Arc::new(RwLock::new(config)), "test-0001".into());
         let server = ApiServer::start("127.0.0.1:0", ctx).unwrap();
         Api { server: Some(server), store }
     }

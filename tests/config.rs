@@ -184,14 +184,14 @@ store:
   postgres:
     hots: db.example   # typo of host
 apiServer:
-  https:
-    port: 5682
+  gui:
+    enabled: true
 reports:
   enabled: false
 ";
     let loaded = ok(load_yaml(yaml, &[]));
     assert_eq!(loaded.config, Config::default());
-    for key in ["store.postgres.hots", "apiServer.https", "reports"] {
+    for key in ["store.postgres.hots", "apiServer.gui", "reports"] {
         assert!(
             loaded.warnings.iter().any(|w| w.contains(&format!(" {key} "))),
             "no warning for {key}: {:?}",
@@ -747,6 +747,43 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.diagnostics.interface = "127.0.0.3".to_owned();
     c.diagnostics.server_port = 15680;
     c.diagnostics.debug_endpoints = true;
+    c.diagnostics.read_header_timeout = Duration::from_secs(2);
+    c.diagnostics.read_timeout = Duration::from_secs(6);
+    c.diagnostics.write_timeout = Duration::from_secs(31);
+    c.diagnostics.idle_timeout = Duration::from_secs(91);
+    c.diagnostics.max_header_bytes = 8192;
+    c.diagnostics.max_body_bytes = 10;
+    c.api_server.https.enabled = false;
+    c.api_server.https.interface = "127.0.0.1".to_owned();
+    c.api_server.https.port = 15682;
+    c.api_server.https.tls_cert_file = "/etc/higuma/tls.crt".to_owned();
+    c.api_server.https.tls_key_file = "/etc/higuma/tls.key".to_owned();
+    c.api_server.https.tls_min_version = "TLSv1_3".to_owned();
+    c.api_server.https.tls_max_version = "TLSv1_3".to_owned();
+    c.api_server.https.tls_cipher_suites = vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_owned()];
+    c.api_server.authn.localhost_is_admin = false;
+    c.api_server.authn.tokens.bootstrap_admin_token = false;
+    c.api_server.authn.tokens.enable_issuer = false;
+    c.api_server.authn.tokens.validator.use_secrets = false;
+    c.api_server.read_header_timeout = Duration::from_secs(3);
+    c.api_server.read_timeout = Duration::from_secs(11);
+    c.api_server.write_timeout = Duration::from_secs(29);
+    c.api_server.idle_timeout = Duration::from_secs(60);
+    c.api_server.max_header_bytes = 32768;
+    c.api_server.max_body_bytes = 2048;
+    let s = &mut c.access.r#static;
+    for rule in [
+        &mut s.admin_resources,
+        &mut s.generate_dp_token,
+        &mut s.generate_user_token,
+        &mut s.generate_zone_token,
+        &mut s.view_config_dump,
+        &mut s.view_stats,
+        &mut s.view_clusters,
+        &mut s.write_resources,
+    ] {
+        *rule = higuma::config::AccessRule::new(&["ops"], &["operators"]);
+    }
     c.general.work_dir = "/var/lib/higuma".to_owned();
     c.general.log_level = "debug".to_owned();
     c.general.dns_cache_ttl = Duration::from_secs(1);
@@ -761,10 +798,12 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     let loaded = ok(load(Some(f.path()), &no_env));
     assert_eq!(loaded.config, c);
     // Every value differs from its default, so every leaf was really read from the file.
-    // `environment` has a single valid value, so it cannot differ.
+    // `environment`, `apiServer.authn.type` and `access.type` have a single valid value,
+    // so they cannot differ.
     let custom = serde_json::to_value(&c).unwrap_or_default();
     let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
-    for key in leaf_keys().into_iter().filter(|k| k != "environment") {
+    let single_valued = ["environment", "apiServer.authn.type", "access.type"];
+    for key in leaf_keys().into_iter().filter(|k| !single_valued.contains(&k.as_str())) {
         let pointer = format!("/{}", key.replace('.', "/"));
         assert_ne!(custom.pointer(&pointer), defaults.pointer(&pointer), "{key} is not customised");
     }
@@ -810,4 +849,54 @@ fn log_level_and_interfaces_are_validated() {
     c.dp_server.interface = " ".to_owned();
     let err = c.validate().unwrap_err().to_string();
     assert!(err.contains("dpServer.interface"), "{err}");
+}
+
+#[test]
+fn api_security_keys_have_kumas_env_names_and_are_validated() {
+    for (key, var) in [
+        ("apiServer.https.tlsMinVersion", "KUMA_API_SERVER_HTTPS_TLS_MIN_VERSION"),
+        ("apiServer.authn.localhostIsAdmin", "KUMA_API_SERVER_AUTHN_LOCALHOST_IS_ADMIN"),
+        ("apiServer.authn.tokens.bootstrapAdminToken", "KUMA_API_SERVER_AUTHN_TOKENS_BOOTSTRAP_ADMIN_TOKEN"),
+        ("apiServer.readHeaderTimeout", "KUMA_API_SERVER_READ_HEADER_TIMEOUT"),
+        ("access.static.adminResources.groups", "KUMA_ACCESS_STATIC_ADMIN_RESOURCES_GROUPS"),
+        ("access.static.generateDpToken.users", "KUMA_ACCESS_STATIC_GENERATE_DP_TOKEN_USERS"),
+        ("access.static.viewConfigDump.groups", "KUMA_ACCESS_STATIC_GET_CONFIG_DUMP_GROUPS"),
+    ] {
+        assert!(leaf_keys().iter().any(|k| k == key), "{key}");
+        assert_eq!(env_var_name(key), var);
+    }
+    let loaded = ok(load(None, &env_from(&[("KUMA_ACCESS_STATIC_ADMIN_RESOURCES_GROUPS", "ops, admins")])));
+    assert_eq!(loaded.config.access.r#static.admin_resources.groups, vec!["ops".to_string(), "admins".to_string()]);
+
+    let mut c = Config::default();
+    c.api_server.https.tls_cert_file = "/x.crt".into();
+    let (value, reason, _) = expect_invalid(c.validate(), "apiServer.https.tlsKeyFile");
+    assert_eq!(value, "");
+    assert!(reason.contains("together"), "{reason}");
+    let mut c = Config::default();
+    c.api_server.https.tls_min_version = "TLSv1_9".into();
+    expect_invalid(c.validate(), "apiServer.https.tlsMinVersion");
+    let mut c = Config::default();
+    c.api_server.https.tls_max_version = "TLSv1_1".into();
+    expect_invalid(c.validate(), "apiServer.https.tlsMaxVersion");
+    let mut c = Config::default();
+    c.api_server.https.tls_cipher_suites = vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".into(), "RC4".into()];
+    expect_invalid(c.validate(), "apiServer.https.tlsCipherSuites[1]");
+    let mut c = Config::default();
+    c.api_server.https.port = c.api_server.http.port;
+    expect_invalid(c.validate(), "apiServer.https.port");
+    let mut c = Config::default();
+    c.api_server.authn.r#type = "adminClientCerts".into();
+    expect_invalid(c.validate(), "apiServer.authn.type");
+    let mut c = Config::default();
+    c.access.r#type = "rbac".into();
+    expect_invalid(c.validate(), "access.type");
+    let mut c = Config::default();
+    c.api_server.read_header_timeout = Duration::ZERO;
+    expect_invalid(c.validate(), "apiServer.readHeaderTimeout");
+    let mut c = Config::default();
+    c.diagnostics.max_header_bytes = 100;
+    expect_invalid(c.validate(), "diagnostics.maxHeaderBytes");
+    let err = load(None, &env_from(&[("KUMA_API_SERVER_MAX_BODY_BYTES", "lots")])).err();
+    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("KUMA_API_SERVER_MAX_BODY_BYTES"));
 }

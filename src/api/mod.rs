@@ -8,13 +8,22 @@
 //! - [`inspect`]: which policies reach a dataplane, its rules, its xDS config, and which
 //!   dataplanes a policy reaches.
 //! - [`errors`]: Kuma's error JSON.
+//! - [`authn`]: who a request is (localhost, user tokens) and what `access.static` lets it do.
+//! - [`user_tokens`]: `POST /tokens/user` and `GET /who-am-i`.
+//!
+//! Both listeners serve the same API: plain HTTP on `apiServer.http.port` (kept open, as in
+//! Kuma, for localhost tools and existing scripts; remote clients authenticate with tokens
+//! and should use HTTPS so those tokens are not sent in the clear) and HTTPS on
+//! `apiServer.https.port`.
 
+pub mod authn;
 pub mod bootstrap;
 pub mod errors;
 pub mod inspect;
 pub mod overview;
 pub mod resources;
 pub mod router;
+pub mod user_tokens;
 
 use std::sync::{Arc, RwLock};
 
@@ -36,19 +45,29 @@ pub struct ApiContext {
     /// What the xDS side serves each connected dataplane (`/dataplanes/{name}/xds`); `None`
     /// when the API runs without one.
     pub xds: Option<Arc<dyn crate::xds::inspect::XdsInspector>>,
+    /// Issues and validates user tokens (signing keys read from the store, cached).
+    pub tokens: Arc<authn::UserTokens>,
 }
 
 impl ApiContext {
+    pub fn new(store: SharedStore, config: Arc<RwLock<Config>>, instance_id: String) -> ApiContext {
+        let tokens = authn::user_tokens(&store, &config.read().unwrap_or_else(|p| p.into_inner()));
+        ApiContext { store, config, instance_id, tokens, xds: None }
+    }
+
+    /// The context with the xDS side's view of connected dataplanes (the inspect API's
+    /// `/xds` endpoint).
+    pub fn with_xds(mut self, xds: Arc<dyn crate::xds::inspect::XdsInspector>) -> ApiContext {
+        self.xds = Some(xds);
+        self
+    }
+
     pub fn config(&self) -> Config {
         self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 pub use crate::http::{Request, ServerError};
-
-/// Bodies above this are refused with 413 before they are read; Kuma's resources are a few
-/// KiB, so 1 MiB leaves room for any real one while bounding memory per request.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Requests are short store reads/writes; four threads keep the API responsive while a
 /// slow client holds one, without competing with the xDS workers on a small VM.
@@ -58,21 +77,34 @@ pub const WORKER_THREADS: usize = 4;
 pub struct ApiServer(crate::http::Server);
 
 impl ApiServer {
-    /// Binds `addr` (`host:port`; port 0 picks a free one) and starts the workers.
+    /// Binds `addr` (`host:port`; port 0 picks a free one) and serves plain HTTP.
     pub fn start(addr: &str, ctx: ApiContext) -> Result<ApiServer, ServerError> {
+        Self::start_with(addr, ctx, None)
+    }
+
+    /// Serves HTTPS with `tls` instead (`apiServer.https`).
+    pub fn start_https(
+        addr: &str,
+        ctx: ApiContext,
+        tls: Arc<openssl::ssl::SslAcceptor>,
+    ) -> Result<ApiServer, ServerError> {
+        Self::start_with(addr, ctx, Some(tls))
+    }
+
+    fn start_with(
+        addr: &str,
+        ctx: ApiContext,
+        tls: Option<Arc<openssl::ssl::SslAcceptor>>,
+    ) -> Result<ApiServer, ServerError> {
         let opts = crate::http::Options {
             addr: addr.to_string(),
             threads: WORKER_THREADS,
-            thread_name: crate::threads::API_WORKER,
-            max_body: MAX_BODY_BYTES,
+            thread_name: if tls.is_some() { crate::threads::API_TLS_WORKER } else { crate::threads::API_WORKER },
+            limits: limits(&ctx.config()),
+            tls,
+            errors: |status, title, detail| ApiError::new(status, title, detail).into_response(),
         };
-        let handler = std::sync::Arc::new(move |req: &Request| {
-            let reply = router::route(&ctx, req);
-            match reply.body {
-                Some(body) => crate::http::Response::json(reply.status, &body),
-                None => crate::http::Response::new(reply.status, "application/json", Vec::new()),
-            }
-        });
+        let handler = Arc::new(move |req: &Request| render(router::route(&ctx, req)));
         crate::http::Server::start(opts, handler).map(ApiServer)
     }
 
@@ -86,20 +118,52 @@ impl ApiServer {
     }
 }
 
-/// A handler's answer: status and an optional JSON body.
+/// The HTTP limits of both API listeners, from `apiServer.*`.
+pub fn limits(config: &Config) -> crate::http::Limits {
+    let a = &config.api_server;
+    crate::http::Limits {
+        read_header_timeout: a.read_header_timeout.as_std(),
+        read_timeout: a.read_timeout.as_std(),
+        write_timeout: a.write_timeout.as_std(),
+        idle_timeout: a.idle_timeout.as_std(),
+        max_header_bytes: crate::http::byte_limit(a.max_header_bytes),
+        max_body_bytes: crate::http::byte_limit(a.max_body_bytes),
+    }
+}
+
+/// A reply on the wire.
+pub fn render(reply: Reply) -> crate::http::Response {
+    let mut response = match (reply.body, reply.text) {
+        (Some(body), _) => crate::http::Response::json(reply.status, &body),
+        (None, Some(text)) => crate::http::Response::new(reply.status, "text/plain", text),
+        (None, None) => crate::http::Response::new(reply.status, "application/json", Vec::new()),
+    };
+    if reply.status == 401 {
+        // RFC 9110 §11.6.1: a 401 names the scheme that would work.
+        response = response.with_header("WWW-Authenticate", "Bearer");
+    }
+    response
+}
+
+/// A handler's answer: status and an optional JSON body (or plain text, for tokens).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
     pub body: Option<Value>,
+    pub text: Option<String>,
 }
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Self {
-        Reply { status, body: Some(body) }
+        Reply { status, body: Some(body), text: None }
     }
 
     pub fn empty(status: u16) -> Self {
-        Reply { status, body: None }
+        Reply { status, body: None, text: None }
+    }
+
+    pub fn text(status: u16, text: String) -> Self {
+        Reply { status, body: None, text: Some(text) }
     }
 }
 

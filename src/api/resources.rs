@@ -72,7 +72,8 @@ fn next_url(req: &Request, offset: usize, size: usize) -> String {
     query.append_pair("size", &size.to_string());
     query.append_pair("offset", &offset.to_string());
     let host = req.host.as_deref().unwrap_or("localhost");
-    format!("http://{host}{}?{}", req.path, query.finish())
+    let scheme = if req.secure { "https" } else { "http" };
+    format!("{scheme}://{host}{}?{}", req.path, query.finish())
 }
 
 fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &str) -> Result<Reply, ApiError> {

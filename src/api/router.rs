@@ -4,29 +4,43 @@
 
 use serde_json::json;
 
-use super::{bootstrap, inspect, overview, resources, ApiContext, ApiError, Reply, Request};
+use super::authn::{self, Authz, User};
+use super::{bootstrap, inspect, overview, resources, user_tokens, ApiContext, ApiError, Reply, Request};
 use crate::model::ResourceType;
 
 /// Kuma version whose API shapes higuma follows.
 pub const KUMA_API_VERSION: &str = "2.4.0";
 
 pub fn route(ctx: &ApiContext, req: &Request) -> Reply {
-    match dispatch(ctx, req) {
+    let result = authn::authenticate(ctx, req).and_then(|user| dispatch(ctx, req, &user));
+    match result {
         Ok(reply) => reply,
         Err(err) => err.into(),
     }
 }
 
-fn dispatch(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
+fn dispatch(ctx: &ApiContext, req: &Request, user: &User) -> Result<Reply, ApiError> {
     let segments: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let method = req.method.as_str();
+    let config = ctx.config();
+    // Every resource path is checked against access.static before anything is read.
+    let guard = |rtype: ResourceType| Authz { config: &config, user }.resource(method, rtype);
     match (method, segments.as_slice()) {
         ("GET", []) => Ok(index(ctx)),
-        ("GET", ["config"]) => Ok(Reply::json(200, ctx.config().sanitized())),
+        ("GET", ["config"]) => Ok(Reply::json(200, config.sanitized())),
         ("GET", ["policies"]) => Ok(policies(ctx)),
+        ("GET", ["who-am-i"]) => Ok(user_tokens::who_am_i(user)),
+        ("POST", ["tokens", "user"]) => user_tokens::generate(ctx, req, user),
+        (_, ["tokens", "user"]) => Err(ApiError::method_not_allowed(format!("{method} is not allowed here; use POST"))),
         ("POST", ["bootstrap"]) => bootstrap::post(ctx, req),
-        (_, ["meshes"]) => only_get(method, || resources::list(ctx, req, ResourceType::Mesh, None)),
-        (_, ["meshes", name]) => resources::one(ctx, req, ResourceType::Mesh, "", name),
+        (_, ["meshes"]) => {
+            guard(ResourceType::Mesh)?;
+            only_get(method, || resources::list(ctx, req, ResourceType::Mesh, None))
+        }
+        (_, ["meshes", name]) => {
+            guard(ResourceType::Mesh)?;
+            resources::one(ctx, req, ResourceType::Mesh, "", name)
+        }
         (_, ["meshes", mesh, "dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, Some(mesh))),
         (_, ["meshes", mesh, "dataplanes+insights", name]) => only_get(method, || overview::one(ctx, mesh, name)),
         (_, ["dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, None)),
@@ -37,6 +51,9 @@ fn dispatch(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
             inspect_get(method, || inspect::dataplane_rules(ctx, mesh, name))
         }
         (_, ["meshes", mesh, "dataplanes", name, "xds"]) => {
+            // The config a dataplane was sent: `access.static.viewConfigDump`, as Kuma guards
+            // its config dump.
+            Authz { config: &config, user }.view_config_dump()?;
             inspect_get(method, || inspect::dataplane_xds(ctx, mesh, name))
         }
         (_, ["meshes", mesh, path, name, "dataplanes"]) => match ResourceType::from_ws_path(path) {
@@ -47,23 +64,28 @@ fn dispatch(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
         },
         (_, ["meshes", mesh, path]) => {
             let rtype = mesh_scoped_type(path)?;
+            guard(rtype)?;
             only_get(method, || resources::list(ctx, req, rtype, Some(mesh)))
         }
         (_, ["meshes", mesh, path, name]) => {
             let rtype = mesh_scoped_type(path)?;
+            guard(rtype)?;
             resources::one(ctx, req, rtype, mesh, name)
         }
         (_, [path]) if ResourceType::from_ws_path(path).is_some_and(|t| !t.is_global()) => {
             let rtype = mesh_scoped_type(path)?;
+            guard(rtype)?;
             only_get(method, || resources::list(ctx, req, rtype, None))
         }
         // Global types other than Mesh (GlobalSecret): `/{type}` and `/{type}/{name}`.
         (_, [path]) if ResourceType::from_ws_path(path).is_some_and(|t| t.is_global()) => {
             let rtype = ResourceType::from_ws_path(path).unwrap_or(ResourceType::Mesh);
+            guard(rtype)?;
             only_get(method, || resources::list(ctx, req, rtype, None))
         }
         (_, [path, name]) if ResourceType::from_ws_path(path).is_some_and(|t| t.is_global()) => {
             let rtype = ResourceType::from_ws_path(path).unwrap_or(ResourceType::Mesh);
+            guard(rtype)?;
             resources::one(ctx, req, rtype, "", name)
         }
         _ => Err(ApiError::not_found(format!("no such path: {}", req.path))),

@@ -234,6 +234,8 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         ("KUMA_DIAGNOSTICS_SERVER_PORT".into(), free_port().to_string()),
         ("KUMA_DIAGNOSTICS_INTERFACE".into(), "127.0.0.1".into()),
         ("KUMA_XDS_SERVER_EVENT_PUSH".into(), push.to_string()),
+        // The harness measures xDS: no HTTPS listener (5682) or generated certificate.
+        ("KUMA_API_SERVER_HTTPS_ENABLED".into(), "false".into()),
         ("KUMA_LOG_LEVEL".into(), "warn".into()),
     ]);
     let log_dir = tempfile::tempdir()?;

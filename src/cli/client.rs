@@ -1,4 +1,6 @@
-//! A small synchronous client for the control plane's REST API.
+//! A small synchronous client for the control plane's REST API, over HTTP or HTTPS
+//! (`--cp-address https://...`, verified against `--ca-cert-file` or the system's roots),
+//! sending a user token (`--auth-token`) as `Authorization: Bearer`.
 
 use std::time::Duration;
 
@@ -11,6 +13,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    token: Option<String>,
+}
+
+/// How to reach and authenticate to the control plane.
+#[derive(Debug, Clone, Default)]
+pub struct Connection {
+    pub cp_address: String,
+    pub auth_token: Option<String>,
+    pub ca_cert_file: Option<std::path::PathBuf>,
 }
 
 /// An answer from the API: status and parsed JSON body (if any).
@@ -26,7 +37,37 @@ impl Client {
             .timeout_global(Some(REQUEST_TIMEOUT))
             .build()
             .into();
-        Client { base: cp_address.trim_end_matches('/').to_string(), agent }
+        Client { base: cp_address.trim_end_matches('/').to_string(), agent, token: None }
+    }
+
+    /// A client for `conn`: TLS roots from the CA file (else the system's), and the token.
+    pub fn connect(conn: &Connection) -> anyhow::Result<Client> {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+        let roots = match &conn.ca_cert_file {
+            Some(path) => {
+                let pem = std::fs::read(path).with_context(|| format!("reading --ca-cert-file {}", path.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow!("--ca-cert-file {}: not a PEM certificate: {e}", path.display()))?;
+                RootCerts::new_with_certs(&[cert])
+            }
+            None => RootCerts::PlatformVerifier,
+        };
+        let tls = TlsConfig::builder().provider(TlsProvider::NativeTls).root_certs(roots).build();
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
+            .tls_config(tls)
+            .build()
+            .into();
+        let token = conn.auth_token.as_ref().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        Ok(Client { base: conn.cp_address.trim_end_matches('/').to_string(), agent, token })
+    }
+
+    fn auth<B>(&self, req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(t) => req.header("Authorization", format!("Bearer {t}")),
+            None => req,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -35,15 +76,14 @@ impl Client {
 
     pub fn get(&self, path_or_url: &str) -> anyhow::Result<Answer> {
         let url = if path_or_url.starts_with("http") { path_or_url.to_string() } else { self.url(path_or_url) };
-        let response = self.agent.get(&url).call().with_context(|| self.unreachable(&url))?;
+        let response = self.auth(self.agent.get(&url)).call().with_context(|| self.unreachable(&url))?;
         read(response, &url)
     }
 
     pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
         let url = self.url(path);
         let response = self
-            .agent
-            .put(&url)
+            .auth(self.agent.put(&url))
             .header("Content-Type", "application/json")
             .send(serde_json::to_string(body)?)
             .with_context(|| self.unreachable(&url))?;
@@ -53,8 +93,7 @@ impl Client {
     pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
         let url = self.url(path);
         let response = self
-            .agent
-            .post(&url)
+            .auth(self.agent.post(&url))
             .header("Content-Type", "application/json")
             .header("Accept", "application/json")
             .send(serde_json::to_string(body)?)
@@ -62,9 +101,25 @@ impl Client {
         read(response, &url)
     }
 
+    /// POST whose successful answer is plain text (a token); errors are Kuma's JSON.
+    pub fn post_for_text(&self, path: &str, body: &Value) -> anyhow::Result<Result<String, Answer>> {
+        let url = self.url(path);
+        let mut response = self
+            .auth(self.agent.post(&url))
+            .header("Content-Type", "application/json")
+            .send(serde_json::to_string(body)?)
+            .with_context(|| self.unreachable(&url))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().with_context(|| format!("reading the answer from {url}"))?;
+        if status == 200 {
+            return Ok(Ok(text));
+        }
+        Ok(Err(Answer { status, body: serde_json::from_str(&text).ok() }))
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<Answer> {
         let url = self.url(path);
-        let response = self.agent.delete(&url).call().with_context(|| self.unreachable(&url))?;
+        let response = self.auth(self.agent.delete(&url)).call().with_context(|| self.unreachable(&url))?;
         read(response, &url)
     }
 

@@ -47,8 +47,8 @@ enum Command {
         /// File to read, or - for standard input.
         #[arg(short = 'f', long = "file")]
         file: String,
-        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
-        cp_address: String,
+        #[command(flatten)]
+        cp: CpOptions,
     },
     /// Show resources.
     Get {
@@ -60,8 +60,8 @@ enum Command {
         mesh: String,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
-        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
-        cp_address: String,
+        #[command(flatten)]
+        cp: CpOptions,
     },
     /// Run or configure a dataplane's Envoy (kuma-dp's job).
     #[command(subcommand)]
@@ -79,8 +79,8 @@ enum Command {
         what: Option<inspect::InspectType>,
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
-        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
-        cp_address: String,
+        #[command(flatten)]
+        cp: CpOptions,
     },
     /// Delete a resource.
     Delete {
@@ -88,8 +88,57 @@ enum Command {
         name: String,
         #[arg(short = 'm', long = "mesh", default_value = "default")]
         mesh: String,
-        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
-        cp_address: String,
+        #[command(flatten)]
+        cp: CpOptions,
+    },
+    /// Generate tokens (kumactl generate).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+/// Where the control plane's API is and how to authenticate (kumactl's control-plane
+/// settings, as flags).
+#[derive(Debug, clap::Args)]
+struct CpOptions {
+    /// `http://host:5681`, or `https://host:5682` for TLS.
+    #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+    cp_address: String,
+    /// A user token (`higuma generate user-token`, or the admin token in the GlobalSecret
+    /// admin-user-token); sent as `Authorization: Bearer`. Not needed from the CP's own
+    /// host while apiServer.authn.localhostIsAdmin is on.
+    #[arg(long, env = "KUMA_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// CA certificate (PEM) to verify an https:// control plane with; the system's roots
+    /// otherwise. For a generated certificate: higuma-api-ca.crt in the CP's general.workDir.
+    #[arg(long)]
+    ca_cert_file: Option<PathBuf>,
+}
+
+impl CpOptions {
+    fn client(&self) -> anyhow::Result<client::Client> {
+        client::Client::connect(&client::Connection {
+            cp_address: self.cp_address.clone(),
+            auth_token: self.auth_token.clone(),
+            ca_cert_file: self.ca_cert_file.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// A user token for the API (admins only): prints the token.
+    UserToken {
+        /// The user's name (the token's Name claim).
+        #[arg(long)]
+        name: String,
+        /// A group the user is in; repeat for several.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// How long the token is valid, e.g. 24h, 30m.
+        #[arg(long, default_value = "24h")]
+        valid_for: String,
+        #[command(flatten)]
+        cp: CpOptions,
     },
 }
 
@@ -183,9 +232,12 @@ pub fn main() -> ExitCode {
             print!("{}", higuma::config::Config::default().to_yaml());
             Ok(())
         }
-        Command::Apply { file, cp_address } => resources::apply(&client::Client::new(&cp_address), &file),
-        Command::Get { rtype, name, mesh, output, cp_address } => {
-            resources::get(&client::Client::new(&cp_address), &rtype, name.as_deref(), &mesh, output)
+        Command::Apply { file, cp } => cp.client().and_then(|c| resources::apply(&c, &file)),
+        Command::Get { rtype, name, mesh, output, cp } => {
+            cp.client().and_then(|c| resources::get(&c, &rtype, name.as_deref(), &mesh, output))
+        }
+        Command::Generate(GenerateCommand::UserToken { name, groups, valid_for, cp }) => {
+            cp.client().and_then(|c| resources::generate_user_token(&c, &name, &groups, &valid_for))
         }
         Command::Dp(DpCommand::Bootstrap { opts, output }) => {
             let (client, args) = dp_args(opts);
@@ -195,12 +247,11 @@ pub fn main() -> ExitCode {
             let (client, args) = dp_args(opts);
             dp::run(&client, &args, &envoy, &envoy_args)
         }
-        Command::Inspect { rtype, name, mesh, what, output, cp_address } => inspect::inspect(
-            &client::Client::new(&cp_address),
-            &inspect::InspectArgs { rtype: &rtype, name: &name, mesh: &mesh, what, output },
-        ),
-        Command::Delete { rtype, name, mesh, cp_address } => {
-            resources::delete(&client::Client::new(&cp_address), &rtype, &name, &mesh)
+        Command::Inspect { rtype, name, mesh, what, output, cp } => cp.client().and_then(|c| {
+            inspect::inspect(&c, &inspect::InspectArgs { rtype: &rtype, name: &name, mesh: &mesh, what, output })
+        }),
+        Command::Delete { rtype, name, mesh, cp } => {
+            cp.client().and_then(|c| resources::delete(&c, &rtype, &name, &mesh))
         }
     };
     match result {

@@ -206,3 +206,15 @@ pub fn delete(client: &Client, rtype: &str, name: &str, mesh: &str) -> anyhow::R
         _ => Err(answer.error()),
     }
 }
+
+/// `higuma generate user-token`: `POST /tokens/user`, the token on standard output.
+pub fn generate_user_token(client: &Client, name: &str, groups: &[String], valid_for: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({"name": name, "groups": groups, "validFor": valid_for});
+    match client.post_for_text("/tokens/user", &body)? {
+        Ok(token) => {
+            println!("{}", token.trim());
+            Ok(())
+        }
+        Err(answer) => Err(answer.error()).context("the user token was not generated"),
+    }
+}

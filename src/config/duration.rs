@@ -74,12 +74,15 @@ impl FromStr for Duration {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let text = s.trim();
+        let too_long =
+            || ParseDurationError { text: s.to_owned(), reason: format!("longer than Go's maximum duration ({MAX})") };
         // Go syntax first: it is the documented format, and it is the only one with
         // fractions ("1.5h"), which humantime rejects.
         if let Some(d) = parse_go(text) {
-            return Ok(Duration(d));
+            return if d <= MAX.0 { Ok(Duration(d)) } else { Err(too_long()) };
         }
         match humantime::parse_duration(text) {
+            Ok(d) if d > MAX.0 => Err(too_long()),
             Ok(d) => Ok(Duration(d)),
             Err(e) => Err(ParseDurationError {
                 text: s.to_owned(),
@@ -88,6 +91,12 @@ impl FromStr for Duration {
         }
     }
 }
+
+/// Go's `time.Duration` is an int64 of nanoseconds (about 292 years): a longer value is an
+/// error there, so it is one here too. Found by the config fuzz target: a longer time-out
+/// overflowed `Instant` arithmetic and killed the HTTP worker that used it.
+pub const MAX: Duration =
+    Duration(std::time::Duration::new(i64::MAX as u64 / 1_000_000_000, (i64::MAX as u64 % 1_000_000_000) as u32));
 
 const NANOS_PER_UNIT: [(&str, u128); 8] = [
     ("ns", 1),
@@ -197,6 +206,9 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+        if v > i64::MAX as u64 {
+            return Err(E::custom(format!("invalid duration {v}: longer than Go's maximum duration ({MAX})")));
+        }
         Ok(Duration(std::time::Duration::from_nanos(v)))
     }
 
@@ -210,7 +222,7 @@ impl Visitor<'_> for DurationVisitor {
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
         // Go's Duration.UnmarshalJSON accepts a JSON float and truncates it to whole
         // nanoseconds; do the same so a Kuma config with `1e9` still loads.
-        if v.is_finite() && v >= 0.0 && v <= u64::MAX as f64 {
+        if v.is_finite() && v >= 0.0 && v <= i64::MAX as f64 {
             Ok(Duration(std::time::Duration::from_nanos(v as u64)))
         } else {
             Err(E::custom(format!("invalid duration {v}: must be a non-negative number of nanoseconds")))
@@ -220,6 +232,17 @@ impl Visitor<'_> for DurationVisitor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn longer_than_gos_maximum_is_an_error() {
+        assert_eq!(super::MAX.to_string(), "2562047h47m16s854ms775us807ns");
+        assert_eq!("2562047h".parse::<super::Duration>().map(|d| d.0.as_secs()), Ok(2562047 * 3600));
+        for text in ["2562048h", "3000000000000000h", "300 years"] {
+            let err = text.parse::<super::Duration>().unwrap_err();
+            assert!(err.to_string().contains("maximum"), "{text}: {err}");
+        }
+        assert!(serde_json::from_value::<super::Duration>(serde_json::json!(u64::MAX)).is_err());
+    }
+
     use super::*;
 
     fn parse(s: &str) -> Duration {

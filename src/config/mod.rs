@@ -12,6 +12,7 @@
 //!
 //! `etc/higuma.yaml` is the commented copy of [`Config::default`]; a test keeps them equal.
 
+mod api_server;
 mod derive;
 mod duration;
 mod errors;
@@ -20,6 +21,7 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
+pub use api_server::*;
 pub use derive::Derived;
 pub use duration::{Duration, ParseDurationError};
 pub use errors::ConfigError;
@@ -53,6 +55,7 @@ pub struct Config {
     pub defaults: DefaultsConfig,
     pub runtime: RuntimeConfig,
     pub metrics: MetricsConfig,
+    pub access: AccessConfig,
 }
 
 impl Default for Config {
@@ -70,6 +73,7 @@ impl Default for Config {
             defaults: DefaultsConfig::default(),
             runtime: RuntimeConfig::default(),
             metrics: MetricsConfig::default(),
+            access: AccessConfig::default(),
         }
     }
 }
@@ -430,17 +434,36 @@ pub const DEFAULT_API_SERVER_CORS_ALLOWED_DOMAINS: &[&str] = &[".*"];
 #[serde(default, rename_all = "camelCase")]
 pub struct ApiServerConfig {
     pub http: ApiServerHttpConfig,
+    pub https: ApiServerHttpsConfig,
+    pub authn: ApiServerAuthnConfig,
     pub read_only: bool,
     /// Regular expressions matched against the `Origin` header.
     pub cors_allowed_domains: Vec<String>,
+    /// Slow-client and size limits of both API listeners (see `crate::http`).
+    pub read_header_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Higuma extension: request line plus headers, in bytes (431 above).
+    pub max_header_bytes: u64,
+    /// Higuma extension: request body, in bytes (413 above).
+    pub max_body_bytes: u64,
 }
 
 impl Default for ApiServerConfig {
     fn default() -> Self {
         ApiServerConfig {
             http: ApiServerHttpConfig::default(),
+            https: ApiServerHttpsConfig::default(),
+            authn: ApiServerAuthnConfig::default(),
             read_only: DEFAULT_API_SERVER_READ_ONLY,
             cors_allowed_domains: DEFAULT_API_SERVER_CORS_ALLOWED_DOMAINS.iter().map(|s| (*s).to_owned()).collect(),
+            read_header_timeout: DEFAULT_API_READ_HEADER_TIMEOUT,
+            read_timeout: DEFAULT_API_READ_TIMEOUT,
+            write_timeout: DEFAULT_API_WRITE_TIMEOUT,
+            idle_timeout: DEFAULT_API_IDLE_TIMEOUT,
+            max_header_bytes: DEFAULT_API_MAX_HEADER_BYTES,
+            max_body_bytes: DEFAULT_API_MAX_BODY_BYTES,
         }
     }
 }
@@ -475,6 +498,13 @@ pub struct DiagnosticsConfig {
     pub interface: String,
     pub server_port: u16,
     pub debug_endpoints: bool,
+    /// Higuma extensions (Kuma fixes a 1 s header time-out): slow-client and size limits.
+    pub read_header_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: u64,
+    pub max_body_bytes: u64,
 }
 
 /// Kuma binds diagnostics on every interface so health probes and scrapers reach it.
@@ -486,6 +516,12 @@ impl Default for DiagnosticsConfig {
             interface: DEFAULT_DIAGNOSTICS_INTERFACE.to_owned(),
             server_port: DEFAULT_DIAGNOSTICS_SERVER_PORT,
             debug_endpoints: DEFAULT_DIAGNOSTICS_DEBUG_ENDPOINTS,
+            read_header_timeout: DEFAULT_DIAGNOSTICS_READ_HEADER_TIMEOUT,
+            read_timeout: DEFAULT_DIAGNOSTICS_READ_TIMEOUT,
+            write_timeout: DEFAULT_DIAGNOSTICS_WRITE_TIMEOUT,
+            idle_timeout: DEFAULT_DIAGNOSTICS_IDLE_TIMEOUT,
+            max_header_bytes: DEFAULT_DIAGNOSTICS_MAX_HEADER_BYTES,
+            max_body_bytes: DEFAULT_DIAGNOSTICS_MAX_BODY_BYTES,
         }
     }
 }

@@ -35,6 +35,7 @@ impl Config {
         self.validate_xds()?;
         self.validate_ports()?;
         self.validate_misc(&mut warnings)?;
+        self.validate_api_security()?;
         Ok(warnings)
     }
 
@@ -153,6 +154,10 @@ impl Config {
             not_empty("apiServer.http.interface", &self.api_server.http.interface)?;
             ports.push(("apiServer.http.port", self.api_server.http.port));
         }
+        if self.api_server.https.enabled {
+            not_empty("apiServer.https.interface", &self.api_server.https.interface)?;
+            ports.push(("apiServer.https.port", self.api_server.https.port));
+        }
         not_empty("dpServer.interface", &self.dp_server.interface)?;
         not_empty("diagnostics.interface", &self.diagnostics.interface)?;
         ports.push(("dpServer.port", self.dp_server.port));
@@ -189,6 +194,109 @@ impl Config {
         Ok(())
     }
 }
+
+/// Kuma's TLS version names, lowest first.
+pub const TLS_VERSIONS: [&str; 4] = ["TLSv1_0", "TLSv1_1", "TLSv1_2", "TLSv1_3"];
+
+impl Config {
+    fn validate_api_security(&self) -> Result<(), ConfigError> {
+        let api = &self.api_server;
+        let https = &api.https;
+        if https.tls_cert_file.is_empty() != https.tls_key_file.is_empty() {
+            let (key, value) = if https.tls_key_file.is_empty() {
+                ("apiServer.https.tlsKeyFile", &https.tls_key_file)
+            } else {
+                ("apiServer.https.tlsCertFile", &https.tls_cert_file)
+            };
+            return Err(invalid(key, value, "apiServer.https.tlsCertFile and tlsKeyFile must be set together"));
+        }
+        let version = |key: &str, v: &str| -> Result<Option<usize>, ConfigError> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            match TLS_VERSIONS.iter().position(|t| *t == v) {
+                Some(i) => Ok(Some(i)),
+                None => Err(invalid(key, v, format!("must be one of {} (or empty)", TLS_VERSIONS.join(", ")))),
+            }
+        };
+        let min = version("apiServer.https.tlsMinVersion", &https.tls_min_version)?;
+        let max = version("apiServer.https.tlsMaxVersion", &https.tls_max_version)?;
+        if let (Some(lo), Some(hi)) = (min, max) {
+            if hi < lo {
+                return Err(invalid(
+                    "apiServer.https.tlsMaxVersion",
+                    &https.tls_max_version,
+                    format!("must not be below apiServer.https.tlsMinVersion ({})", https.tls_min_version),
+                ));
+            }
+        }
+        for (i, suite) in https.tls_cipher_suites.iter().enumerate() {
+            if crate::http::tls::openssl_cipher_name(suite).is_none() {
+                return Err(invalid(
+                    &format!("apiServer.https.tlsCipherSuites[{i}]"),
+                    suite,
+                    format!("unknown cipher suite; known: {}", crate::http::tls::known_cipher_suites().join(", ")),
+                ));
+            }
+        }
+        if api.authn.r#type != super::DEFAULT_API_SERVER_AUTHN_TYPE {
+            return Err(invalid(
+                "apiServer.authn.type",
+                &api.authn.r#type,
+                "higuma supports only \"tokens\" (user tokens); adminClientCerts is not implemented",
+            ));
+        }
+        if self.access.r#type != super::DEFAULT_ACCESS_TYPE {
+            return Err(invalid("access.type", &self.access.r#type, "higuma supports only \"static\""));
+        }
+        self.validate_http_limits(
+            "apiServer",
+            api.read_header_timeout,
+            api.read_timeout,
+            api.write_timeout,
+            api.idle_timeout,
+            api.max_header_bytes,
+        )?;
+        let d = &self.diagnostics;
+        self.validate_http_limits(
+            "diagnostics",
+            d.read_header_timeout,
+            d.read_timeout,
+            d.write_timeout,
+            d.idle_timeout,
+            d.max_header_bytes,
+        )?;
+        Ok(())
+    }
+
+    fn validate_http_limits(
+        &self,
+        section: &str,
+        read_header: Duration,
+        read: Duration,
+        write: Duration,
+        idle: Duration,
+        max_header_bytes: u64,
+    ) -> Result<(), ConfigError> {
+        // Unlike Go's servers, 0 does not mean "no limit": a worker held forever by a client
+        // that stops sending is exactly what these keys prevent.
+        positive(&format!("{section}.readHeaderTimeout"), read_header)?;
+        positive(&format!("{section}.readTimeout"), read)?;
+        positive(&format!("{section}.writeTimeout"), write)?;
+        positive(&format!("{section}.idleTimeout"), idle)?;
+        if max_header_bytes < MIN_HEADER_BYTES {
+            return Err(invalid(
+                &format!("{section}.maxHeaderBytes"),
+                max_header_bytes,
+                format!("must be at least {MIN_HEADER_BYTES} (a request line and a bearer token must fit)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Below this no real request fits: a request line, `Host`, and a ~1 KiB bearer token.
+const MIN_HEADER_BYTES: u64 = 4096;
 
 fn tls_mode_name(mode: TlsMode) -> &'static str {
     match mode {

@@ -34,6 +34,10 @@ pub enum DaemonError {
     DefaultMesh(StoreError),
     #[error("creating the default mesh's policies failed: {0}")]
     DefaultPolicies(#[from] crate::policies::defaults::DefaultsError),
+    #[error("creating the user token signing key or the admin token failed: {0}")]
+    Tokens(#[from] api::authn::TokenError),
+    #[error("HTTPS for the API (apiServer.https): {0}")]
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 /// The `--log-level` flag's value, the fallback when `general.logLevel` is empty.
@@ -56,6 +60,7 @@ pub struct Daemon {
     pub config: Arc<RwLock<Config>>,
     pub instance_id: String,
     api: Option<ApiServer>,
+    api_https: Option<ApiServer>,
     xds: Option<XdsServer>,
     diagnostics: Option<DiagnosticsServer>,
     reconciler: Option<Arc<Reconciler>>,
@@ -89,6 +94,30 @@ impl Daemon {
         if !config.defaults.skip_mesh_creation {
             ensure_default_mesh_with(&store, config.defaults.create_mesh_routing_resources)?;
         }
+        if api::authn::bootstrap(&store, &config)?.admin_token_created {
+            log::info!(
+                "api: bootstrap of the admin user token is enabled. To extract it run 'curl http://localhost:{}/global-secrets/admin-user-token | jq -r .data | base64 -d' on this host; use it with --auth-token. To disable it set KUMA_API_SERVER_AUTHN_TOKENS_BOOTSTRAP_ADMIN_TOKEN to false",
+                config.api_server.http.port
+            );
+        }
+        let https_tls = if config.api_server.https.enabled {
+            let h = &config.api_server.https;
+            let settings = crate::http::tls::TlsSettings {
+                cert_file: h.tls_cert_file.clone(),
+                key_file: h.tls_key_file.clone(),
+                min_version: h.tls_min_version.clone(),
+                max_version: h.tls_max_version.clone(),
+                cipher_suites: h.tls_cipher_suites.clone(),
+                work_dir: if h.tls_cert_file.is_empty() {
+                    crate::http::tls::work_dir(&config.general.work_dir)?
+                } else {
+                    Default::default()
+                },
+            };
+            Some(crate::http::tls::build(&settings)?)
+        } else {
+            None
+        };
         let instance_id = instance_id();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
         let reconciler = Arc::new(Reconciler::start(
@@ -109,6 +138,10 @@ impl Daemon {
         let diag_addr = format!("{}:{}", config.diagnostics.interface, config.diagnostics.server_port);
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);
         let api_enabled = config.api_server.http.enabled;
+        let https_addr = crate::xds::generate::envoy_builders::join_host_port(
+            &config.api_server.https.interface,
+            config.api_server.https.port as u32,
+        );
         if config.diagnostics.debug_endpoints {
             log::warn!(
                 "diagnostics: debug endpoints are on: /debug/pprof exposes internals; keep port {} private",
@@ -116,19 +149,29 @@ impl Daemon {
             );
         }
         let config = Arc::new(RwLock::new(config));
+        let ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone()).with_xds(reconciler.clone());
         let api = if api_enabled {
-            let ctx = ApiContext {
-                store: store.clone(),
-                config: config.clone(),
-                instance_id: instance_id.clone(),
-                xds: Some(reconciler.clone()),
-            };
-            let server = ApiServer::start(&api_addr, ctx)?;
+            let server = ApiServer::start(&api_addr, ctx.clone())?;
             log::info!("api: listening on http://{}", server.local_addr());
             Some(server)
         } else {
             log::info!("api: disabled (apiServer.http.enabled: false)");
             None
+        };
+        let api_https = match https_tls {
+            Some(tls) => {
+                let server = ApiServer::start_https(&https_addr, ctx, tls.acceptor)?;
+                match &tls.generated_ca {
+                    Some(ca) => log::info!(
+                        "api: listening on https://{} (generated certificate; CA in {})",
+                        server.local_addr(),
+                        ca.display()
+                    ),
+                    None => log::info!("api: listening on https://{}", server.local_addr()),
+                }
+                Some(server)
+            }
+            None => None,
         };
         let readiness = Arc::new(Readiness { started: Default::default(), store: store.clone() });
         let sources = Sources {
@@ -150,6 +193,7 @@ impl Daemon {
             config,
             instance_id,
             api,
+            api_https,
             xds: Some(xds),
             diagnostics: Some(diagnostics),
             reconciler: Some(reconciler),
@@ -160,6 +204,11 @@ impl Daemon {
     /// The REST API's bound address, when enabled.
     pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
         self.api.as_ref().map(|a| a.local_addr())
+    }
+
+    /// The HTTPS API's bound address, when enabled.
+    pub fn api_https_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api_https.as_ref().map(|a| a.local_addr())
     }
 
     /// The xDS server's bound port.
@@ -185,6 +234,9 @@ impl Daemon {
     pub fn shutdown(mut self) {
         self.readiness.started.store(false, Ordering::SeqCst);
         if let Some(api) = self.api.take() {
+            api.stop();
+        }
+        if let Some(api) = self.api_https.take() {
             api.stop();
         }
         if let Some(xds) = self.xds.take() {

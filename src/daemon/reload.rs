@@ -23,7 +23,11 @@ pub const RELOADABLE: &[&str] = &[
     "metrics.dataplane.subscriptionLimit",
     "apiServer.readOnly",
     "store.unsafeDelete",
+    "apiServer.authn.localhostIsAdmin",
 ];
+
+/// Key prefixes whose every key is reloadable: access rules are read on every request.
+pub const RELOADABLE_PREFIXES: &[&str] = &["access.static."];
 
 /// What a reload did.
 #[derive(Debug, Default, PartialEq)]
@@ -67,7 +71,7 @@ pub fn merge(current: &Config, incoming: &Config) -> Result<(Config, ReloadOutco
         if old == newv {
             continue;
         }
-        if RELOADABLE.contains(&key.as_str()) {
+        if RELOADABLE.contains(&key.as_str()) || RELOADABLE_PREFIXES.iter().any(|p| key.starts_with(p)) {
             set_leaf(&mut effective, key, newv.clone());
             outcome.applied.push(format!("{key}: {old} -> {newv}"));
         } else {

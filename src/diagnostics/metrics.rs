@@ -160,6 +160,16 @@ pub fn render(s: &Sources) -> String {
         &[],
         &[(&[], get(&m.insight_write_errors))],
     );
+    let hits = crate::http::metrics::snapshot();
+    let hit_labels: Vec<[&str; 2]> = hits.iter().map(|(server, limit, _)| [*server, *limit]).collect();
+    let hit_rows: Vec<(&[&str], u64)> = hit_labels.iter().zip(&hits).map(|(l, (_, _, v))| (&l[..], *v)).collect();
+    counters(
+        &r,
+        "http_limit_hits_total",
+        "HTTP requests and connections refused by a limit (size, time-out, full queue, TLS handshake)",
+        &["server", "limit"],
+        &hit_rows,
+    );
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&r.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()

@@ -41,8 +41,26 @@ impl DiagnosticsServer {
         readiness: Arc<Readiness>,
         sources: metrics::Sources,
     ) -> Result<DiagnosticsServer, ServerError> {
-        let opts =
-            Options { addr: addr.to_string(), threads: THREADS, thread_name: crate::threads::DIAGNOSTICS, max_body: 0 };
+        let limits = {
+            let c = config.read().unwrap_or_else(|p| p.into_inner());
+            let d = &c.diagnostics;
+            crate::http::Limits {
+                read_header_timeout: d.read_header_timeout.as_std(),
+                read_timeout: d.read_timeout.as_std(),
+                write_timeout: d.write_timeout.as_std(),
+                idle_timeout: d.idle_timeout.as_std(),
+                max_header_bytes: crate::http::byte_limit(d.max_header_bytes),
+                max_body_bytes: crate::http::byte_limit(d.max_body_bytes),
+            }
+        };
+        let opts = Options {
+            addr: addr.to_string(),
+            threads: THREADS,
+            thread_name: crate::threads::DIAGNOSTICS,
+            limits,
+            tls: None,
+            errors: crate::http::text_error,
+        };
         let handler = Arc::new(move |req: &Request| route(req, &config, &readiness, &sources));
         Server::start(opts, handler).map(DiagnosticsServer)
     }

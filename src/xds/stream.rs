@@ -90,6 +90,10 @@ struct TypeState {
     nack_detail: Option<String>,
     /// The version of our latest response, answered or not, for the inspect API.
     sent_version: Option<String>,
+    /// Every version rejected since the last ACK (latest last, bounded): a config that
+    /// flips between two bad versions must not resend either (found by the `xds_stream`
+    /// fuzz target: only the latest was remembered).
+    rejected: Vec<String>,
     /// Send the next time the watch is open even if the version is unchanged.
     force: bool,
     counters: Counters,
@@ -110,6 +114,9 @@ pub struct TypeStatus {
     pub nacked: Option<(String, String)>,
     pub counters: Counters,
 }
+/// Rejected versions remembered per type: content hashes, so a handful covers a config
+/// flapping between bad states without growing with a stream's age.
+const MAX_REJECTED: usize = 8;
 
 #[derive(Debug)]
 pub struct StreamState {
@@ -167,6 +174,11 @@ impl StreamState {
                 t.counters.rejected += 1;
                 t.nack_detail = Some(detail.clone());
                 t.nacked = Some((version.clone(), now + backoff));
+                t.rejected.retain(|v| *v != version);
+                if t.rejected.len() >= MAX_REJECTED {
+                    t.rejected.remove(0);
+                }
+                t.rejected.push(version.clone());
                 t.force = false;
                 RequestOutcome::Nack { kind, version, detail: detail.clone() }
             }
@@ -175,6 +187,7 @@ impl StreamState {
                 t.acked_version = Some(version.clone());
                 t.nacked = None;
                 t.nack_detail = None;
+                t.rejected.clear();
                 let after = t.sent_at.map(|s| now.saturating_duration_since(s)).unwrap_or_default();
                 RequestOutcome::Ack { kind, version, after }
             }
@@ -187,10 +200,10 @@ impl StreamState {
         if !t.subscribed || !t.watch_open {
             return SendDecision::Skip;
         }
-        if let Some((rejected, until)) = &t.nacked {
-            if rejected == version {
-                return SendDecision::Skip;
-            }
+        if t.rejected.iter().any(|v| v == version) {
+            return SendDecision::Skip;
+        }
+        if let Some((_, until)) = &t.nacked {
             if now < *until {
                 return SendDecision::RetryAt(*until);
             }
@@ -351,6 +364,23 @@ mod tests {
         let st = s.status(ResourceKind::Listener);
         assert_eq!((st.acked_version.as_deref(), st.nacked), (Some("v3"), None));
         assert_eq!(st.counters, Counters { sent: 3, acked: 2, rejected: 1 });
+    }
+
+    #[test]
+    fn no_rejected_version_is_resent_until_an_ack() {
+        let (mut s, now) = subscribed(ResourceKind::Route);
+        let n1 = s.record_sent(ResourceKind::Route, "v1");
+        s.on_request(&req(ResourceKind::Route, &n1, Some("bad v1")), now);
+        let later = now + BACKOFF;
+        let n2 = s.record_sent_at(ResourceKind::Route, "v2", later);
+        s.on_request(&req(ResourceKind::Route, &n2, Some("bad v2")), later);
+        let much_later = later + BACKOFF * 10;
+        assert_eq!(s.decide(ResourceKind::Route, "v1", much_later), SendDecision::Skip, "v1 was rejected too");
+        assert_eq!(s.decide(ResourceKind::Route, "v2", much_later), SendDecision::Skip);
+        assert_eq!(s.decide(ResourceKind::Route, "v3", much_later), SendDecision::Send);
+        let n3 = s.record_sent_at(ResourceKind::Route, "v3", much_later);
+        s.on_request(&req(ResourceKind::Route, &n3, None), much_later);
+        assert_eq!(s.decide(ResourceKind::Route, "v1", much_later), SendDecision::Send, "an ACK starts afresh");
     }
 
     #[test]

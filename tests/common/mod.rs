@@ -68,6 +68,10 @@ pub struct Daemon {
     pub api_port: u16,
     pub xds_port: u16,
     pub diag_port: u16,
+    /// The HTTPS API (`apiServer.https.port`).
+    pub https_port: u16,
+    /// `general.workDir`: the generated HTTPS certificate's CA is `higuma-api-ca.crt` here.
+    pub work_dir: PathBuf,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -87,6 +91,7 @@ impl Daemon {
     pub fn start_with(api_port: u16, xds_port: u16, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let diag_port = free_port();
+        let https_port = free_port();
         let log = dir.path().join("higuma.log");
         let mut cmd = Command::new(higuma_bin());
         cmd.arg("run")
@@ -99,6 +104,9 @@ impl Daemon {
             .env("KUMA_DP_SERVER_INTERFACE", "127.0.0.1")
             .env("KUMA_DIAGNOSTICS_SERVER_PORT", diag_port.to_string())
             .env("KUMA_DIAGNOSTICS_INTERFACE", "127.0.0.1")
+            .env("KUMA_API_SERVER_HTTPS_PORT", https_port.to_string())
+            .env("KUMA_API_SERVER_HTTPS_INTERFACE", "127.0.0.1")
+            .env("KUMA_GENERAL_WORK_DIR", dir.path())
             .env("KUMA_LOG_LEVEL", "debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -106,7 +114,8 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start higuma");
-        let mut daemon = Daemon { child, api_port, xds_port, diag_port, log, _dir: dir };
+        let work_dir = dir.path().to_path_buf();
+        let mut daemon = Daemon { child, api_port, xds_port, diag_port, https_port, work_dir, log, _dir: dir };
         // The diagnostics server starts after the API: wait for both, or a test that goes
         // straight to /metrics or /debug races the start-up.
         let (url, diag) = (daemon.url("/"), daemon.diag_url("/healthy"));
@@ -278,6 +287,8 @@ pub fn test_config(refresh_ms: u64) -> higuma::config::Config {
     c.dp_server.port = 0;
     c.diagnostics.interface = "127.0.0.1".into();
     c.diagnostics.server_port = 0;
+    // In-process control planes serve plain HTTP only: no certificate in $HOME.
+    c.api_server.https.enabled = false;
     c.xds_server.dataplane_configuration_refresh_interval = Duration::from_millis(refresh_ms).into();
     c.store.cache.expiration_time = Duration::from_millis(refresh_ms).into();
     c.xds_server.nack_backoff = Duration::from_millis(300).into();
