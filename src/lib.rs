@@ -23,6 +23,9 @@
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete), in the    |
 //! |               | binary crate: the only place `anyhow` is used                           |
 //! | [`loadgen`]   | the benchmark harness behind `higuma-load` (topology, fleet, scenarios)  |
+//! | [`tls`]       | TLS settings, the generated CA and certificate, reloadable acceptors     |
+//! | [`tokens`]    | dataplane tokens: RS256 JWTs, per-mesh signing keys, revocations         |
+//! | [`logsafe`]   | client-supplied values made safe to log; per-peer log rate limiting      |
 //! | [`clock`]     | injectable time; `ManualClock` tests timers and TTLs without sleeps      |
 //! | [`threads`]   | every thread-name prefix, so `top -H` tells which pool is busy            |
 
@@ -35,9 +38,12 @@ pub mod diagnostics;
 pub mod envoy;
 pub mod http;
 pub mod loadgen;
+pub mod logsafe;
 pub mod model;
 pub mod policies;
 pub mod reconcile;
 pub mod store;
 pub mod threads;
+pub mod tls;
+pub mod tokens;
 pub mod xds;
