@@ -18,6 +18,7 @@
 //! | [`reconcile`] | the reconciler: timer wheel of due dataplanes, worker pool, status       |
 //! | [`http`]      | the small synchronous HTTP server the API and diagnostics share          |
 //! | [`api`]       | the REST API on `apiServer.http.port` (5681), Kuma's paths and errors     |
+//! | [`dpserver`]  | the DP server on 5678: TLS front end, `/bootstrap`, routing to ADS        |
 //! | [`diagnostics`] | `/healthy`, `/ready`, `/metrics`, pprof CPU profiles on port 5680     |
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete), in the    |
@@ -35,6 +36,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod diagnostics;
+pub mod dpserver;
 pub mod envoy;
 pub mod http;
 pub mod loadgen;

@@ -4,14 +4,14 @@
 //! - [`router`]: path + method → handler.
 //! - [`resources`]: CRUD of every resource type, lists with Kuma's pagination.
 //! - [`overview`]: the `dataplanes+insights` view.
-//! - [`bootstrap`]: `POST /bootstrap`, the Envoy bootstrap of a dataplane.
+//! - [`tokens`]: `POST /tokens/dataplane`, dataplane tokens.
 //! - [`errors`]: Kuma's error JSON.
 
-pub mod bootstrap;
 pub mod errors;
 pub mod overview;
 pub mod resources;
 pub mod router;
+pub mod tokens;
 
 use std::sync::{Arc, RwLock};
 
@@ -62,9 +62,10 @@ impl ApiServer {
         };
         let handler = std::sync::Arc::new(move |req: &Request| {
             let reply = router::route(&ctx, req);
-            match reply.body {
-                Some(body) => crate::http::Response::json(reply.status, &body),
-                None => crate::http::Response::new(reply.status, "application/json", Vec::new()),
+            match (reply.body, reply.text) {
+                (_, Some(text)) => crate::http::Response::text(reply.status, text),
+                (Some(body), None) => crate::http::Response::json(reply.status, &body),
+                (None, None) => crate::http::Response::new(reply.status, "application/json", Vec::new()),
             }
         });
         crate::http::Server::start(opts, handler).map(ApiServer)
@@ -80,20 +81,26 @@ impl ApiServer {
     }
 }
 
-/// A handler's answer: status and an optional JSON body.
+/// A handler's answer: status and an optional JSON body (or, for the few endpoints Kuma
+/// answers in plain text, such as issued tokens, a text body).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub status: u16,
     pub body: Option<Value>,
+    pub text: Option<String>,
 }
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Self {
-        Reply { status, body: Some(body) }
+        Reply { status, body: Some(body), text: None }
     }
 
     pub fn empty(status: u16) -> Self {
-        Reply { status, body: None }
+        Reply { status, body: None, text: None }
+    }
+
+    pub fn text(status: u16, text: String) -> Self {
+        Reply { status, body: None, text: Some(text) }
     }
 }
 

@@ -121,6 +121,13 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
         }
         Err(StoreError::NotFound(_)) => {
             ctx.store.create(&key.mesh, &key.name, envelope.spec)?;
+            if rtype == ResourceType::Mesh {
+                // Kuma's mesh defaults: the mesh's dataplane-token signing key. The mesh
+                // exists either way; issuing a token creates a missing key too.
+                if let Err(e) = crate::tokens::keys::ensure_signing_key(&*ctx.store, name) {
+                    log::warn!("tokens: cannot create the signing key of mesh {name:?}: {e}");
+                }
+            }
             Ok(Reply::empty(201))
         }
         Err(e) => Err(e.into()),

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{bootstrap, overview, resources, ApiContext, ApiError, Reply, Request};
+use super::{overview, resources, tokens, ApiContext, ApiError, Reply, Request};
 use crate::model::ResourceType;
 
 /// Kuma version whose API shapes higuma follows.
@@ -24,7 +24,7 @@ fn dispatch(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError> {
         ("GET", []) => Ok(index(ctx)),
         ("GET", ["config"]) => Ok(Reply::json(200, ctx.config().sanitized())),
         ("GET", ["policies"]) => Ok(policies()),
-        ("POST", ["bootstrap"]) => bootstrap::post(ctx, req),
+        ("POST", ["tokens", "dataplane"]) => tokens::post_dataplane(ctx, req),
         (_, ["meshes"]) => only_get(method, || resources::list(ctx, req, ResourceType::Mesh, None)),
         (_, ["meshes", name]) => resources::one(ctx, req, ResourceType::Mesh, "", name),
         (_, ["meshes", mesh, "dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, Some(mesh))),

@@ -3,8 +3,10 @@
 
 mod client;
 mod dp;
+mod https;
 mod resources;
 mod run;
+mod token;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -14,6 +16,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Default address of the control plane's REST API, as kumactl's.
 const DEFAULT_CP_ADDRESS: &str = "http://127.0.0.1:5681";
+/// Default address of the DP server, as kuma-dp's.
+const DEFAULT_DP_SERVER_ADDRESS: &str = "https://localhost:5678";
 
 #[derive(Debug, Parser)]
 #[command(name = "higuma", version, about = "Kuma-compatible service-mesh control plane for Universal deployments")]
@@ -64,6 +68,9 @@ enum Command {
     /// Run or configure a dataplane's Envoy (kuma-dp's job).
     #[command(subcommand)]
     Dp(DpCommand),
+    /// Generate tokens (kumactl generate ...).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Delete a resource.
     Delete {
         rtype: String,
@@ -75,15 +82,49 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// A dataplane token (POST /tokens/dataplane), printed to standard output.
+    DataplaneToken {
+        #[arg(long)]
+        mesh: String,
+        /// Bind the token to this dataplane name (any dataplane of the mesh when absent).
+        #[arg(long)]
+        name: Option<String>,
+        /// Bind the token to tag values: `--tag kuma.io/service=web,web-api` (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Proxy type; only `dataplane`.
+        #[arg(long = "type")]
+        proxy_type: Option<String>,
+        /// How long the token is valid (e.g. 24h); Kuma's default is ten years.
+        #[arg(long)]
+        valid_for: Option<String>,
+        #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+        cp_address: String,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 struct DpOptions {
     #[arg(long)]
     mesh: String,
     #[arg(long)]
     name: String,
-    #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+    /// The DP server (`https://host:5678`; `http://` if it serves plaintext).
+    #[arg(long, default_value = DEFAULT_DP_SERVER_ADDRESS)]
     cp_address: String,
-    /// Create or update the Dataplane from this YAML/JSON file first.
+    /// CA certificate (PEM) to verify the DP server with; the control plane writes its
+    /// generated one to `<general.workDir>/kuma-cp-ca.crt`.
+    #[arg(long)]
+    ca_cert_file: Option<PathBuf>,
+    /// File holding the dataplane token (`higuma generate dataplane-token`).
+    #[arg(long, alias = "dataplane-token-file")]
+    token_file: Option<PathBuf>,
+    /// The REST API, for --dataplane-file.
+    #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+    api_address: String,
+    /// Create or update the Dataplane from this YAML/JSON file first (through the API).
     #[arg(long)]
     dataplane_file: Option<PathBuf>,
     /// Envoy's admin port (default: the Dataplane's networking.admin.port, else 9901).
@@ -142,8 +183,17 @@ pub enum Output {
 }
 
 fn dp_args(o: DpOptions) -> (client::Client, dp::DpArgs) {
-    let client = client::Client::new(&o.cp_address);
-    (client, dp::DpArgs { mesh: o.mesh, name: o.name, dataplane_file: o.dataplane_file, admin_port: o.admin_port })
+    let client = client::Client::new(&o.api_address);
+    let args = dp::DpArgs {
+        mesh: o.mesh,
+        name: o.name,
+        cp_address: o.cp_address,
+        ca_cert_file: o.ca_cert_file,
+        token_file: o.token_file,
+        dataplane_file: o.dataplane_file,
+        admin_port: o.admin_port,
+    };
+    (client, args)
 }
 
 pub fn main() -> ExitCode {
@@ -176,6 +226,10 @@ pub fn main() -> ExitCode {
         Command::Dp(DpCommand::Run { opts, envoy, envoy_args }) => {
             let (client, args) = dp_args(opts);
             dp::run(&client, &args, &envoy, &envoy_args)
+        }
+        Command::Generate(GenerateCommand::DataplaneToken { mesh, name, tags, proxy_type, valid_for, cp_address }) => {
+            let req = token::DataplaneTokenRequest { mesh, name, tags, proxy_type, valid_for };
+            token::generate_dataplane_token(&client::Client::new(&cp_address), &req)
         }
         Command::Delete { rtype, name, mesh, cp_address } => {
             resources::delete(&client::Client::new(&cp_address), &rtype, &name, &mesh)

@@ -23,6 +23,8 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     /// `Host` header, used to build absolute links.
     pub host: Option<String>,
+    /// `Accept` header, for handlers that answer in more than one format.
+    pub accept: Option<String>,
     /// UTF-8 body of PUT and POST requests.
     pub body: Option<String>,
 }
@@ -133,14 +135,24 @@ fn handle(mut http: tiny_http::Request, handler: &Handler, max_body: usize) {
         Ok(req) => handler(&req),
         Err(resp) => resp,
     };
-    log::debug!("http: {method} {url} -> {} in {:?}", response.status, started.elapsed());
+    log::debug!(
+        "http: {} {} -> {} in {:?}",
+        crate::logsafe::untrusted(&method),
+        crate::logsafe::untrusted(&url),
+        response.status,
+        started.elapsed()
+    );
     let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], response.content_type.as_bytes());
     let mut out = tiny_http::Response::from_data(response.body).with_status_code(response.status);
     if let Ok(h) = header {
         out = out.with_header(h);
     }
     if let Err(e) = http.respond(out) {
-        log::debug!("http: client went away before the answer to {method} {url}: {e}");
+        log::debug!(
+            "http: client went away before the answer to {} {}: {e}",
+            crate::logsafe::untrusted(&method),
+            crate::logsafe::untrusted(&url)
+        );
     }
 }
 
@@ -149,9 +161,11 @@ fn read_request(http: &mut tiny_http::Request, method: &str, url: &str, max_body
         Some((p, q)) => (p.to_string(), form_urlencoded::parse(q.as_bytes()).into_owned().collect()),
         None => (url.to_string(), Vec::new()),
     };
-    let host = http.headers().iter().find(|h| h.field.equiv("Host")).map(|h| h.value.as_str().to_string());
+    let header =
+        |name: &'static str| http.headers().iter().find(|h| h.field.equiv(name)).map(|h| h.value.as_str().to_string());
+    let (host, accept) = (header("Host"), header("Accept"));
     let body = if matches!(method, "PUT" | "POST") { Some(read_body(http, max_body)?) } else { None };
-    Ok(Request { method: method.to_string(), path, query, host, body })
+    Ok(Request { method: method.to_string(), path, query, host, accept, body })
 }
 
 fn read_body(http: &mut tiny_http::Request, max_body: usize) -> Result<String, Response> {

@@ -82,7 +82,7 @@ pub struct MeshKeys {
 
 /// Reads `mesh`'s signing keys and revocation list (one list of the mesh's Secrets, as
 /// Kuma's revocation check does, because that list is usually in the cache already).
-pub fn load(reader: &dyn ResourceReader, mesh: &str) -> Result<MeshKeys, TokenError> {
+pub fn load<R: ResourceReader + ?Sized>(reader: &R, mesh: &str) -> Result<MeshKeys, TokenError> {
     let secrets = reader.list(ResourceType::Secret, Some(mesh)).map_err(TokenError::Store)?;
     let mut out = MeshKeys::default();
     let revocations = revocations_name(mesh);
