@@ -132,7 +132,7 @@ fn dp_bootstrap_writes_an_envoy_bootstrap() {
     let out = Command::new(higuma_bin())
         .args(["dp", "bootstrap", "--mesh", "default", "--name", "web-1", "--cp-address", &cp.dp_address()])
         .args(["--api-address", &cp.cp_address(), "--ca-cert-file"])
-        .arg(cp.ca_file())
+        .arg(&cp.ca_file)
         .arg("--token-file")
         .arg(&token_file)
         .args(["--admin-port", "19901", "--dataplane-file"])
@@ -152,7 +152,7 @@ fn dp_bootstrap_writes_an_envoy_bootstrap() {
     let tls = &cluster["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"];
     assert_eq!(
         tls["trusted_ca"]["inline_string"].as_str(),
-        Some(std::fs::read_to_string(cp.ca_file()).unwrap().as_str())
+        Some(std::fs::read_to_string(&cp.ca_file).unwrap().as_str())
     );
     assert_eq!(tls["match_typed_subject_alt_names"][0]["matcher"]["exact"], "127.0.0.1");
     let md = &bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]["initial_metadata"][0];
@@ -172,7 +172,7 @@ fn dp_bootstrap_writes_an_envoy_bootstrap() {
     let out = Command::new(higuma_bin())
         .args(["dp", "bootstrap", "--mesh", "default", "--name", "ghost", "--cp-address", &cp.dp_address()])
         .arg("--ca-cert-file")
-        .arg(cp.ca_file())
+        .arg(&cp.ca_file)
         .arg("--token-file")
         .arg(&token_file)
         .output()

@@ -102,12 +102,16 @@ impl Buf {
     /// Reads once from `from` into the free space; `Ok(0)` = end of stream.
     pub fn fill(&mut self, from: &mut dyn Side) -> io::Result<usize> {
         let data = self.data.get_or_insert_with(|| vec![0u8; BUF_BYTES].into_boxed_slice());
-        let n = from.read_some(&mut data[self.end..])?;
-        self.end += n;
+        let r = from.read_some(&mut data[self.end..]);
+        if let Ok(n) = r {
+            self.end += n;
+        }
+        // Nothing to hold (the usual outcome for an idle connection: WouldBlock): give the
+        // buffer back, so idle connections cost no buffer memory.
         if self.is_empty() {
             self.release();
         }
-        Ok(n)
+        r
     }
 
     /// Writes once from the filled part to `to`.

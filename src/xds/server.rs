@@ -42,13 +42,45 @@ pub trait StreamHub: Send + Sync + 'static {
     fn close(&self, stream: u64);
 }
 
-/// ADS with responses we encode ourselves (shared resource bytes, see `wire`).
+/// ADS with responses we encode ourselves (shared resource bytes, see `wire`), and
+/// requests decoded only up to `dpServer.limits.maxMessageSize`.
 const METHOD: Method<DiscoveryRequest, EncodedResponse> = Method {
     ty: MethodType::Duplex,
     name: STREAM_AGGREGATED_RESOURCES,
-    req_mar: grpcio::Marshaller { ser: grpcio::pb_ser, de: grpcio::pb_de },
+    req_mar: grpcio::Marshaller { ser: grpcio::pb_ser, de: bounded_request },
     resp_mar: grpcio::Marshaller { ser: serialize_response, de: deserialize_response },
 };
+
+/// `dpServer.limits.maxMessageSize` for [`bounded_request`]: a marshaller is a plain fn,
+/// so the limit of the (one) running server lives here.
+static MAX_REQUEST_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// Marks a request refused for its size, so the stream can say so and count it.
+#[derive(Debug)]
+struct TooLarge(usize);
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request of {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+fn bounded_request(reader: grpcio::MessageReader) -> grpcio::Result<DiscoveryRequest> {
+    let len = reader.len();
+    if len > MAX_REQUEST_BYTES.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(grpcio::Error::Codec(Box::new(TooLarge(len))));
+    }
+    grpcio::pb_de(reader)
+}
+
+/// gRPC itself refuses larger requests before reading them (without our metric or a
+/// log line): twice the limit, so every request a little over the limit is counted while
+/// a huge one still costs no memory.
+fn grpc_receive_cap(limit: u32) -> i32 {
+    limit.saturating_mul(2).min(i32::MAX as u32) as i32
+}
 
 /// Two completion queues: gRPC's threads only shuttle bytes, two cores are plenty.
 const COMPLETION_QUEUES: usize = 2;
@@ -131,7 +163,8 @@ impl XdsServer {
         guards: Arc<Guards>,
     ) -> Result<XdsServer, XdsServerError> {
         let env = Arc::new(grpcio::EnvBuilder::new().cq_count(COMPLETION_QUEUES).name_prefix(threads::GRPC).build());
-        let max_message = guards.limits.max_message_size.min(i32::MAX as u32) as i32;
+        MAX_REQUEST_BYTES.store(guards.limits.max_message_size as usize, std::sync::atomic::Ordering::Relaxed);
+        let max_message = grpc_receive_cap(guards.limits.max_message_size);
         let service = ServiceBuilder::new()
             .add_duplex_streaming_handler(&METHOD, move |ctx, requests, sink| {
                 serve_stream(&hub, &guards, ctx, requests, sink)
@@ -364,21 +397,24 @@ fn serve_stream(
                         return;
                     }
                 },
-                Some(Err(e)) => {
-                    if let grpcio::Error::RpcFailure(s) = &e {
-                        if s.code() == RpcStatusCode::RESOURCE_EXHAUSTED {
-                            Metrics::inc(&reader_guards.metrics.limit_message_size);
-                            let d = Denial::new(
-                                RpcStatusCode::RESOURCE_EXHAUSTED,
-                                "message too large",
-                                format!(
-                                    "a request exceeded dpServer.limits.maxMessageSize ({} bytes)",
-                                    reader_guards.limits.max_message_size
-                                ),
-                            );
-                            log_denial(&reader_guards, &peer, &d);
-                        }
+                Some(Err(grpcio::Error::Codec(e))) if e.is::<TooLarge>() => {
+                    Metrics::inc(&reader_guards.metrics.limit_message_size);
+                    let d = Denial::new(
+                        RpcStatusCode::RESOURCE_EXHAUSTED,
+                        "message too large",
+                        format!(
+                            "{e} exceeds dpServer.limits.maxMessageSize ({} bytes)",
+                            reader_guards.limits.max_message_size
+                        ),
+                    );
+                    log_denial(&reader_guards, &peer, &d);
+                    if let Some(tx) = close_tx.take() {
+                        let _ = tx.send((RpcStatus::with_message(d.code, d.message), requests));
                     }
+                    reader_hub.close(id);
+                    return;
+                }
+                Some(Err(e)) => {
                     log::debug!("xds: stream {id} ended: {}", untrusted(&e.to_string()));
                     break;
                 }

@@ -46,12 +46,25 @@ impl Envoy {
 
     /// As a sidecar: through TLS when `access` has a CA, with its token as metadata.
     pub fn connect_with(env: &Arc<grpcio::Environment>, access: &Access, node: &str) -> Envoy {
+        Envoy::connect_many(env, access, node, 1).pop().unwrap()
+    }
+
+    /// `n` streams on one connection (one gRPC channel), as a multiplexing client opens them.
+    pub fn connect_many(env: &Arc<grpcio::Environment>, access: &Access, node: &str, n: usize) -> Vec<Envoy> {
         let port = match &access.ca_pem {
             Some(ca) => super::tls::tunnel(access.port, ca),
             None => access.port,
         };
-        let channel = ChannelBuilder::new(env.clone()).connect(&format!("127.0.0.1:{port}"));
+        // A connection of its own, as every Envoy has (gRPC would otherwise share one
+        // connection between all clients of a target).
+        let channel =
+            ChannelBuilder::new(env.clone()).use_local_subchannel_pool(true).connect(&format!("127.0.0.1:{port}"));
         let client = AggregatedDiscoveryServiceClient::new(channel);
+        (0..n).map(|_| Envoy::open(&client, access, node)).collect()
+    }
+
+    fn open(client: &AggregatedDiscoveryServiceClient, access: &Access, node: &str) -> Envoy {
+        let client = client.clone();
         let mut opt = grpcio::CallOption::default();
         if let Some(token) = &access.token {
             let mut md = grpcio::MetadataBuilder::new();
@@ -121,7 +134,9 @@ impl Envoy {
             st.code = 3;
             st.message = e.to_string();
         }
-        futures::executor::block_on(self.tx.send((req, WriteFlags::default()))).unwrap();
+        // A stream the server closed fails the send; the test then sees how it was closed
+        // (`closed_with`) and that nothing arrived.
+        let _ = futures::executor::block_on(self.tx.send((req, WriteFlags::default())));
     }
 
     pub fn subscribe(&mut self, kind: ResourceKind, names: &[&str]) {

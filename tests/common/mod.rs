@@ -76,6 +76,9 @@ pub struct Daemon {
     pub log: PathBuf,
     /// `general.workDir`, where the generated CA is.
     pub work_dir: PathBuf,
+    /// The CA sidecars verify the DP server with: the generated one unless a test that
+    /// configures its own certificate says otherwise.
+    pub ca_file: PathBuf,
     /// The DP server speaks TLS (`KUMA_DP_SERVER_TLS_ENABLED` not false).
     pub tls: bool,
     /// Dataplane tokens are checked (`KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE` not none).
@@ -123,7 +126,9 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start higuma");
-        let mut daemon = Daemon { child, api_port, xds_port, diag_port, log, work_dir, tls, tokens, _dir: dir };
+        let ca_file = work_dir.join("kuma-cp-ca.crt");
+        let mut daemon =
+            Daemon { child, api_port, xds_port, diag_port, log, work_dir, ca_file, tls, tokens, _dir: dir };
         // The diagnostics server starts after the API: wait for both, or a test that goes
         // straight to /metrics or /debug races the start-up.
         let (url, diag) = (daemon.url("/"), daemon.diag_url("/healthy"));
@@ -149,6 +154,16 @@ impl Daemon {
         format!("http://127.0.0.1:{}{path}", self.diag_port)
     }
 
+    /// A counter or gauge from `/metrics` (`name{labels}` exactly as rendered), 0 if absent.
+    pub fn metric(&self, series: &str) -> u64 {
+        let text = get_text(&self.diag_url("/metrics")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or(0)
+    }
+
     /// Sends a signal (e.g. "HUP") to the process.
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
@@ -161,11 +176,6 @@ impl Daemon {
     /// The DP server's address for `higuma dp --cp-address`.
     pub fn dp_address(&self) -> String {
         format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.xds_port)
-    }
-
-    /// The CA the control plane generated (what `--ca-cert-file` takes).
-    pub fn ca_file(&self) -> PathBuf {
-        self.work_dir.join("kuma-cp-ca.crt")
     }
 
     /// A dataplane token from `POST /tokens/dataplane` with this body.
@@ -192,7 +202,7 @@ impl Daemon {
             Some((mesh, name)) if self.tokens => Some(self.token(mesh, name)),
             _ => None,
         };
-        let ca_pem = self.tls.then(|| std::fs::read(self.ca_file()).expect("the generated CA"));
+        let ca_pem = self.tls.then(|| std::fs::read(&self.ca_file).expect("the DP server's CA"));
         ads::Access { port: self.xds_port, ca_pem, token }
     }
 
@@ -368,7 +378,7 @@ pub fn sidecar(cp: &Daemon, dir: &std::path::Path, name: &str) -> Sidecar {
     let mut cmd = Command::new(higuma_bin());
     cmd.args(["dp", "run", "--mesh", "default", "--name", name, "--cp-address", &cp.dp_address()]);
     if cp.tls {
-        cmd.arg("--ca-cert-file").arg(cp.ca_file());
+        cmd.arg("--ca-cert-file").arg(&cp.ca_file);
     }
     if cp.tokens {
         let file = dir.join(format!("{name}.token"));
