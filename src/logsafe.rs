@@ -31,14 +31,12 @@ pub struct Untrusted<'a>(&'a str);
 impl fmt::Display for Untrusted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"")?;
-        let mut shown = 0usize;
         let mut end = self.0.len();
-        for (i, c) in self.0.char_indices() {
+        for (shown, (i, c)) in self.0.char_indices().enumerate() {
             if shown == MAX_LOGGED_CHARS {
                 end = i;
                 break;
             }
-            shown += 1;
             if needs_escape(c) {
                 write!(f, "\\u{{{:x}}}", c as u32)?;
             } else {
@@ -90,8 +88,11 @@ const RATE_LIMIT_KEYS: usize = 4096;
 /// rest so the next line that passes says how many were held back.
 pub struct RateLimiter {
     window: Duration,
-    seen: Mutex<HashMap<(String, &'static str), (Instant, u64)>>,
+    /// (peer, what) → (when last logged, how many held back since).
+    seen: Mutex<HashMap<LimitKey, (Instant, u64)>>,
 }
+
+type LimitKey = (String, &'static str);
 
 impl Default for RateLimiter {
     fn default() -> Self {

@@ -50,7 +50,7 @@ pub fn post_dataplane(ctx: &ApiContext, req: &Request) -> Result<Reply, ApiError
                     Some(Some(values)) => {
                         tags.insert(k.clone(), values);
                     }
-                    _ => errors.add(&format!("tags[{k:?}]"), "must be a list of strings"),
+                    _ => errors.add(format!("tags[{k:?}]"), "must be a list of strings"),
                 }
             }
         }

@@ -56,6 +56,27 @@ fn register(client: &Client, args: &DpArgs, file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without `--ca-cert-file`, a control plane on this host is verified with the CA it
+/// generated (`$KUMA_GENERAL_WORK_DIR`, else `$HOME/.kuma`), when that file exists: the
+/// README's tour then needs no flag for it. Any other host needs the flag (or a
+/// certificate the system trusts).
+fn local_ca(cp_address: &str) -> Option<PathBuf> {
+    let rest = cp_address.strip_prefix("https://")?;
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    if !(matches!(host, "localhost" | "127.0.0.1") || rest.starts_with("[::1]")) {
+        return None;
+    }
+    let dir = match std::env::var_os("KUMA_GENERAL_WORK_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".kuma"),
+    };
+    let ca = dir.join(higuma::tls::generate::CA_FILE);
+    ca.is_file().then(|| {
+        eprintln!("higuma dp: verifying the control plane with {} (--ca-cert-file to choose)", ca.display());
+        ca
+    })
+}
+
 /// Registers the Dataplane if asked, then returns its Envoy bootstrap (YAML).
 pub fn fetch_bootstrap(client: &Client, args: &DpArgs) -> anyhow::Result<String> {
     if let Some(file) = &args.dataplane_file {
@@ -70,7 +91,8 @@ pub fn fetch_bootstrap(client: &Client, args: &DpArgs) -> anyhow::Result<String>
         ),
         None => None,
     };
-    let ca_cert = match &args.ca_cert_file {
+    let ca_file = args.ca_cert_file.clone().or_else(|| local_ca(&args.cp_address));
+    let ca_cert = match &ca_file {
         Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?),
         None => None,
     };
@@ -81,7 +103,7 @@ pub fn fetch_bootstrap(client: &Client, args: &DpArgs) -> anyhow::Result<String>
     let answer = super::https::post_json(
         &args.cp_address,
         "/bootstrap",
-        args.ca_cert_file.as_deref(),
+        ca_file.as_deref(),
         body.to_string().as_bytes(),
         BOOTSTRAP_TIMEOUT,
     )?;

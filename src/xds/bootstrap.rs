@@ -78,6 +78,11 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
             }]
         }
     });
+    if !is_ip {
+        // `localhost` resolves to ::1 first on many hosts, while the DP server binds IPv4
+        // by default: prefer IPv4, fall back to IPv6.
+        b["static_resources"]["clusters"][0]["dns_lookup_family"] = json!("V4_PREFERRED");
+    }
     if let Some(tls) = &p.tls {
         b["static_resources"]["clusters"][0]["transport_socket"] = ads_transport_socket(p, tls, is_ip);
     }
