@@ -48,7 +48,7 @@ fn claims(token: &str) -> serde_json::Value {
 
 #[test]
 fn plaintext_clients_are_refused_on_the_tls_port() {
-    let cp = Daemon::start(&[]);
+    let cp = Daemon::start(&[("KUMA_DP_SERVER_READ_HEADER_TIMEOUT", "1s")]);
     put(&cp, &web("web-1", "web"));
     let env = grpc_env();
     // A plaintext gRPC client: the front end sees no TLS ClientHello and hangs up.
@@ -66,6 +66,58 @@ fn plaintext_clients_are_refused_on_the_tls_port() {
     let mut ok = Envoy::connect_with(&env, &cp.access("default.web-1"), "default.web-1");
     ok.subscribe(CDS, &[]);
     ok.expect(CDS);
+    // A client that connects and says nothing is dropped after readHeaderTimeout.
+    use std::io::Read;
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", cp.xds_port)).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0, "the server should hang up");
+    assert!(started.elapsed() < Duration::from_secs(3), "dropped after {:?}", started.elapsed());
+    assert_eq!(cp.metric("dp_server_connections_total{result=\"handshake_timeout\"}"), 1);
+}
+
+#[test]
+fn tokens_are_issued_as_kuma_issues_them() {
+    let cp = Daemon::start(&[]);
+    // A new mesh gets its signing key with it (Kuma's mesh defaults).
+    put(&cp, &json!({"type": "Mesh", "name": "fresh"}));
+    let (status, key) = call("GET", &cp.url("/meshes/fresh/secrets/dataplane-token-signing-key-fresh-1"), None);
+    assert_eq!(status, 200, "{key}");
+    let (status, default_key) =
+        call("GET", &cp.url("/meshes/default/secrets/dataplane-token-signing-key-default-1"), None);
+    assert_eq!(status, 200, "{default_key}");
+    // Kuma's body and header; claims as Kuma writes them.
+    let token = cp
+        .token_for(&json!({"mesh": "fresh", "name": "web-1", "tags": {"kuma.io/service": ["web"]}, "validFor": "24h"}));
+    let header: serde_json::Value =
+        serde_json::from_slice(&b64().decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header, json!({"alg": "RS256", "kid": "1", "typ": "JWT"}));
+    let c = claims(&token);
+    assert_eq!((c["Name"].as_str(), c["Mesh"].as_str()), (Some("web-1"), Some("fresh")));
+    assert_eq!(c["Tags"], json!({"kuma.io/service": ["web"]}));
+    let exp = c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap();
+    assert_eq!(exp, 24 * 3600);
+    // Bad requests name the field.
+    let bad = |body: serde_json::Value| {
+        let mut r = common::agent().post(&cp.url("/tokens/dataplane")).send(body.to_string()).unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        (status, body["invalid_parameters"][0]["field"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(bad(json!({"name": "x"})), (400, "mesh".to_string()));
+    assert_eq!(bad(json!({"mesh": "default", "validFor": "soon"})), (400, "validFor".to_string()));
+    assert_eq!(bad(json!({"mesh": "default", "type": "ingress"})), (400, "type".to_string()));
+    assert_eq!(bad(json!({"mesh": "nope"})), (400, "mesh".to_string()));
+    // The CLI prints the same kind of token.
+    let out = std::process::Command::new(common::higuma_bin())
+        .args(["generate", "dataplane-token", "--mesh", "default", "--name", "web-1", "--valid-for", "1h"])
+        .args(["--tag", "kuma.io/service=web,web-api", "--cp-address", &cp.cp_address()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = claims(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(c["Tags"], json!({"kuma.io/service": ["web", "web-api"]}));
 }
 
 #[test]
