@@ -26,7 +26,7 @@
 pub mod bootstrap;
 pub mod metrics;
 pub mod peers;
-pub mod reactor;
+mod reactor;
 pub mod splice;
 
 use std::net::{SocketAddr, TcpListener};

@@ -108,9 +108,9 @@ pub struct Guards {
     pub auth: Arc<Authenticator>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
-    pub log_limiter: RateLimiter,
+    log_limiter: RateLimiter,
     /// ADS streams per dataplane, for `maxStreamsPerDataplane`.
-    pub per_dataplane: Mutex<HashMap<ResourceKey, u32>>,
+    per_dataplane: Mutex<HashMap<ResourceKey, u32>>,
 }
 
 impl Guards {
