@@ -20,11 +20,15 @@
 //! |               | TLS (OpenSSL), size limits, slow-client time-outs, bounded backlog       |
 //! | [`api`]       | the REST API on 5681 (HTTP) and 5682 (HTTPS), Kuma's paths and errors;    |
 //! |               | user tokens, localhost-is-admin and `access.static` (`api::authn`)        |
+//! | [`dpserver`]  | the DP server on 5678: TLS front end, `/bootstrap`, routing to ADS        |
 //! | [`diagnostics`] | `/healthy`, `/ready`, `/metrics`, pprof CPU profiles on port 5680     |
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete, inspect),  |
 //! |               | in the binary crate: the only place `anyhow` is used                     |
 //! | [`loadgen`]   | the benchmark harness behind `higuma-load` (topology, fleet, scenarios)  |
+//! | [`tls`]       | TLS settings, the generated CA and certificate, reloadable acceptors     |
+//! | [`tokens`]    | dataplane tokens: RS256 JWTs, per-mesh signing keys, revocations         |
+//! | [`logsafe`]   | client-supplied values made safe to log; per-peer log rate limiting      |
 //! | [`clock`]     | injectable time; `ManualClock` tests timers and TTLs without sleeps      |
 //! | [`threads`]   | every thread-name prefix, so `top -H` tells which pool is busy            |
 
@@ -34,12 +38,16 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod diagnostics;
+pub mod dpserver;
 pub mod envoy;
 pub mod http;
 pub mod loadgen;
+pub mod logsafe;
 pub mod model;
 pub mod policies;
 pub mod reconcile;
 pub mod store;
 pub mod threads;
+pub mod tls;
+pub mod tokens;
 pub mod xds;

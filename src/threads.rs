@@ -9,6 +9,16 @@ pub const GRPC: &str = "grpc";
 pub const XDS_DISPATCH: &str = "xds-dispatch";
 /// The reconciler's workers: config generation and responses.
 pub const XDS_WORKER: &str = "xds-worker";
+/// Checks dataplane tokens of new (and changed) ADS streams.
+pub const XDS_AUTH: &str = "xds-auth";
+/// The DP server's front end: accepts connections on `dpServer.port`.
+pub const DP_ACCEPT: &str = "dp-accept";
+/// The DP server's event loops: TLS and the bytes between clients and the internal servers.
+pub const DP_REACTOR: &str = "dp-reactor";
+/// Follows the DP server's certificate files on disk.
+pub const TLS_RELOAD: &str = "tls-reload";
+/// Threads of the internal `/bootstrap` HTTP server behind the DP server.
+pub const DP_BOOTSTRAP: &str = "dp-bootstrap";
 /// Writes DataplaneInsight status.
 pub const XDS_STATUS: &str = "xds-status";
 /// Threads of the diagnostics server (health, metrics, profiles).

@@ -663,6 +663,40 @@ fn duration_garbage_is_an_error_naming_the_text() {
     }
 }
 
+// ---- dpServer security ---------------------------------------------------------------------
+
+#[test]
+fn dp_server_security_settings_are_checked_naming_the_key() {
+    let (value, reason, _) =
+        expect_invalid(load_yaml("dpServer:\n  tlsMinVersion: TLSv1_0\n", &[]), "dpServer.tlsMinVersion");
+    assert_eq!(value, "TLSv1_0");
+    assert!(reason.contains("TLSv1_2, TLSv1_3"), "{reason}");
+    let (_, reason, _) =
+        expect_invalid(load_yaml("general:\n  tlsCipherSuites: [RC4]\n", &[]), "general.tlsCipherSuites");
+    assert!(reason.contains("RC4"), "{reason}");
+    let (_, reason, _) = expect_invalid(load_yaml("dpServer:\n  tlsCertFile: /a.crt\n", &[]), "dpServer.tlsKeyFile");
+    assert!(reason.contains("together"), "{reason}");
+    let (value, reason, _) = expect_invalid(
+        load_yaml("dpServer:\n  authn:\n    dpProxy:\n      type: serviceAccountToken\n", &[]),
+        "dpServer.authn.dpProxy.type",
+    );
+    assert_eq!(value, "serviceAccountToken");
+    assert!(reason.contains("Kubernetes"), "{reason}");
+    expect_invalid(
+        load_yaml("dpServer:\n  limits:\n    maxStreamsPerDataplane: 0\n", &[]),
+        "dpServer.limits.maxStreamsPerDataplane",
+    );
+    expect_invalid(load_yaml("dpServer:\n  readHeaderTimeout: 0s\n", &[]), "dpServer.readHeaderTimeout");
+    // Env names are Kuma's; the plaintext opt-in warns.
+    let loaded = ok(load(
+        None,
+        &env_from(&[("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE", "none"), ("KUMA_DP_SERVER_TLS_ENABLED", "false")]),
+    ));
+    assert_eq!(loaded.config.dp_server.authn.dp_proxy.mode(), higuma::config::DpAuthn::None);
+    assert!(loaded.warnings.iter().any(|w| w.contains("plaintext")), "{:?}", loaded.warnings);
+    assert_eq!(ok(load(None, &no_env)).config.dp_server.authn.dp_proxy.mode(), higuma::config::DpAuthn::DpToken);
+}
+
 // ---- etc/higuma.yaml ---------------------------------------------------------------------
 
 #[test]
@@ -739,6 +773,18 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.dp_server.interface = "127.0.0.2".to_owned();
     c.dp_server.port = 15678;
     c.dp_server.keepalive_time = Duration::from_secs(40);
+    c.dp_server.tls_enabled = false;
+    c.dp_server.tls_cert_file = "/dp.crt".to_owned();
+    c.dp_server.tls_key_file = "/dp.key".to_owned();
+    c.dp_server.tls_min_version = "TLSv1_3".to_owned();
+    c.dp_server.tls_max_version = "TLSv1_3".to_owned();
+    c.dp_server.tls_cipher_suites = vec!["TLS_AES_128_GCM_SHA256".to_owned()];
+    c.dp_server.read_header_timeout = Duration::from_secs(2);
+    c.dp_server.authn.dp_proxy.r#type = "none".to_owned();
+    c.dp_server.authn.dp_proxy.dp_token.enable_issuer = false;
+    c.dp_server.limits.max_message_size = 1 << 20;
+    c.dp_server.limits.max_streams_per_connection = 3;
+    c.dp_server.limits.max_streams_per_dataplane = 2;
     c.api_server.http.enabled = false;
     c.api_server.http.interface = "127.0.0.1".to_owned();
     c.api_server.http.port = 15681;
@@ -787,6 +833,11 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.general.work_dir = "/var/lib/higuma".to_owned();
     c.general.log_level = "debug".to_owned();
     c.general.dns_cache_ttl = Duration::from_secs(1);
+    c.general.tls_cert_file = "/g.crt".to_owned();
+    c.general.tls_key_file = "/g.key".to_owned();
+    c.general.tls_min_version = "TLSv1_3".to_owned();
+    c.general.tls_max_version = "TLSv1_3".to_owned();
+    c.general.tls_cipher_suites = vec!["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_owned()];
     c.defaults.skip_mesh_creation = true;
     c.defaults.skip_tenant_resources = true;
     c.defaults.create_mesh_routing_resources = true;

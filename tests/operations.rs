@@ -107,8 +107,8 @@ fn cpu_profile_shows_the_reconciler_at_work() {
     }
     apply(&d, dataplane("backend-1", "backend", 9000, None));
     let env = grpc_env();
-    let port = d.xds_port().unwrap();
-    let mut envoys: Vec<Envoy> = (0..40).map(|i| Envoy::connect(&env, port, &format!("default.web-{i}"))).collect();
+    let mut envoys: Vec<Envoy> =
+        (0..40).map(|i| common::ads::connect_to(&d, &env, &format!("default.web-{i}"))).collect();
     for e in envoys.iter_mut() {
         e.converge(&["backend"]);
     }
@@ -171,7 +171,7 @@ fn sighup_reloads_live_settings_and_keeps_streams() {
     );
     assert_eq!(s, 201);
     let env = grpc_env();
-    let mut envoy = Envoy::connect(&env, xds, "default.web-1");
+    let mut envoy = Envoy::connect_with(&env, &d.access("default.web-1"), "default.web-1");
     envoy.converge(&[]);
     let (_, before) = call("GET", &d.url("/config"), None);
     assert_eq!(before["xdsServer"]["dataplaneConfigurationRefreshInterval"], "30s");
@@ -223,7 +223,7 @@ fn sigterm_exits_zero_and_closes_streams() {
     );
     assert_eq!(s, 201);
     let env = grpc_env();
-    let mut envoy = Envoy::connect(&env, d.xds_port, "default.web-1");
+    let mut envoy = Envoy::connect_with(&env, &d.access("default.web-1"), "default.web-1");
     envoy.converge(&[]);
     let started = Instant::now();
     let status = d.terminate();

@@ -85,7 +85,7 @@ fn a_write_on_one_instance_reaches_envoys_of_another_within_a_second() {
     assert_eq!(put(&first, &dataplane("web-1", "web", 8080, 9080, Some(10001))), 201);
     assert_eq!(put(&first, &dataplane("backend-1", "backend", 8081, 9081, None)), 201);
     let grpc = grpc_env();
-    let mut envoy = Envoy::connect(&grpc, first.xds_port, "default.web-1");
+    let mut envoy = Envoy::connect_with(&grpc, &first.access("default.web-1"), "default.web-1");
     envoy.converge(&["backend"]);
     let written = Instant::now();
     assert_eq!(put(&second, &dataplane("backend-2", "backend", 8082, 9082, None)), 201);
@@ -106,7 +106,7 @@ fn status_is_flushed_on_sigterm() {
     let mut d = Daemon::start(&env_refs(&env));
     assert_eq!(put(&d, &dataplane("web-1", "web", 8080, 9080, None)), 201);
     let grpc = grpc_env();
-    let mut envoy = Envoy::connect(&grpc, d.xds_port, "default.web-1");
+    let mut envoy = Envoy::connect_with(&grpc, &d.access("default.web-1"), "default.web-1");
     envoy.converge(&[]);
     std::thread::sleep(Duration::from_millis(300));
     assert!(d.terminate().success(), "{}", d.log_text());

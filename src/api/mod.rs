@@ -4,9 +4,9 @@
 //! - [`router`]: path + method → handler.
 //! - [`resources`]: CRUD of every resource type, lists with Kuma's pagination.
 //! - [`overview`]: the `dataplanes+insights` view.
-//! - [`bootstrap`]: `POST /bootstrap`, the Envoy bootstrap of a dataplane.
 //! - [`inspect`]: which policies reach a dataplane, its rules, its xDS config, and which
 //!   dataplanes a policy reaches.
+//! - [`tokens`]: `POST /tokens/dataplane`, dataplane tokens.
 //! - [`errors`]: Kuma's error JSON.
 //! - [`authn`]: who a request is (localhost, user tokens) and what `access.static` lets it do.
 //! - [`user_tokens`]: `POST /tokens/user` and `GET /who-am-i`.
@@ -17,12 +17,12 @@
 //! `apiServer.https.port`.
 
 pub mod authn;
-pub mod bootstrap;
 pub mod errors;
 pub mod inspect;
 pub mod overview;
 pub mod resources;
 pub mod router;
+pub mod tokens;
 pub mod user_tokens;
 
 use std::sync::{Arc, RwLock};

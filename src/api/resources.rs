@@ -130,6 +130,11 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
                     DefaultsError::Store(e) => ApiError::from(e),
                     other => ApiError::new(500, "Internal Server Error", other.to_string()),
                 })?;
+                // Kuma's mesh defaults also include the mesh's dataplane-token signing key. The
+                // mesh exists either way; issuing a token creates a missing key too.
+                if let Err(e) = crate::tokens::keys::ensure_signing_key(&*ctx.store, name) {
+                    log::warn!("tokens: cannot create the signing key of mesh {name:?}: {e}");
+                }
             }
             Ok(Reply::empty(201))
         }

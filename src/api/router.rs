@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::authn::{self, Authz, User};
-use super::{bootstrap, inspect, overview, resources, user_tokens, ApiContext, ApiError, Reply, Request};
+use super::{inspect, overview, resources, tokens, user_tokens, ApiContext, ApiError, Reply, Request};
 use crate::model::ResourceType;
 
 /// Kuma version whose API shapes higuma follows.
@@ -32,7 +32,10 @@ fn dispatch(ctx: &ApiContext, req: &Request, user: &User) -> Result<Reply, ApiEr
         ("GET", ["who-am-i"]) => Ok(user_tokens::who_am_i(user)),
         ("POST", ["tokens", "user"]) => user_tokens::generate(ctx, req, user),
         (_, ["tokens", "user"]) => Err(ApiError::method_not_allowed(format!("{method} is not allowed here; use POST"))),
-        ("POST", ["bootstrap"]) => bootstrap::post(ctx, req),
+        ("POST", ["tokens", "dataplane"]) => {
+            Authz { config: &config, user }.generate_dataplane_token()?;
+            tokens::post_dataplane(ctx, req)
+        }
         (_, ["meshes"]) => {
             guard(ResourceType::Mesh)?;
             only_get(method, || resources::list(ctx, req, ResourceType::Mesh, None))

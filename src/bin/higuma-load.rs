@@ -237,6 +237,13 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         // The harness measures xDS: no HTTPS listener (5682) or generated certificate.
         ("KUMA_API_SERVER_HTTPS_ENABLED".into(), "false".into()),
         ("KUMA_LOG_LEVEL".into(), "warn".into()),
+        // The harness measures config distribution; its simulated sidecars are plaintext
+        // gRPC clients without tokens (grpcio here has no TLS), and `--multiplex` puts
+        // thousands of streams on one connection. The DP server's TLS and token checks
+        // are measured in tests/dp_server.rs instead.
+        ("KUMA_DP_SERVER_TLS_ENABLED".into(), "false".into()),
+        ("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE".into(), "none".into()),
+        ("KUMA_DP_SERVER_LIMITS_MAX_STREAMS_PER_CONNECTION".into(), "1000000".into()),
     ]);
     let log_dir = tempfile::tempdir()?;
     let log = log_dir.path().join("higuma.log");

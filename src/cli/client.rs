@@ -90,15 +90,17 @@ impl Client {
         read(response, &url)
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+    /// POSTs JSON and returns the status and the raw text (for endpoints answering in text).
+    pub fn post_text(&self, path: &str, body: &Value) -> anyhow::Result<(u16, String)> {
         let url = self.url(path);
-        let response = self
+        let mut response = self
             .auth(self.agent.post(&url))
             .header("Content-Type", "application/json")
-            .header("Accept", "application/json")
             .send(serde_json::to_string(body)?)
             .with_context(|| self.unreachable(&url))?;
-        read(response, &url)
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().with_context(|| format!("reading the answer from {url}"))?;
+        Ok((status, text))
     }
 
     /// POST whose successful answer is plain text (a token); errors are Kuma's JSON.

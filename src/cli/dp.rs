@@ -1,6 +1,8 @@
 //! `higuma dp bootstrap` and `higuma dp run`: kuma-dp's job for a Universal dataplane —
-//! register the Dataplane (optional), fetch its Envoy bootstrap, and run Envoy with it,
-//! forwarding the access logs Envoy writes to the dataplane's pipe to their TCP collectors.
+//! register the Dataplane (optional, through the REST API), fetch its Envoy bootstrap from
+//! the DP server (`POST https://<cp>:5678/bootstrap` with the dataplane token, verifying the
+//! server with `--ca-cert-file`), and run Envoy with it, forwarding the access logs Envoy
+//! writes to the dataplane's pipe to their TCP collectors.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,9 +18,16 @@ use super::client::Client;
 pub struct DpArgs {
     pub mesh: String,
     pub name: String,
+    /// The DP server, `https://host:5678` (`http://` when it serves plaintext).
+    pub cp_address: String,
+    pub ca_cert_file: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
     pub dataplane_file: Option<PathBuf>,
     pub admin_port: Option<u16>,
 }
+
+/// Long enough for a slow store, short enough that a dead control plane is noticed.
+const BOOTSTRAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Creates or updates the Dataplane from `file`, which must agree with `--mesh`/`--name`.
 fn register(client: &Client, args: &DpArgs, file: &Path) -> anyhow::Result<()> {
@@ -49,18 +58,72 @@ fn register(client: &Client, args: &DpArgs, file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without `--ca-cert-file`, a control plane on this host is verified with the CA it
+/// generated (`$KUMA_GENERAL_WORK_DIR`, else `$HOME/.kuma`), when that file exists: the
+/// README's tour then needs no flag for it. Any other host needs the flag (or a
+/// certificate the system trusts).
+fn local_ca(cp_address: &str) -> Option<PathBuf> {
+    let rest = cp_address.strip_prefix("https://")?;
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    if !(matches!(host, "localhost" | "127.0.0.1") || rest.starts_with("[::1]")) {
+        return None;
+    }
+    let dir = match std::env::var_os("KUMA_GENERAL_WORK_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".kuma"),
+    };
+    let ca = dir.join(higuma::tls::generate::CA_FILE);
+    ca.is_file().then(|| {
+        eprintln!("higuma dp: verifying the control plane with {} (--ca-cert-file to choose)", ca.display());
+        ca
+    })
+}
+
 /// Registers the Dataplane if asked, then returns its Envoy bootstrap (YAML).
 pub fn fetch_bootstrap(client: &Client, args: &DpArgs) -> anyhow::Result<String> {
     if let Some(file) = &args.dataplane_file {
         register(client, args, file)?;
     }
-    let answer =
-        client.post("/bootstrap", &json!({"mesh": args.mesh, "name": args.name, "adminPort": args.admin_port}))?;
+    let token = match &args.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the dataplane token {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let ca_file = args.ca_cert_file.clone().or_else(|| local_ca(&args.cp_address));
+    let ca_cert = match &ca_file {
+        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?),
+        None => None,
+    };
+    let body = json!({
+        "mesh": args.mesh, "name": args.name, "proxyType": "dataplane",
+        "dataplaneToken": token, "caCert": ca_cert, "adminPort": args.admin_port,
+    });
+    let answer = super::https::post_json(
+        &args.cp_address,
+        "/bootstrap",
+        ca_file.as_deref(),
+        body.to_string().as_bytes(),
+        BOOTSTRAP_TIMEOUT,
+    )?;
+    let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
     if answer.status != 200 {
-        return Err(answer.error()).context("fetching the Envoy bootstrap");
+        let detail = match &parsed {
+            Some(b) => format!(
+                "{} ({}): {}",
+                b["title"].as_str().unwrap_or("error"),
+                answer.status,
+                b["detail"].as_str().unwrap_or("")
+            ),
+            None => format!("{}: {}", answer.status, String::from_utf8_lossy(&answer.body).trim()),
+        };
+        return Err(anyhow!(detail)).context("fetching the Envoy bootstrap");
     }
     let encoded =
-        answer.body.as_ref().and_then(|b| b["bootstrap"].as_str()).ok_or_else(|| anyhow!("answer has no bootstrap"))?;
+        parsed.as_ref().and_then(|b| b["bootstrap"].as_str()).ok_or_else(|| anyhow!("answer has no bootstrap"))?;
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).context("decoding the bootstrap")?;
     String::from_utf8(bytes).context("the bootstrap is not UTF-8")
 }

@@ -4,9 +4,11 @@
 
 mod client;
 mod dp;
+mod https;
 mod inspect;
 mod resources;
 mod run;
+mod token;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +18,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Default address of the control plane's REST API, as kumactl's.
 const DEFAULT_CP_ADDRESS: &str = "http://127.0.0.1:5681";
+/// Default address of the DP server, as kuma-dp's.
+const DEFAULT_DP_SERVER_ADDRESS: &str = "https://localhost:5678";
 
 #[derive(Debug, Parser)]
 #[command(name = "higuma", version, about = "Kuma-compatible service-mesh control plane for Universal deployments")]
@@ -140,6 +144,25 @@ enum GenerateCommand {
         #[command(flatten)]
         cp: CpOptions,
     },
+    /// A dataplane token (POST /tokens/dataplane), printed to standard output.
+    DataplaneToken {
+        #[arg(long)]
+        mesh: String,
+        /// Bind the token to this dataplane name (any dataplane of the mesh when absent).
+        #[arg(long)]
+        name: Option<String>,
+        /// Bind the token to tag values: `--tag kuma.io/service=web,web-api` (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Proxy type; only `dataplane`.
+        #[arg(long = "type")]
+        proxy_type: Option<String>,
+        /// How long the token is valid (e.g. 24h); Kuma's default is ten years.
+        #[arg(long)]
+        valid_for: Option<String>,
+        #[command(flatten)]
+        cp: CpOptions,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,9 +171,20 @@ struct DpOptions {
     mesh: String,
     #[arg(long)]
     name: String,
-    #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+    /// The DP server (`https://host:5678`; `http://` if it serves plaintext).
+    #[arg(long, default_value = DEFAULT_DP_SERVER_ADDRESS)]
     cp_address: String,
-    /// Create or update the Dataplane from this YAML/JSON file first.
+    /// CA certificate (PEM) to verify the DP server with; the control plane writes its
+    /// generated one to `<general.workDir>/kuma-cp-ca.crt`.
+    #[arg(long)]
+    ca_cert_file: Option<PathBuf>,
+    /// File holding the dataplane token (`higuma generate dataplane-token`).
+    #[arg(long, alias = "dataplane-token-file")]
+    token_file: Option<PathBuf>,
+    /// The REST API, for --dataplane-file.
+    #[arg(long, default_value = DEFAULT_CP_ADDRESS)]
+    api_address: String,
+    /// Create or update the Dataplane from this YAML/JSON file first (through the API).
     #[arg(long)]
     dataplane_file: Option<PathBuf>,
     /// Envoy's admin port (default: the Dataplane's networking.admin.port, else 9901).
@@ -209,8 +243,17 @@ pub enum Output {
 }
 
 fn dp_args(o: DpOptions) -> (client::Client, dp::DpArgs) {
-    let client = client::Client::new(&o.cp_address);
-    (client, dp::DpArgs { mesh: o.mesh, name: o.name, dataplane_file: o.dataplane_file, admin_port: o.admin_port })
+    let client = client::Client::new(&o.api_address);
+    let args = dp::DpArgs {
+        mesh: o.mesh,
+        name: o.name,
+        cp_address: o.cp_address,
+        ca_cert_file: o.ca_cert_file,
+        token_file: o.token_file,
+        dataplane_file: o.dataplane_file,
+        admin_port: o.admin_port,
+    };
+    (client, args)
 }
 
 pub fn main() -> ExitCode {
@@ -250,6 +293,10 @@ pub fn main() -> ExitCode {
         Command::Inspect { rtype, name, mesh, what, output, cp } => cp.client().and_then(|c| {
             inspect::inspect(&c, &inspect::InspectArgs { rtype: &rtype, name: &name, mesh: &mesh, what, output })
         }),
+        Command::Generate(GenerateCommand::DataplaneToken { mesh, name, tags, proxy_type, valid_for, cp }) => {
+            let req = token::DataplaneTokenRequest { mesh, name, tags, proxy_type, valid_for };
+            cp.client().and_then(|c| token::generate_dataplane_token(&c, &req))
+        }
         Command::Delete { rtype, name, mesh, cp } => {
             cp.client().and_then(|c| resources::delete(&c, &rtype, &name, &mesh))
         }

@@ -400,6 +400,123 @@ pub struct DpServerConfig {
     /// Higuma extension (Kuma fixes it at 15 s): how often an HTTP/2 PING checks each
     /// sidecar's connection, and how long its answer may take before the stream is dropped.
     pub keepalive_time: Duration,
+    /// Higuma extension: `false` serves xDS and `/bootstrap` in plaintext (development
+    /// only; a warning is logged). Kuma's DP server is TLS only.
+    pub tls_enabled: bool,
+    /// Server certificate (PEM, leaf first) and key; empty = `general.tlsCertFile`, then a
+    /// certificate generated at start in `general.workDir`. Reloaded when they change.
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    /// `TLSv1_2` or `TLSv1_3`; left at the default, `general.tlsMinVersion` applies.
+    pub tls_min_version: String,
+    /// Empty = the newest the library supports; left empty, `general.tlsMaxVersion` applies.
+    pub tls_max_version: String,
+    /// Go's cipher suite names (`TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, ...); empty =
+    /// `general.tlsCipherSuites`, then the library's secure defaults.
+    pub tls_cipher_suites: Vec<String>,
+    /// How long a new connection has for its TLS handshake and the start of its first
+    /// request; a client that trickles bytes is dropped after it.
+    pub read_header_timeout: Duration,
+    pub authn: DpServerAuthnConfig,
+    /// Higuma extension: bounds on what one client can make the xDS port hold.
+    pub limits: DpServerLimitsConfig,
+}
+
+/// Kuma's default: TLS on the DP server.
+pub const DEFAULT_DP_SERVER_TLS_ENABLED: bool = true;
+/// Kuma's default; TLS 1.0 and 1.1 are broken and Envoy never needs them.
+pub const DEFAULT_TLS_MIN_VERSION: &str = "TLSv1_2";
+/// Kuma's default; Go's `http.Server.ReadHeaderTimeout` on the DP server.
+pub const DEFAULT_DP_SERVER_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DpServerAuthnConfig {
+    pub dp_proxy: DpProxyAuthnConfig,
+}
+
+/// Kuma's default outside Kubernetes: empty means `dpToken`.
+pub const DEFAULT_DP_PROXY_AUTHN_TYPE: &str = "";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DpProxyAuthnConfig {
+    /// `dpToken` (empty means it) or `none` (development: any client gets any config).
+    pub r#type: String,
+    pub dp_token: DpTokenConfig,
+}
+
+impl Default for DpProxyAuthnConfig {
+    fn default() -> Self {
+        DpProxyAuthnConfig { r#type: DEFAULT_DP_PROXY_AUTHN_TYPE.to_owned(), dp_token: DpTokenConfig::default() }
+    }
+}
+
+/// How sidecars prove who they are on the DP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DpAuthn {
+    /// Every request carries a dataplane token (Kuma's Universal default).
+    DpToken,
+    /// Nothing is checked.
+    None,
+}
+
+impl DpProxyAuthnConfig {
+    /// The mode in force; validation has refused anything else.
+    pub fn mode(&self) -> DpAuthn {
+        if self.r#type == "none" {
+            DpAuthn::None
+        } else {
+            DpAuthn::DpToken
+        }
+    }
+}
+
+/// Kuma's default: `POST /tokens/dataplane` issues tokens.
+pub const DEFAULT_DP_TOKEN_ENABLE_ISSUER: bool = true;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DpTokenConfig {
+    pub enable_issuer: bool,
+}
+
+impl Default for DpTokenConfig {
+    fn default() -> Self {
+        DpTokenConfig { enable_issuer: DEFAULT_DP_TOKEN_ENABLE_ISSUER }
+    }
+}
+
+/// Go gRPC's default receive limit, which Kuma's DP server keeps: a sidecar's requests are
+/// a few KiB (node metadata, resource names), so this only stops abuse.
+pub const DEFAULT_DP_SERVER_MAX_MESSAGE_SIZE: u32 = 4 * 1024 * 1024;
+/// Envoy opens one ADS stream per connection; this leaves room for gRPC clients that
+/// multiplex (the load harness, tools) while bounding what one connection can hold.
+pub const DEFAULT_DP_SERVER_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// A sidecar holds one ADS stream; after a network cut its new stream can overlap the old
+/// one until keepalive notices (up to two keepalive periods). Eight leaves room for that
+/// and bounds the work one stolen token can cause.
+pub const DEFAULT_DP_SERVER_MAX_STREAMS_PER_DATAPLANE: u32 = 8;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DpServerLimitsConfig {
+    /// Bytes; a larger request ends its stream with RESOURCE_EXHAUSTED.
+    pub max_message_size: u32,
+    /// ADS streams open at once on one connection; the next is refused.
+    pub max_streams_per_connection: u32,
+    /// ADS streams open at once for one dataplane (node id); the next is refused.
+    pub max_streams_per_dataplane: u32,
+}
+
+impl Default for DpServerLimitsConfig {
+    fn default() -> Self {
+        DpServerLimitsConfig {
+            max_message_size: DEFAULT_DP_SERVER_MAX_MESSAGE_SIZE,
+            max_streams_per_connection: DEFAULT_DP_SERVER_MAX_STREAMS_PER_CONNECTION,
+            max_streams_per_dataplane: DEFAULT_DP_SERVER_MAX_STREAMS_PER_DATAPLANE,
+        }
+    }
 }
 
 /// Kuma binds the dataplane server on every interface; sidecars on other hosts connect.
@@ -415,6 +532,15 @@ impl Default for DpServerConfig {
             interface: DEFAULT_DP_SERVER_INTERFACE.to_string(),
             port: DEFAULT_DP_SERVER_PORT,
             keepalive_time: DEFAULT_DP_SERVER_KEEPALIVE_TIME,
+            tls_enabled: DEFAULT_DP_SERVER_TLS_ENABLED,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_min_version: DEFAULT_TLS_MIN_VERSION.to_owned(),
+            tls_max_version: String::new(),
+            tls_cipher_suites: Vec::new(),
+            read_header_timeout: DEFAULT_DP_SERVER_READ_HEADER_TIMEOUT,
+            authn: DpServerAuthnConfig::default(),
+            limits: DpServerLimitsConfig::default(),
         }
     }
 }
@@ -543,6 +669,13 @@ pub struct GeneralConfig {
     /// Kuma's key has an all-caps acronym, which camelCase renaming cannot produce.
     #[serde(rename = "dnsCacheTTL")]
     pub dns_cache_ttl: Duration,
+    /// Certificate and key every TLS server uses unless its own keys are set; empty = one
+    /// generated at start (its CA written to `<workDir>/kuma-cp-ca.crt`).
+    pub tls_cert_file: String,
+    pub tls_key_file: String,
+    pub tls_min_version: String,
+    pub tls_max_version: String,
+    pub tls_cipher_suites: Vec<String>,
 }
 
 impl Default for GeneralConfig {
@@ -551,6 +684,11 @@ impl Default for GeneralConfig {
             work_dir: DEFAULT_GENERAL_WORK_DIR.to_owned(),
             log_level: String::new(),
             dns_cache_ttl: DEFAULT_GENERAL_DNS_CACHE_TTL,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            tls_min_version: DEFAULT_TLS_MIN_VERSION.to_owned(),
+            tls_max_version: String::new(),
+            tls_cipher_suites: Vec::new(),
         }
     }
 }

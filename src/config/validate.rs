@@ -33,6 +33,7 @@ impl Config {
         self.validate_topology(&mut warnings)?;
         self.validate_store(&mut warnings)?;
         self.validate_xds()?;
+        self.validate_dp_server(&mut warnings)?;
         self.validate_ports()?;
         self.validate_misc(&mut warnings)?;
         self.validate_api_security()?;
@@ -143,6 +144,69 @@ impl Config {
         positive("xdsServer.dataplaneStatusFlushInterval", xds.dataplane_status_flush_interval)?;
         positive("dpServer.keepaliveTime", self.dp_server.keepalive_time)?;
         not_empty("bootstrapServer.params.adminAddress", &self.bootstrap_server.params.admin_address)?;
+        Ok(())
+    }
+
+    fn validate_dp_server(&self, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+        let dp = &self.dp_server;
+        match dp.authn.dp_proxy.r#type.as_str() {
+            "" | "dpToken" | "none" => {}
+            "serviceAccountToken" => {
+                return Err(invalid(
+                    "dpServer.authn.dpProxy.type",
+                    "serviceAccountToken",
+                    "is Kubernetes only; higuma supports dpToken and none",
+                ))
+            }
+            other => return Err(invalid("dpServer.authn.dpProxy.type", other, "must be dpToken or none")),
+        }
+        positive("dpServer.readHeaderTimeout", dp.read_header_timeout)?;
+        let limits = [
+            ("dpServer.limits.maxMessageSize", dp.limits.max_message_size, MIN_MESSAGE_SIZE),
+            ("dpServer.limits.maxStreamsPerConnection", dp.limits.max_streams_per_connection, 1),
+            ("dpServer.limits.maxStreamsPerDataplane", dp.limits.max_streams_per_dataplane, 1),
+        ];
+        for (key, value, min) in limits {
+            if value < min {
+                return Err(invalid(key, value, format!("must be at least {min}")));
+            }
+        }
+        let g = &self.general;
+        for (prefix, cert, key) in
+            [("dpServer", &dp.tls_cert_file, &dp.tls_key_file), ("general", &g.tls_cert_file, &g.tls_key_file)]
+        {
+            if cert.is_empty() != key.is_empty() {
+                let (k, v) = if key.is_empty() { ("tlsKeyFile", key) } else { ("tlsCertFile", cert) };
+                return Err(invalid(
+                    &format!("{prefix}.{k}"),
+                    v,
+                    format!("{prefix}.tlsCertFile and {prefix}.tlsKeyFile must be set together"),
+                ));
+            }
+        }
+        let tls_keys = [
+            ("dpServer.tlsMinVersion", &dp.tls_min_version),
+            ("dpServer.tlsMaxVersion", &dp.tls_max_version),
+            ("general.tlsMinVersion", &g.tls_min_version),
+            ("general.tlsMaxVersion", &g.tls_max_version),
+        ];
+        for (key, value) in tls_keys {
+            crate::tls::settings::parse_version(value).map_err(|reason| invalid(key, value, reason))?;
+        }
+        for (key, value) in
+            [("dpServer.tlsCipherSuites", &dp.tls_cipher_suites), ("general.tlsCipherSuites", &g.tls_cipher_suites)]
+        {
+            crate::tls::settings::parse_ciphers(value).map_err(|reason| invalid(key, value.join(","), reason))?;
+        }
+        if let Err(crate::tls::TlsError::Config { key, reason }) = crate::tls::dp_server_settings(self) {
+            return Err(invalid(key, "", reason));
+        }
+        if !dp.tls_enabled {
+            warnings.push(
+                "dpServer.tlsEnabled is false: xDS and /bootstrap are plaintext (dataplane tokens travel in clear)"
+                    .to_owned(),
+            );
+        }
         Ok(())
     }
 
@@ -297,6 +361,8 @@ impl Config {
 
 /// Below this no real request fits: a request line, `Host`, and a ~1 KiB bearer token.
 const MIN_HEADER_BYTES: u64 = 4096;
+/// Below this, an Envoy's own first request (node metadata, resource names) may not fit.
+const MIN_MESSAGE_SIZE: u32 = 64 * 1024;
 
 fn tls_mode_name(mode: TlsMode) -> &'static str {
     match mode {

@@ -1,9 +1,11 @@
 //! `higuma run`: builds the store and the servers from the config, creates the default mesh,
 //! applies reloads, and tears everything down in reverse order on shutdown.
 //!
-//! Start order: store (Postgres connected and migrated, or in-memory) → reconciler → xDS
-//! server → REST API → diagnostics → ready. Stop order is the reverse of the servers, then
-//! the reconciler (which flushes dataplane status), then the store.
+//! Start order: store (Postgres connected and migrated, or in-memory) → default mesh and
+//! token signing keys → reconciler → token checks → internal xDS (gRPC) and `/bootstrap`
+//! servers → the DP server's TLS front end on `dpServer.port` → REST API → diagnostics →
+//! ready. Stop order is the reverse of the servers, then the reconciler (which flushes
+//! dataplane status), then the store.
 
 pub mod reload;
 
@@ -12,15 +14,19 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::api::{self, ApiContext, ApiServer};
 use crate::clock::SystemClock;
-use crate::config::{Config, StoreType};
+use crate::config::{Config, DpAuthn, StoreType};
 use crate::diagnostics::metrics::{PoolFigures, Sources};
 use crate::diagnostics::{DiagnosticsServer, Readiness};
+use crate::dpserver::bootstrap::BootstrapContext;
+use crate::dpserver::{DpServer, DpServerError, DpServerOptions, Peers};
 use crate::model::{rest, ResourceType, Spec};
 use crate::reconcile::{Reconciler, Settings};
 use crate::store::metered::MeteredStore;
 use crate::store::postgres::{PostgresError, PostgresStore};
 use crate::store::{MemoryStore, SharedStore, StoreError};
-use crate::xds::server::{StreamHub, XdsServer, XdsServerError};
+use crate::tls::{CertSource, ServerTls, TlsError};
+use crate::xds::auth::Authenticator;
+use crate::xds::server::{Guards, Limits, StreamHub, XdsServer, XdsServerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -37,7 +43,11 @@ pub enum DaemonError {
     #[error("creating the user token signing key or the admin token failed: {0}")]
     Tokens(#[from] api::authn::TokenError),
     #[error("HTTPS for the API (apiServer.https): {0}")]
-    Tls(#[from] crate::http::tls::TlsError),
+    ApiTls(#[from] crate::http::tls::TlsError),
+    #[error("DP server TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    DpServer(#[from] DpServerError),
 }
 
 /// The `--log-level` flag's value, the fallback when `general.logLevel` is empty.
@@ -61,7 +71,11 @@ pub struct Daemon {
     pub instance_id: String,
     api: Option<ApiServer>,
     api_https: Option<ApiServer>,
+    dp_server: Option<DpServer>,
+    bootstrap: Option<crate::http::Server>,
     xds: Option<XdsServer>,
+    auth: Arc<Authenticator>,
+    dp_metrics: Arc<crate::dpserver::Metrics>,
     diagnostics: Option<DiagnosticsServer>,
     reconciler: Option<Arc<Reconciler>>,
     readiness: Arc<Readiness>,
@@ -118,6 +132,27 @@ impl Daemon {
         } else {
             None
         };
+        ensure_signing_keys(&store);
+        let dp = config.dp_server.clone();
+        // Certificate problems are configuration errors: found before anything starts.
+        let tls = if dp.tls_enabled {
+            let source = CertSource::for_dp_server(&config, &crate::tls::work_dir(&config)?)?;
+            let tls = ServerTls::load(source, crate::tls::dp_server_settings(&config)?)?;
+            log::info!("dp-server: TLS with {} (SANs {:?})", tls.source().cert.display(), tls.sans());
+            Some(Arc::new(tls))
+        } else {
+            log::warn!(
+                "dp-server: dpServer.tlsEnabled is false: xDS and /bootstrap are plaintext on port {}; tokens and configs can be read on the network",
+                dp.port
+            );
+            None
+        };
+        if dp.authn.dp_proxy.mode() == DpAuthn::None {
+            log::warn!(
+                "xds: dpServer.authn.dpProxy.type is none: any client that reaches port {} gets any dataplane's config",
+                dp.port
+            );
+        }
         let instance_id = instance_id();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
         let reconciler = Arc::new(Reconciler::start(
@@ -128,13 +163,17 @@ impl Daemon {
             SystemClock::shared(),
         ));
         let hub: Arc<dyn StreamHub> = reconciler.clone();
-        let xds = XdsServer::start(
-            &config.dp_server.interface,
-            config.dp_server.port,
-            config.dp_server.keepalive_time.0,
-            hub,
-        )?;
-        log::info!("xds: ADS listening on {}:{} ({workers} workers)", config.dp_server.interface, xds.port());
+        let auth = Authenticator::start(dp.authn.dp_proxy.mode(), store.clone());
+        let peers = Arc::new(Peers::default());
+        let dp_metrics = Arc::new(crate::dpserver::Metrics::default());
+        let limits = Limits {
+            max_message_size: dp.limits.max_message_size,
+            max_streams_per_connection: dp.limits.max_streams_per_connection,
+            max_streams_per_dataplane: dp.limits.max_streams_per_dataplane,
+        };
+        let guards = Arc::new(Guards::new(peers.clone(), auth.clone(), dp_metrics.clone(), limits));
+        // Internal: only the front end below connects here (others are refused by `Peers`).
+        let xds = XdsServer::start(INTERNAL_HOST, 0, dp.keepalive_time.0, hub, guards)?;
         let diag_addr = format!("{}:{}", config.diagnostics.interface, config.diagnostics.server_port);
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);
         let api_enabled = config.api_server.http.enabled;
@@ -148,8 +187,38 @@ impl Daemon {
                 config.diagnostics.server_port
             );
         }
+        let bootstrap_limits = api::limits(&config);
         let config = Arc::new(RwLock::new(config));
         let ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone()).with_xds(reconciler.clone());
+        let bootstrap_ctx =
+            BootstrapContext { store: store.clone(), config: config.clone(), tls: tls.clone(), auth: auth.clone() };
+        let bootstrap = crate::http::Server::start(
+            crate::http::Options {
+                addr: format!("{INTERNAL_HOST}:0"),
+                threads: BOOTSTRAP_THREADS,
+                thread_name: crate::threads::DP_BOOTSTRAP,
+                limits: bootstrap_limits,
+                // TLS ends in the DP server's front end; this listener is loopback only.
+                tls: None,
+                errors: |status, title, detail| api::ApiError::new(status, title, detail).into_response(),
+            },
+            Arc::new(move |req: &crate::http::Request| crate::dpserver::bootstrap::handle(&bootstrap_ctx, req)),
+        )?;
+        let dp_server = DpServer::start(DpServerOptions {
+            interface: dp.interface.clone(),
+            port: dp.port,
+            tls,
+            grpc: std::net::SocketAddr::from(([127, 0, 0, 1], xds.port())),
+            http: bootstrap.local_addr(),
+            read_header_timeout: dp.read_header_timeout.0,
+            peers,
+            metrics: dp_metrics.clone(),
+        })?;
+        log::info!(
+            "dp-server: ADS and /bootstrap listening on {}:{} ({workers} workers)",
+            dp.interface,
+            dp_server.local_addr().port()
+        );
         let api = if api_enabled {
             let server = ApiServer::start(&api_addr, ctx.clone())?;
             log::info!("api: listening on http://{}", server.local_addr());
@@ -179,6 +248,7 @@ impl Daemon {
             reconciler: reconciler.clone(),
             store_latency: metered.latency(),
             pool,
+            dp_server: dp_metrics.clone(),
         };
         let diagnostics = DiagnosticsServer::start(&diag_addr, config.clone(), readiness.clone(), sources)?;
         log::info!("diagnostics: listening on http://{}", diagnostics.local_addr());
@@ -194,7 +264,11 @@ impl Daemon {
             instance_id,
             api,
             api_https,
+            dp_server: Some(dp_server),
+            bootstrap: Some(bootstrap),
             xds: Some(xds),
+            auth,
+            dp_metrics,
             diagnostics: Some(diagnostics),
             reconciler: Some(reconciler),
             readiness,
@@ -213,7 +287,16 @@ impl Daemon {
 
     /// The xDS server's bound port.
     pub fn xds_port(&self) -> Option<u16> {
+        self.dp_server.as_ref().map(|x| x.local_addr().port())
+    }
+
+    /// The internal gRPC server's port, which refuses streams that bypass the DP server.
+    pub fn internal_xds_port(&self) -> Option<u16> {
         self.xds.as_ref().map(|x| x.port())
+    }
+
+    pub fn dp_metrics(&self) -> Arc<crate::dpserver::Metrics> {
+        self.dp_metrics.clone()
     }
 
     pub fn diagnostics_addr(&self) -> Option<std::net::SocketAddr> {
@@ -239,9 +322,16 @@ impl Daemon {
         if let Some(api) = self.api_https.take() {
             api.stop();
         }
+        if let Some(dp) = self.dp_server.take() {
+            dp.stop();
+        }
+        if let Some(b) = self.bootstrap.take() {
+            b.stop();
+        }
         if let Some(xds) = self.xds.take() {
             xds.stop();
         }
+        self.auth.stop();
         if let Some(d) = self.diagnostics.take() {
             d.stop();
         }
@@ -279,6 +369,29 @@ pub fn ensure_default_mesh_with(store: &SharedStore, create_routing_resources: b
         Err(e) => Err(DaemonError::DefaultMesh(e)),
     }
 }
+
+/// Creates the token signing key of every mesh that lacks one (meshes made before this
+/// version, or by another control plane), as Kuma's mesh defaults do. A failure only
+/// delays tokens for that mesh: issuing one creates the key too.
+fn ensure_signing_keys(store: &SharedStore) {
+    let meshes = match store.list(ResourceType::Mesh, None) {
+        Ok(m) => m,
+        Err(e) => {
+            log::warn!("tokens: cannot list meshes to check their signing keys: {e}");
+            return;
+        }
+    };
+    for m in meshes {
+        if let Err(e) = crate::tokens::keys::ensure_signing_key(&**store, &m.meta.name) {
+            log::warn!("tokens: cannot create the signing key of mesh {:?}: {e}", m.meta.name);
+        }
+    }
+}
+
+/// Where the internal servers behind the DP server listen.
+const INTERNAL_HOST: &str = "127.0.0.1";
+/// `/bootstrap` is one request per sidecar start; two threads keep it responsive.
+const BOOTSTRAP_THREADS: usize = 2;
 
 /// `<hostname>-<4 hex digits>`, Kuma's instance id format.
 pub fn instance_id() -> String {

@@ -26,6 +26,7 @@ pub struct Sources {
     pub reconciler: Arc<Reconciler>,
     pub store_latency: prometheus::HistogramVec,
     pub pool: Option<Arc<dyn Fn() -> PoolFigures + Send + Sync>>,
+    pub dp_server: Arc<crate::dpserver::Metrics>,
 }
 
 fn counters(r: &Registry, name: &str, help: &str, labels: &[&str], values: &[(&[&str], u64)]) {
@@ -170,7 +171,65 @@ pub fn render(s: &Sources) -> String {
         &["server", "limit"],
         &hit_rows,
     );
+    dp_server(&r, &s.dp_server);
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&r.gather(), &mut out);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// The DP server's front end, limits and authentication.
+fn dp_server(r: &Registry, d: &crate::dpserver::Metrics) {
+    use crate::dpserver::Metrics as M;
+    counters(
+        r,
+        "dp_server_connections_total",
+        "Connections to dpServer.port by outcome",
+        &["result"],
+        &[
+            (&["accepted"], M::get(&d.connections_accepted)),
+            (&["grpc"], M::get(&d.connections_grpc)),
+            (&["http"], M::get(&d.connections_http)),
+            (&["tls_handshake_failed"], M::get(&d.tls_handshake_failures)),
+            (&["plaintext_refused"], M::get(&d.plaintext_refused)),
+            (&["handshake_timeout"], M::get(&d.handshake_timeouts)),
+        ],
+    );
+    gauges(
+        r,
+        "dp_server_connections_active",
+        "Open connections to dpServer.port",
+        &[],
+        &[(&[], d.connections_active.load(Ordering::Relaxed))],
+    );
+    counters(
+        r,
+        "dp_server_limit_exceeded_total",
+        "Requests or streams refused by a dpServer.limits setting",
+        &["limit"],
+        &[
+            (&["maxMessageSize"], M::get(&d.limit_message_size)),
+            (&["maxStreamsPerConnection"], M::get(&d.limit_streams_per_connection)),
+            (&["maxStreamsPerDataplane"], M::get(&d.limit_streams_per_dataplane)),
+        ],
+    );
+    counters(
+        r,
+        "xds_auth_denied_total",
+        "ADS streams closed by the dataplane authentication, by gRPC status",
+        &["code"],
+        &[
+            (&["UNAUTHENTICATED"], M::get(&d.denied_unauthenticated)),
+            (&["PERMISSION_DENIED"], M::get(&d.denied_permission)),
+            (&["INVALID_ARGUMENT"], M::get(&d.denied_invalid)),
+            (&["UNAVAILABLE"], M::get(&d.denied_unavailable)),
+            (&["bypass"], M::get(&d.bypass_refused)),
+        ],
+    );
+    counters(
+        r,
+        "dp_server_certificate_reloads_total",
+        "Certificate file changes picked up (or refused) by the DP server",
+        &["result"],
+        &[(&["loaded"], M::get(&d.certificate_reloads)), (&["failed"], M::get(&d.certificate_reload_failures))],
+    );
 }

@@ -48,6 +48,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::envoy::discovery::DiscoveryRequest;
+use crate::logsafe::untrusted;
 use crate::model::{ResourceKey, ResourceType, Spec};
 use crate::store::ResourceReader;
 use crate::store::{ChangeEvent, SharedStore};
@@ -350,10 +351,12 @@ impl crate::xds::inspect::XdsInspector for Reconciler {
     }
 }
 
-/// Splits Kuma's node id `<mesh>.<name>`; neither part may contain a dot.
+/// Splits Kuma's node id `<mesh>.<name>`. Both parts must be valid resource names (no
+/// dots, at most 253 characters): anything else can never name a stored Dataplane, and
+/// refusing it here keeps client-chosen text of any length out of every later log line.
 pub fn parse_node_id(id: &str) -> Option<ResourceKey> {
     let (mesh, name) = id.split_once('.')?;
-    if mesh.is_empty() || name.is_empty() || name.contains('.') {
+    if crate::model::validate_name("mesh", mesh).is_err() || crate::model::validate_name("name", name).is_err() {
         return None;
     }
     Some(ResourceKey::new(ResourceType::Dataplane, mesh, name))
@@ -505,8 +508,9 @@ impl Dispatcher {
             Some(dp) => {
                 if !node_id.is_empty() && parse_node_id(node_id).as_ref() != Some(&dp) {
                     log::warn!(
-                        "xds: stream {id} ({}): node id changed to {node_id:?} mid-stream; ignoring the request",
-                        handle.peer
+                        "xds: stream {id} ({}): node id changed to {} mid-stream; ignoring the request",
+                        handle.peer,
+                        untrusted(node_id)
                     );
                     Metrics::inc(&self.shared.metrics.requests_ignored);
                     return;
@@ -524,8 +528,9 @@ impl Dispatcher {
                 }
                 let Some(dp) = parse_node_id(node_id) else {
                     log::warn!(
-                        "xds: stream {id} ({}): node id {node_id:?} is not \"<mesh>.<dataplane name>\"; ignoring the stream",
-                        handle.peer
+                        "xds: stream {id} ({}): node id {} is not \"<mesh>.<dataplane name>\"; ignoring the stream",
+                        handle.peer,
+                        untrusted(node_id)
                     );
                     Metrics::inc(&self.shared.metrics.requests_ignored);
                     return;
@@ -546,14 +551,19 @@ impl Dispatcher {
             }
             RequestOutcome::Nack { kind, version, detail } => {
                 Metrics::inc(&m.nacks[kind.index()]);
-                log::warn!("xds: {}.{} rejected {kind} version {version}: {detail}", dp.mesh, dp.name);
+                log::warn!("xds: {}.{} rejected {kind} version {version}: {}", dp.mesh, dp.name, untrusted(detail));
             }
             RequestOutcome::Subscribed(kind) | RequestOutcome::Resubscribed(kind) => {
-                log::debug!("xds: {}.{} requests {kind} {:?}", dp.mesh, dp.name, view.resource_names);
+                log::debug!(
+                    "xds: {}.{} requests {kind} {}",
+                    dp.mesh,
+                    dp.name,
+                    untrusted(&format!("{:?}", view.resource_names))
+                );
             }
             RequestOutcome::Ignored(reason) => {
                 Metrics::inc(&m.requests_ignored);
-                log::debug!("xds: {}.{} request ignored: {reason:?}", dp.mesh, dp.name);
+                log::debug!("xds: {}.{} request ignored: {}", dp.mesh, dp.name, untrusted(&format!("{reason:?}")));
                 return;
             }
         }
@@ -985,5 +995,7 @@ mod tests {
         assert_eq!(parse_node_id(".web"), None);
         assert_eq!(parse_node_id("default."), None);
         assert_eq!(parse_node_id("a.b.c"), None);
+        assert_eq!(parse_node_id("default.Web"), None);
+        assert_eq!(parse_node_id(&format!("default.{}", "a".repeat(254))), None);
     }
 }

@@ -1,6 +1,7 @@
 //! xDS: what Envoy receives and how.
 //!
-//! - [`server`]: the ADS gRPC service (thin grpcio glue).
+//! - [`server`]: the ADS gRPC service (thin grpcio glue, limits, per-request auth check).
+//! - [`auth`]: dataplane tokens checked for every stream and request.
 //! - [`stream`]: the per-stream state machine (nonces, ACK, NACK, back-off).
 //! - [`context`]: per-mesh data shared by all its dataplanes.
 //! - [`encodings`]: the mesh's cache of encoded resources, keyed by what they are built from.
@@ -10,6 +11,7 @@
 //! - [`bootstrap`]: the Envoy bootstrap handed to dataplanes.
 //! - [`inspect`]: what the inspect API may ask of the reconciler, and the config-dump view.
 
+pub mod auth;
 pub mod bootstrap;
 pub mod context;
 pub mod debug;

@@ -7,6 +7,7 @@ pub mod ads;
 pub mod app;
 pub mod cluster;
 pub mod mesh;
+pub mod tls;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -63,6 +64,10 @@ pub fn higuma_bin() -> PathBuf {
 }
 
 /// `higuma run` in a child process; killed on drop if the test did not stop it.
+///
+/// It runs with Kuma's secure defaults (TLS on the DP server with a certificate generated
+/// in its work directory, dataplane tokens) unless `env` opts out; [`Daemon::access`] and
+/// [`sidecar`] connect the way a real sidecar does.
 pub struct Daemon {
     pub child: Child,
     pub api_port: u16,
@@ -70,9 +75,17 @@ pub struct Daemon {
     pub diag_port: u16,
     /// The HTTPS API (`apiServer.https.port`).
     pub https_port: u16,
-    /// `general.workDir`: the generated HTTPS certificate's CA is `higuma-api-ca.crt` here.
-    pub work_dir: PathBuf,
     pub log: PathBuf,
+    /// `general.workDir`, where the generated CAs are: `kuma-cp-ca.crt` (DP server) and
+    /// `higuma-api-ca.crt` (HTTPS API).
+    pub work_dir: PathBuf,
+    /// The CA sidecars verify the DP server with: the generated one unless a test that
+    /// configures its own certificate says otherwise.
+    pub ca_file: PathBuf,
+    /// The DP server speaks TLS (`KUMA_DP_SERVER_TLS_ENABLED` not false).
+    pub tls: bool,
+    /// Dataplane tokens are checked (`KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE` not none).
+    pub tokens: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -93,6 +106,11 @@ impl Daemon {
         let diag_port = free_port();
         let https_port = free_port();
         let log = dir.path().join("higuma.log");
+        let set = |var: &str| env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string());
+        // A restart that must keep the certificate Envoys trust passes its own work dir.
+        let work_dir = set("KUMA_GENERAL_WORK_DIR").map(PathBuf::from).unwrap_or_else(|| dir.path().join("work"));
+        let tls = set("KUMA_DP_SERVER_TLS_ENABLED").is_none_or(|v| v != "false");
+        let tokens = set("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE").is_none_or(|v| v != "none");
         let mut cmd = Command::new(higuma_bin());
         cmd.arg("run")
             .args(args)
@@ -106,7 +124,7 @@ impl Daemon {
             .env("KUMA_DIAGNOSTICS_INTERFACE", "127.0.0.1")
             .env("KUMA_API_SERVER_HTTPS_PORT", https_port.to_string())
             .env("KUMA_API_SERVER_HTTPS_INTERFACE", "127.0.0.1")
-            .env("KUMA_GENERAL_WORK_DIR", dir.path())
+            .env("KUMA_GENERAL_WORK_DIR", &work_dir)
             .env("KUMA_LOG_LEVEL", "debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -114,8 +132,9 @@ impl Daemon {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start higuma");
-        let work_dir = dir.path().to_path_buf();
-        let mut daemon = Daemon { child, api_port, xds_port, diag_port, https_port, work_dir, log, _dir: dir };
+        let ca_file = work_dir.join("kuma-cp-ca.crt");
+        let mut daemon =
+            Daemon { child, api_port, xds_port, diag_port, https_port, log, work_dir, ca_file, tls, tokens, _dir: dir };
         // The diagnostics server starts after the API: wait for both, or a test that goes
         // straight to /metrics or /debug races the start-up.
         let (url, diag) = (daemon.url("/"), daemon.diag_url("/healthy"));
@@ -141,6 +160,16 @@ impl Daemon {
         format!("http://127.0.0.1:{}{path}", self.diag_port)
     }
 
+    /// A counter or gauge from `/metrics` (`name{labels}` exactly as rendered), 0 if absent.
+    pub fn metric(&self, series: &str) -> u64 {
+        let text = get_text(&self.diag_url("/metrics")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
+            .unwrap_or(0)
+    }
+
     /// Sends a signal (e.g. "HUP") to the process.
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
@@ -148,6 +177,39 @@ impl Daemon {
 
     pub fn cp_address(&self) -> String {
         self.url("")
+    }
+
+    /// The DP server's address for `higuma dp --cp-address`.
+    pub fn dp_address(&self) -> String {
+        format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.xds_port)
+    }
+
+    /// A dataplane token from `POST /tokens/dataplane` with this body.
+    pub fn token_for(&self, body: &serde_json::Value) -> String {
+        let mut r = agent()
+            .post(&self.url("/tokens/dataplane"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string())
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.body_mut().read_to_string().unwrap();
+        assert_eq!(status, 200, "POST /tokens/dataplane {body}: {text}");
+        text
+    }
+
+    /// A token bound to dataplane `name` of `mesh`.
+    pub fn token(&self, mesh: &str, name: &str) -> String {
+        self.token_for(&serde_json::json!({"mesh": mesh, "name": name}))
+    }
+
+    /// How a scripted sidecar reaches this control plane as dataplane `node`.
+    pub fn access(&self, node: &str) -> ads::Access {
+        let token = match node.split_once('.') {
+            Some((mesh, name)) if self.tokens => Some(self.token(mesh, name)),
+            _ => None,
+        };
+        let ca_pem = self.tls.then(|| std::fs::read(&self.ca_file).expect("the DP server's CA"));
+        ads::Access { port: self.xds_port, ca_pem, token }
     }
 
     pub fn log_text(&self) -> String {
@@ -277,10 +339,24 @@ pub fn get_text(url: &str) -> Option<String> {
 }
 pub mod pg;
 
+/// One work directory for every in-process control plane of a test binary, with its
+/// certificate generated once (parallel tests would otherwise race to write it).
+fn shared_work_dir() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("higuma-work");
+        let hosts = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        higuma::tls::generate::ensure(&dir, &hosts).expect("generate the test certificate");
+        dir
+    })
+}
+
 /// A config for an in-process control plane: every server on 127.0.0.1 and a free port,
-/// short intervals so tests run quickly.
+/// short intervals so tests run quickly, and the secure defaults (TLS with the shared
+/// generated certificate, dataplane tokens): connect with [`ads::connect_to`].
 pub fn test_config(refresh_ms: u64) -> higuma::config::Config {
     let mut c = higuma::config::Config::default();
+    c.general.work_dir = shared_work_dir().display().to_string();
     c.api_server.http.interface = "127.0.0.1".into();
     c.api_server.http.port = 0;
     c.dp_server.interface = "127.0.0.1".into();
@@ -303,13 +379,21 @@ pub struct Sidecar {
     pub admin: u16,
 }
 
+/// `higuma dp run` as an operator starts it: the DP server's address, its CA, and a token
+/// bound to the dataplane (each only when the control plane uses them).
 pub fn sidecar(cp: &Daemon, dir: &std::path::Path, name: &str) -> Sidecar {
     let admin = free_port();
     let mut cmd = Command::new(higuma_bin());
-    cmd.args(["dp", "run", "--mesh", "default", "--name", name, "--cp-address", &cp.cp_address()])
-        .args(["--admin-port", &admin.to_string(), "--envoy"])
-        .arg(envoy_bin())
-        .args(["--", "--log-level", "warn"]);
+    cmd.args(["dp", "run", "--mesh", "default", "--name", name, "--cp-address", &cp.dp_address()]);
+    if cp.tls {
+        cmd.arg("--ca-cert-file").arg(&cp.ca_file);
+    }
+    if cp.tokens {
+        let file = dir.join(format!("{name}.token"));
+        std::fs::write(&file, cp.token("default", name)).unwrap();
+        cmd.arg("--token-file").arg(file);
+    }
+    cmd.args(["--admin-port", &admin.to_string(), "--envoy"]).arg(envoy_bin()).args(["--", "--log-level", "warn"]);
     Sidecar { proc: Proc::spawn(cmd, dir.join(format!("{name}.log"))), admin }
 }
 

@@ -138,6 +138,13 @@ impl Authz<'_> {
         })
     }
 
+    /// `POST /tokens/dataplane` (`access.static.generateDpToken`, admins by default).
+    pub fn generate_dataplane_token(&self) -> Result<(), ApiError> {
+        self.check(&self.config.access.r#static.generate_dp_token, || {
+            format!("access denied: user \"{}\" cannot generate dataplane tokens", self.user)
+        })
+    }
+
     pub fn generate_user_token(&self) -> Result<(), ApiError> {
         self.check(&self.config.access.r#static.generate_user_token, || {
             format!("access denied: user \"{}\" cannot generate user tokens", self.user)
