@@ -18,7 +18,7 @@ pub const DP_REACTOR: &str = "dp-reactor";
 /// Follows the DP server's certificate files on disk.
 pub const TLS_RELOAD: &str = "tls-reload";
 /// Threads of the internal `/bootstrap` HTTP server behind the DP server.
-pub const DP_BOOTSTRAP: &str = "dp-bootstrap";
+pub const DP_BOOTSTRAP: &str = "dp-boot";
 /// Writes DataplaneInsight status.
 pub const XDS_STATUS: &str = "xds-status";
 /// Threads of the diagnostics server (health, metrics, profiles).
@@ -46,4 +46,22 @@ where
         .name(name)
         .spawn(f)
         .expect("the OS refused to start a thread (out of memory or thread limit)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The HTTP servers name their acceptor `<prefix>-acc` and workers `<prefix>-<n>`: each
+    /// must fit Linux's 15 bytes (a name that does not panics the start-up in debug builds).
+    #[test]
+    fn http_server_thread_names_fit_with_their_suffixes() {
+        for prefix in [DP_BOOTSTRAP, DIAGNOSTICS, API_WORKER, API_TLS_WORKER] {
+            assert!(format!("{prefix}-acc").len() <= 15, "{prefix}-acc");
+            assert!(format!("{prefix}-99").len() <= 15, "{prefix}-99");
+        }
+        for prefix in [XDS_WORKER, DP_REACTOR] {
+            assert!(format!("{prefix}-99").len() <= 15, "{prefix}-99");
+        }
+    }
 }
