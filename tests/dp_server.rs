@@ -331,15 +331,20 @@ fn client_values_in_the_log_are_bounded_escaped_and_rate_limited() {
     // log line and hides text behind a bidi override.
     let forged = "x\n2030-01-01T00:00:00Z ERROR forged line\u{202e}";
     let huge_detail = "e".repeat(1 << 20);
+    // The streams stay open until the NACKs are logged: a stream cancelled right after its
+    // last message may lose that message.
+    let mut nacking = Vec::new();
     for (node, detail) in [("default.web-1", huge_detail.as_str()), ("default.web-2", forged)] {
         let mut nack = Envoy::connect_with(&env, &cp.access(node), node);
         nack.subscribe(CDS, &[]);
         let cds = nack.expect(CDS);
         nack.send(CDS, &cds.version_info.clone(), &cds.nonce.clone(), &[], Some(detail));
+        nacking.push(nack);
     }
     common::wait_until("both NACKs in the log", Duration::from_secs(5), || {
         cp.log_text()[before..].matches("rejected").count() >= 2
     });
+    drop(nacking);
 
     let log = cp.log_text();
     let added = &log[before..];

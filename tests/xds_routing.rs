@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::ads::{grpc_env, Envoy, EDS};
+use common::ads::{grpc_env, EDS};
 use higuma::daemon::Daemon;
 use higuma::envoy::discovery::DiscoveryResponse;
 use higuma::model::rest;
@@ -64,11 +64,10 @@ fn a_new_instance_of_a_split_target_reaches_the_outbounds_consumers() {
         }),
     );
     let env = grpc_env();
-    let port = d.xds_port().unwrap();
-    let mut web = Envoy::connect(&env, port, "default.web-1");
+    let mut web = common::ads::connect_to(&d, &env, "default.web-1");
     let (_, eds, _) = web.converge(&["backend", "other"]);
     assert_eq!(endpoints(&eds.unwrap()), [("backend".to_string(), 1), ("other".to_string(), 1)]);
-    let mut bystander = Envoy::connect(&env, port, "default.db-user-1");
+    let mut bystander = common::ads::connect_to(&d, &env, "default.db-user-1");
     bystander.converge(&["db"]);
 
     apply(&d, dataplane("other-2", "other", 9093, &[]));

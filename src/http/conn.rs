@@ -206,12 +206,15 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 8 << 20;
 
 fn linger<T: Transport>(t: &mut T) {
-    if t.set_read_deadline(Instant::now() + LINGER).is_err() {
-        return;
-    }
+    let deadline = Instant::now() + LINGER;
     let mut scratch = [0u8; 16 * 1024];
     let mut drained = 0;
-    while drained < LINGER_BYTES {
+    // The deadline is re-armed before every read: a socket time-out bounds one read, and a
+    // client trickling bytes would otherwise hold the worker for as long as it trickles.
+    while drained < LINGER_BYTES && Instant::now() < deadline {
+        if t.set_read_deadline(deadline).is_err() {
+            return;
+        }
         match t.read(&mut scratch) {
             Ok(0) | Err(_) => return,
             Ok(n) => drained += n,
