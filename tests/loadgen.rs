@@ -21,6 +21,7 @@ fn harness_smoke_at_200_dataplanes() {
             "2",
             "--churn-rate",
             "20",
+            "--policy-mix",
             "--check",
             "--higuma",
         ])
@@ -36,6 +37,8 @@ fn harness_smoke_at_200_dataplanes() {
     assert_eq!(r["targeted"]["lost"], 0, "{}", r["targeted"]);
     assert_eq!(r["targeted"]["spurious_pushes"], 0, "{}", r["targeted"]);
     assert_eq!(r["targeted"]["affected_dataplanes"], r["targeted"]["dataplanes_that_received"], "{}", r["targeted"]);
+    assert_eq!(r["targeted_policy"]["lost"], 0, "{}", r["targeted_policy"]);
+    assert_eq!(r["targeted_policy"]["spurious_pushes"], 0, "{}", r["targeted_policy"]);
     assert!(r["mesh_wide"]["all_acked_ms"].is_number(), "{}", r["mesh_wide"]);
     assert_eq!(r["churn"]["lost"], 0, "{}", r["churn"]);
     assert!(r["floor"]["encode_floor_ms"].is_number());

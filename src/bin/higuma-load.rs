@@ -67,6 +67,10 @@ enum Cmd {
         /// Share HTTP/2 connections between simulated dataplanes.
         #[arg(long)]
         multiplex: bool,
+        /// Apply the realistic policy mix (mesh-wide MeshTimeout, MeshRetry and
+        /// MeshCircuitBreaker, MeshHealthCheck on 10 % and MeshHTTPRoute on 5 % of services).
+        #[arg(long)]
+        policy_mix: bool,
         /// The higuma binary (default: next to this one).
         #[arg(long)]
         higuma: Option<PathBuf>,
@@ -203,6 +207,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         churn,
         churn_rate,
         multiplex,
+        policy_mix,
         higuma,
         out,
         check,
@@ -298,6 +303,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         churn_rate: *churn_rate,
         multiplex: *multiplex,
         completion_queues: (*completion_queues).max(1),
+        policy_mix: *policy_mix,
     };
     let started = Instant::now();
     eprintln!("creating {} dataplanes", topology.size());
@@ -313,6 +319,9 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
     eprintln!("targeted changes");
     let targeted = bench.targeted();
     eprintln!("{targeted}");
+    eprintln!("targeted policy changes");
+    let targeted_policy = bench.targeted_policy();
+    eprintln!("{targeted_policy}");
     eprintln!("mesh-wide change");
     let mesh_wide = bench.mesh_wide();
     eprintln!("{mesh_wide}");
@@ -336,20 +345,23 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
             "push": push,
             "dataplanes": topology.size(),
             "services": services, "instances": instances, "outbounds": outbounds, "seed": seed,
-            "refresh_interval_s": 1, "multiplex": multiplex,
+            "refresh_interval_s": 1, "multiplex": multiplex, "policy_mix": policy_mix,
         },
         "setup_s": setup_s,
         "cold": cold,
         "idle": idle_r,
         "targeted": targeted,
+        "targeted_policy": targeted_policy,
         "mesh_wide": mesh_wide,
         "churn": churn_r,
         "floor": floor,
     });
     std::fs::write(out, serde_json::to_string_pretty(&result)?)?;
     if *check {
-        let spurious = result["targeted"]["spurious_pushes"].as_u64().unwrap_or(1);
-        let lost = result["targeted"]["lost"].as_u64().unwrap_or(1);
+        let spurious = result["targeted"]["spurious_pushes"].as_u64().unwrap_or(1)
+            + result["targeted_policy"]["spurious_pushes"].as_u64().unwrap_or(1);
+        let lost =
+            result["targeted"]["lost"].as_u64().unwrap_or(1) + result["targeted_policy"]["lost"].as_u64().unwrap_or(1);
         if !configured || spurious != 0 || lost != 0 || result["mesh_wide"]["all_acked_ms"].is_null() {
             bail!(
                 "check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={}",
@@ -454,6 +466,25 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
                 f(&c["max_ms"], 1),
                 c["affected_dataplanes"].to_string(),
                 c["dataplanes_that_received"].to_string(),
+                c["spurious_pushes"].to_string(),
+                c["lost"].to_string(),
+            ],
+        );
+    }
+    out += &header(
+        "3b. Targeted policy (a MeshTimeout on one service → its consumers' clusters ACKed)",
+        &["changes", "p50 (ms)", "p99 (ms)", "max (ms)", "affected", "spurious", "lost"],
+    );
+    for r in runs.iter().filter(|r| !r["targeted_policy"].is_null()) {
+        let c = &r["targeted_policy"];
+        out += &row(
+            r,
+            vec![
+                c["changes"].to_string(),
+                f(&c["p50_ms"], 1),
+                f(&c["p99_ms"], 1),
+                f(&c["max_ms"], 1),
+                c["affected_dataplanes"].to_string(),
                 c["spurious_pushes"].to_string(),
                 c["lost"].to_string(),
             ],

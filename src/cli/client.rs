@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use higuma::http::retry_on_stale_connection;
 use serde_json::Value;
 
 /// Long enough for a slow store, short enough that a dead control plane is noticed.
@@ -76,17 +77,18 @@ impl Client {
 
     pub fn get(&self, path_or_url: &str) -> anyhow::Result<Answer> {
         let url = if path_or_url.starts_with("http") { path_or_url.to_string() } else { self.url(path_or_url) };
-        let response = self.auth(self.agent.get(&url)).call().with_context(|| self.unreachable(&url))?;
+        let response = retry_on_stale_connection(|| self.auth(self.agent.get(&url)).call())
+            .with_context(|| self.unreachable(&url))?;
         read(response, &url)
     }
 
     pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
         let url = self.url(path);
-        let response = self
-            .auth(self.agent.put(&url))
-            .header("Content-Type", "application/json")
-            .send(serde_json::to_string(body)?)
-            .with_context(|| self.unreachable(&url))?;
+        let body = serde_json::to_string(body)?;
+        let response = retry_on_stale_connection(|| {
+            self.auth(self.agent.put(&url)).header("Content-Type", "application/json").send(&body)
+        })
+        .with_context(|| self.unreachable(&url))?;
         read(response, &url)
     }
 
@@ -121,7 +123,8 @@ impl Client {
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Answer> {
         let url = self.url(path);
-        let response = self.auth(self.agent.delete(&url)).call().with_context(|| self.unreachable(&url))?;
+        let response = retry_on_stale_connection(|| self.auth(self.agent.delete(&url)).call())
+            .with_context(|| self.unreachable(&url))?;
         read(response, &url)
     }
 
@@ -158,5 +161,72 @@ impl Answer {
             }
         }
         anyhow!(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Reads one request (head and Content-Length body) and answers 200 with keep-alive.
+    fn answer_one(stream: &mut TcpStream) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}").unwrap();
+    }
+
+    /// Closes with SO_LINGER 0: the peer gets a reset, not a FIN.
+    fn reset(stream: TcpStream) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: a valid socket fd and a correctly sized option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+    }
+
+    #[test]
+    fn a_request_on_a_connection_the_server_dropped_is_sent_again_on_a_new_one() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut first, _) = listener.accept().unwrap();
+            answer_one(&mut first);
+            // The next request arrives as the server closes the kept-alive connection: it
+            // is never read, and the client gets a reset.
+            let _ = first.peek(&mut [0u8; 1]);
+            reset(first);
+            let (mut second, _) = listener.accept().unwrap();
+            answer_one(&mut second);
+            answer_one(&mut second);
+        });
+        let client = Client::new(&format!("http://{addr}"));
+        assert_eq!(client.put("/meshes/default", &serde_json::json!({"type": "Mesh"})).unwrap().status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(client.put("/meshes/default", &serde_json::json!({"type": "Mesh"})).unwrap().status, 200);
+        assert_eq!(client.delete("/meshes/default").unwrap().status, 200);
+        server.join().unwrap();
     }
 }

@@ -21,7 +21,10 @@
 
 pub mod conn;
 pub mod metrics;
+mod retry;
 pub mod tls;
+
+pub use retry::retry_on_stale_connection;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::fleet::{Fleet, SimDataplane};
 use super::procstat::{self, ProcStat};
 use super::topology::{service_name, DataplaneDef, Topology};
+use crate::http::retry_on_stale_connection;
 use crate::xds::resource_kind::ResourceKind;
 
 /// Waiting for a change longer than this counts it as lost.
@@ -38,6 +39,8 @@ pub struct Options {
     pub churn_rate: u32,
     pub multiplex: bool,
     pub completion_queues: usize,
+    /// Apply the realistic policy mix ([`Topology::policy_mix`]) before the fleet connects.
+    pub policy_mix: bool,
 }
 
 pub struct Bench {
@@ -105,6 +108,12 @@ impl Bench {
         });
         if let Some(e) = errors.first() {
             return Err(e.clone());
+        }
+        if opts.policy_mix {
+            for p in opts.topology.policy_mix() {
+                let path = policy_path(&p);
+                put(&agent, &target.api, &path, &p)?;
+            }
         }
         let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, d) in defs.iter().enumerate() {
@@ -288,6 +297,59 @@ impl Bench {
         v["lost"] = json!(lost);
         v["affected_dataplanes"] = json!(affected_total);
         v["dataplanes_that_received"] = json!(received_total);
+        v["spurious_pushes"] = json!(spurious);
+        v
+    }
+
+    /// Scenario 3b: a MeshTimeout on one service at a time; only that service's consumers may
+    /// receive anything (their clusters' connect timeout changes).
+    pub fn targeted_policy(&mut self) -> Value {
+        let mut latencies = Vec::new();
+        let (mut lost, mut spurious, mut affected_total) = (0usize, 0usize, 0usize);
+        for i in 0..self.opts.changes {
+            let service = loop {
+                let s = service_name(self.rng.usize(..self.opts.topology.services));
+                if self.consumers.get(&s).is_some_and(|c| !c.is_empty()) {
+                    break s;
+                }
+            };
+            let affected = self.consumers.get(&service).cloned().unwrap_or_default();
+            let before_cds: Vec<u64> =
+                affected.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Cluster)).collect();
+            let before_all: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
+            // One policy per service, updated when the service comes up again: a second
+            // policy with an equal targetRef would lose to the first on name order (the
+            // smallest name wins) and change nothing. The timeout is new on every change.
+            let name = format!("bench-targeted-{service}");
+            let policy = json!({"type": "MeshTimeout", "mesh": "default", "name": name, "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": {"kind": "MeshService", "name": service},
+                        "default": {"connectionTimeout": format!("{}s", 7 + i)}}]}});
+            let result = put(&self.agent, &self.target.api, &policy_path(&policy), &policy);
+            let t0 = self.fleet.now_nanos();
+            if let Err(e) = result {
+                log::error!("policy change {i} failed: {e}");
+                lost += 1;
+                continue;
+            }
+            match self.wait_for(&affected, ResourceKind::Cluster, &before_cds, t0) {
+                Some(ms) => latencies.push(ms),
+                None => lost += 1,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let affected_set: std::collections::HashSet<usize> = affected.iter().copied().collect();
+            spurious += self
+                .sims
+                .iter()
+                .enumerate()
+                .filter(|(j, s)| s.stats.total() > before_all[*j] && !affected_set.contains(j))
+                .count();
+            affected_total += affected.len();
+        }
+        let mut v = ms_stats(latencies);
+        v["changes"] = json!(self.opts.changes);
+        v["lost"] = json!(lost);
+        v["affected_dataplanes"] = json!(affected_total);
         v["spurious_pushes"] = json!(spurious);
         v
     }
@@ -517,12 +579,17 @@ pub fn encode_floor(topology: &Topology) -> Value {
     })
 }
 
+/// The REST path of a policy given as its envelope.
+fn policy_path(p: &Value) -> String {
+    let t = p["type"].as_str().unwrap_or("");
+    let ws = crate::model::ResourceType::from_name(t).map(|t| t.ws_path()).unwrap_or("unknown");
+    format!("/meshes/default/{ws}/{}", p["name"].as_str().unwrap_or(""))
+}
+
 fn put(agent: &ureq::Agent, api: &str, path: &str, body: &Value) -> Result<(), String> {
     let url = format!("{api}{path}");
-    let r = agent
-        .put(&url)
-        .header("Content-Type", "application/json")
-        .send(body.to_string())
+    let body = body.to_string();
+    let r = retry_on_stale_connection(|| agent.put(&url).header("Content-Type", "application/json").send(&body))
         .map_err(|e| format!("PUT {url}: {e}"))?;
     match r.status().as_u16() {
         200 | 201 => Ok(()),
@@ -532,7 +599,7 @@ fn put(agent: &ureq::Agent, api: &str, path: &str, body: &Value) -> Result<(), S
 
 fn delete(agent: &ureq::Agent, api: &str, path: &str) -> Result<(), String> {
     let url = format!("{api}{path}");
-    let r = agent.delete(&url).call().map_err(|e| format!("DELETE {url}: {e}"))?;
+    let r = retry_on_stale_connection(|| agent.delete(&url).call()).map_err(|e| format!("DELETE {url}: {e}"))?;
     match r.status().as_u16() {
         200 => Ok(()),
         s => Err(format!("DELETE {url}: {s}")),

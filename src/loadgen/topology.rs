@@ -61,6 +61,54 @@ impl Topology {
     }
 }
 
+/// Of the services, which get a MeshHealthCheck (every 10th) and a MeshHTTPRoute (every 20th
+/// HTTP one): the realistic mix the policy-engine issue asks the benchmark to carry.
+const HEALTH_CHECK_EVERY: usize = 10;
+const HTTP_ROUTE_EVERY: usize = 20;
+
+impl Topology {
+    /// A realistic policy mix for the whole mesh: mesh-wide MeshTimeout, MeshRetry and
+    /// MeshCircuitBreaker, a MeshHealthCheck on 10 % of the services and a MeshHTTPRoute on
+    /// 5 % (HTTP services only, an `/api` prefix rule next to the catch-all).
+    pub fn policy_mix(&self) -> Vec<Value> {
+        let mesh = json!({"kind": "Mesh"});
+        let mut out = vec![
+            json!({"type": "MeshTimeout", "mesh": "default", "name": "bench-timeout-all", "spec": {
+                "targetRef": mesh, "to": [{"targetRef": mesh, "default": {
+                    "connectionTimeout": "5s", "idleTimeout": "1h",
+                    "http": {"requestTimeout": "15s", "streamIdleTimeout": "30m"}}}]}}),
+            json!({"type": "MeshRetry", "mesh": "default", "name": "bench-retry-all", "spec": {
+                "targetRef": mesh, "to": [{"targetRef": mesh, "default": {
+                    "tcp": {"maxConnectAttempt": 5},
+                    "http": {"numRetries": 5, "perTryTimeout": "16s", "backOff": {"baseInterval": "25ms", "maxInterval": "250ms"}}}}]}}),
+            json!({"type": "MeshCircuitBreaker", "mesh": "default", "name": "bench-circuit-breaker-all", "spec": {
+                "targetRef": mesh, "to": [{"targetRef": mesh, "default": {
+                    "connectionLimits": {"maxConnections": 1024, "maxPendingRequests": 1024, "maxRequests": 1024, "maxRetries": 3}}}]}}),
+        ];
+        for s in 0..self.services {
+            let svc = service_name(s);
+            if s % HEALTH_CHECK_EVERY == 0 {
+                out.push(
+                    json!({"type": "MeshHealthCheck", "mesh": "default", "name": format!("bench-hc-{svc}"), "spec": {
+                    "targetRef": mesh, "to": [{"targetRef": {"kind": "MeshService", "name": svc}, "default": {
+                        "interval": "10s", "timeout": "2s", "unhealthyThreshold": 3, "healthyThreshold": 1,
+                        "tcp": {}}}]}}),
+                );
+            }
+            let http = self.http_every > 0 && s % self.http_every == 0;
+            if http && s % HTTP_ROUTE_EVERY == 0 {
+                out.push(
+                    json!({"type": "MeshHTTPRoute", "mesh": "default", "name": format!("bench-route-{svc}"), "spec": {
+                    "targetRef": mesh, "to": [{"targetRef": {"kind": "MeshService", "name": svc}, "rules": [{
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+                        "default": {"backendRefs": [{"kind": "MeshService", "name": svc, "weight": 100}]}}]}]}}),
+                );
+            }
+        }
+        out
+    }
+}
+
 impl DataplaneDef {
     pub fn to_json(&self) -> Value {
         let mut inbound_tags = json!({"kuma.io/service": self.service});
