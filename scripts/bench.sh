@@ -5,6 +5,8 @@
 #
 #   ./scripts/bench.sh            the full matrix (about half an hour on 2 cores)
 #   SIZES="1000" ./scripts/bench.sh   a subset
+#   SIZES= STORES= VARIANTS=secure SKIP_KEEPALIVE_RUN=1 ./scripts/bench.sh
+#                                      only the TLS + tokens run (older results are kept)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -13,8 +15,8 @@ ensure_rust
 cargo build --release --bins
 results=bench/results
 mkdir -p "$results"
-SIZES="${SIZES:-1000 10000}"
-STORES="${STORES:-memory postgres}"
+SIZES="${SIZES-1000 10000}"
+STORES="${STORES-memory postgres}"
 PUSHES="${PUSHES:-true false}"
 for n in $SIZES; do
     services=$((n / 10))
@@ -28,6 +30,19 @@ for n in $SIZES; do
                 --out "$out"
         done
     done
+done
+# Variants at N = 10,000 on Postgres with push on, each one change from the plain run:
+#   secure      Kuma's Universal defaults on the DP server (TLS with the generated
+#               certificate, a dataplane token per dataplane checked on every request)
+#   policy-mix  the realistic policy set (mesh-wide MeshTimeout/MeshRetry/MeshCircuitBreaker,
+#               MeshHealthCheck on 10 % and MeshHTTPRoute on 5 % of services)
+for variant in ${VARIANTS-secure policy-mix}; do
+    out="$results/10000-postgres-push-true-$variant.json"
+    echo "==> N=10000 store=postgres push=true --$variant -> $out"
+    ./target/release/higuma-load run --store postgres --push true \
+        --services 1000 --instances 10 --outbounds 10 --seed 1 \
+        --ramp "${RAMP:-5}" --idle "${IDLE:-60}" --changes 50 --churn "${CHURN:-60}" --churn-rate 100 \
+        "--$variant" --out "$out"
 done
 # Idle at N = 10,000 with a 300 s keepalive instead of Kuma's 15 s: how much of idle CPU is
 # the HTTP/2 PINGs (reported in the analysis, not in the matrix).

@@ -25,7 +25,7 @@
 //! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete, inspect),  |
 //! |               | in the binary crate: the only place `anyhow` is used                     |
-//! | [`loadgen`]   | the benchmark harness behind `higuma-load` (topology, fleet, scenarios)  |
+//! | [`loadgen`]   | the benchmark harness behind `higuma-load` (fleet over TLS, token costs) |
 //! | [`tls`]       | TLS settings, the generated CA and certificate, reloadable acceptors     |
 //! | [`tokens`]    | dataplane tokens: RS256 JWTs, per-mesh signing keys, revocations         |
 //! | [`logsafe`]   | client-supplied values made safe to log; per-peer log rate limiting      |

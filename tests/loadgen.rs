@@ -4,8 +4,9 @@
 
 use std::process::Command;
 
-#[test]
-fn harness_smoke_at_200_dataplanes() {
+/// One harness run at N = 200 with `extra` flags; its result file, checked for what every
+/// run must show.
+fn smoke(extra: &[&str]) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("smoke.json");
     let status = Command::new(env!("CARGO_BIN_EXE_higuma-load"))
@@ -21,13 +22,13 @@ fn harness_smoke_at_200_dataplanes() {
             "2",
             "--churn-rate",
             "20",
-            "--policy-mix",
             "--check",
             "--higuma",
         ])
         .arg(env!("CARGO_BIN_EXE_higuma"))
         .arg("--out")
         .arg(&out)
+        .args(extra)
         .status()
         .unwrap();
     assert!(status.success(), "higuma-load failed");
@@ -42,4 +43,24 @@ fn harness_smoke_at_200_dataplanes() {
     assert!(r["mesh_wide"]["all_acked_ms"].is_number(), "{}", r["mesh_wide"]);
     assert_eq!(r["churn"]["lost"], 0, "{}", r["churn"]);
     assert!(r["floor"]["encode_floor_ms"].is_number());
+    assert_eq!(r["token_cost"]["all_granted"], true, "{}", r["token_cost"]);
+    r
+}
+
+#[test]
+fn harness_smoke_at_200_dataplanes_with_the_policy_mix() {
+    let r = smoke(&["--policy-mix"]);
+    assert_eq!(r["config"]["policy_mix"], true);
+    assert_eq!(r["cold"]["tls"], false, "{}", r["cold"]);
+}
+
+/// Kuma's defaults on the DP server: every simulated sidecar verifies the generated
+/// certificate and presents its own dataplane token, joiners in the churn too.
+#[test]
+fn harness_smoke_at_200_dataplanes_over_tls_with_tokens() {
+    let r = smoke(&["--secure"]);
+    assert_eq!(r["config"]["secure"], true);
+    assert_eq!(r["cold"]["tls"], true, "{}", r["cold"]);
+    assert_eq!(r["cold"]["tokens"], true, "{}", r["cold"]);
+    assert!(r["cold"]["tokens_issued_s"].as_f64().unwrap() > 0.0, "{}", r["cold"]);
 }

@@ -71,6 +71,12 @@ enum Cmd {
         /// MeshCircuitBreaker, MeshHealthCheck on 10 % and MeshHTTPRoute on 5 % of services).
         #[arg(long)]
         policy_mix: bool,
+        /// The DP server with Kuma's Universal defaults: TLS with the certificate higuma
+        /// generates (each simulated sidecar verifies it) and a dataplane token per dataplane,
+        /// checked on every request. Without it, plaintext and no tokens, as
+        /// `KUMA_DP_SERVER_TLS_ENABLED=false` and `..._AUTHN_DP_PROXY_TYPE=none`.
+        #[arg(long)]
+        secure: bool,
         /// The higuma binary (default: next to this one).
         #[arg(long)]
         higuma: Option<PathBuf>,
@@ -208,6 +214,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         churn_rate,
         multiplex,
         policy_mix,
+        secure,
         higuma,
         out,
         check,
@@ -242,15 +249,19 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         // The harness measures xDS: no HTTPS listener (5682) or generated certificate.
         ("KUMA_API_SERVER_HTTPS_ENABLED".into(), "false".into()),
         ("KUMA_LOG_LEVEL".into(), "warn".into()),
-        // The harness measures config distribution; its simulated sidecars are plaintext
-        // gRPC clients without tokens (grpcio here has no TLS), and `--multiplex` puts
-        // thousands of streams on one connection. The DP server's TLS and token checks
-        // are measured in tests/dp_server.rs instead.
-        ("KUMA_DP_SERVER_TLS_ENABLED".into(), "false".into()),
-        ("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE".into(), "none".into()),
+        // `--multiplex` puts thousands of streams on one connection.
         ("KUMA_DP_SERVER_LIMITS_MAX_STREAMS_PER_CONNECTION".into(), "1000000".into()),
     ]);
     let log_dir = tempfile::tempdir()?;
+    let work_dir = log_dir.path().join("work");
+    if *secure {
+        env.push(("KUMA_GENERAL_WORK_DIR".into(), work_dir.display().to_string()));
+    } else {
+        env.extend([
+            ("KUMA_DP_SERVER_TLS_ENABLED".into(), "false".into()),
+            ("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE".into(), "none".into()),
+        ]);
+    }
     let log = log_dir.path().join("higuma.log");
     let child = Command::new(&bin)
         .arg("run")
@@ -292,7 +303,19 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
             .unwrap_or(0)
         }) as Box<dyn Fn() -> u64 + Send + Sync>
     });
-    let target = Target { api, xds: format!("127.0.0.1:{xds_port}"), pid: cp.child.id(), pg_transactions: pg_probe };
+    // The CA higuma generated for its DP server certificate (SANs include 127.0.0.1).
+    let ca_pem = match secure {
+        true => Some(std::fs::read(work_dir.join("kuma-cp-ca.crt")).context("reading the DP server's generated CA")?),
+        false => None,
+    };
+    let target = Target {
+        api,
+        xds: format!("127.0.0.1:{xds_port}"),
+        pid: cp.child.id(),
+        pg_transactions: pg_probe,
+        ca_pem,
+        tokens: *secure,
+    };
     let opts = Options {
         topology,
         ramp: Duration::from_secs_f64(*ramp),
@@ -334,6 +357,8 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
     eprintln!("{churn_r}");
     eprintln!("encode floor");
     let floor = encode_floor(&topology);
+    eprintln!("token check cost");
+    let token_cost = higuma::loadgen::token_cost::measure();
     drop(bench);
     drop(cp);
     drop(pg);
@@ -346,6 +371,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
             "dataplanes": topology.size(),
             "services": services, "instances": instances, "outbounds": outbounds, "seed": seed,
             "refresh_interval_s": 1, "multiplex": multiplex, "policy_mix": policy_mix,
+            "secure": secure,
         },
         "setup_s": setup_s,
         "cold": cold,
@@ -355,6 +381,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         "mesh_wide": mesh_wide,
         "churn": churn_r,
         "floor": floor,
+        "token_cost": token_cost,
     });
     std::fs::write(out, serde_json::to_string_pretty(&result)?)?;
     if *check {
@@ -379,6 +406,21 @@ fn f(v: &Value, digits: usize) -> String {
     }
 }
 
+/// What a run changed from the plain one: TLS + tokens, the policy mix, multiplexing.
+fn variant(r: &Value) -> String {
+    let c = &r["config"];
+    let flags: Vec<&str> = [("secure", "TLS + tokens"), ("policy_mix", "policy mix"), ("multiplex", "multiplexed")]
+        .into_iter()
+        .filter(|(key, _)| c[*key].as_bool().unwrap_or(false))
+        .map(|(_, label)| label)
+        .collect();
+    if flags.is_empty() {
+        "plain".into()
+    } else {
+        flags.join(", ")
+    }
+}
+
 fn report(files: &[PathBuf]) -> anyhow::Result<()> {
     let mut runs: Vec<Value> = Vec::new();
     for p in files {
@@ -390,22 +432,24 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
             r["config"]["dataplanes"].as_u64().unwrap_or(0),
             r["config"]["store"].as_str().unwrap_or("").to_string(),
             !r["config"]["push"].as_bool().unwrap_or(false),
+            variant(r),
         )
     });
     let mut out = String::new();
     let header = |title: &str, cols: &[&str]| {
         format!(
-            "\n### {title}\n\n| N | store | push | {} |\n|---|---|---|{}\n",
+            "\n### {title}\n\n| N | store | push | variant | {} |\n|---|---|---|---|{}\n",
             cols.join(" | "),
             "---|".repeat(cols.len())
         )
     };
     let row = |r: &Value, cells: Vec<String>| {
         format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} |\n",
             r["config"]["dataplanes"],
             r["config"]["store"].as_str().unwrap_or(""),
             if r["config"]["push"].as_bool().unwrap_or(false) { "on" } else { "off" },
+            variant(r),
             cells.join(" | ")
         )
     };
@@ -534,14 +578,38 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
             ],
         );
     }
+    out += &header(
+        "6. Dataplane tokens (costs measured in the load generator's process on higuma's code)",
+        &["issue (µs)", "first check, RSA (µs)", "cached check (µs)", "per request (µs)", "all granted"],
+    );
+    for r in runs.iter().filter(|r| !r["token_cost"].is_null()) {
+        let c = &r["token_cost"];
+        out += &row(
+            r,
+            vec![
+                f(&c["issue_us"], 0),
+                f(&c["first_check_us"], 0),
+                f(&c["cached_check_us"], 1),
+                f(&c["per_request_us"], 3),
+                c["all_granted"].to_string(),
+            ],
+        );
+    }
     out += &targets(&runs);
     if let Some(first) = runs.first() {
+        // Runs of a subset (`VARIANTS=secure ./scripts/bench.sh`) sit next to older ones.
+        let mut dates: Vec<&str> = runs.iter().filter_map(|r| r["date"].as_str()).collect();
+        dates.sort_unstable();
+        let dated = match (dates.first(), dates.last()) {
+            (Some(a), Some(b)) if a.get(..10) != b.get(..10) => format!("from {a} to {b}"),
+            (Some(a), _) => a.to_string(),
+            _ => "?".into(),
+        };
         out = format!(
-            "Machine: {} ({} cores, {} GiB). Runs dated {}.\n{out}",
+            "Machine: {} ({} cores, {} GiB). Runs dated {dated}.\n{out}",
             first["machine"]["cpu"].as_str().unwrap_or("?"),
             first["machine"]["cores"],
             first["machine"]["memory_gib"],
-            first["date"].as_str().unwrap_or("?")
         );
     }
     print!("{out}");
@@ -550,11 +618,13 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
 
 /// The issue's targets (N = 10,000, Postgres, push on) checked against the measured run.
 fn targets(runs: &[Value]) -> String {
-    let Some(r) = runs.iter().find(|r| {
+    let at_10k = |r: &&Value| {
         r["config"]["dataplanes"] == 10000 && r["config"]["store"] == "postgres" && r["config"]["push"] == true
-    }) else {
-        return "\n### Targets\n\nNo run at N = 10,000 on Postgres with push on.\n".into();
     };
+    let Some(r) = runs.iter().filter(at_10k).find(|r| variant(r) == "plain") else {
+        return "\n### Targets\n\nNo plain run at N = 10,000 on Postgres with push on.\n".into();
+    };
+    let secure = runs.iter().filter(at_10k).find(|r| r["config"]["secure"] == true);
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let floor = num(&r["floor"]["encode_floor_ms"]);
     let mesh = num(&r["mesh_wide"]["all_acked_ms"]);
@@ -603,6 +673,14 @@ fn targets(runs: &[Value]) -> String {
             num(&r["churn"]["p99_ms"]) <= 1000.0,
         ),
     ];
+    let mut rows = rows;
+    if let Some(s) = secure {
+        rows.push((
+            "cold with TLS + tokens: all configured ≤ 10 s",
+            format!("{:.2} s ({})", num(&s["cold"]["all_configured_s"]), variant(s)),
+            num(&s["cold"]["all_configured_s"]) <= 10.0,
+        ));
+    }
     let mut out =
         String::from("\n### Targets (N = 10,000, Postgres, push on)\n\n| target | measured | met |\n|---|---|---|\n");
     for (t, m, ok) in rows {

@@ -3,17 +3,22 @@
 //! for the endpoints of its outbound services once clusters arrive, ACKs every response by
 //! nonce, and records per type when responses arrived. Responses are not decoded beyond
 //! version, nonce and type; the streams are driven by grpcio's completion queues.
+//!
+//! With a CA ([`Fleet::new`]'s `ca_pem`) each connection is TLS verified against it, as
+//! Envoy's bootstrap dials the DP server, and a stream may carry a dataplane token as the
+//! `authorization` metadata.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use grpcio::{ChannelBuilder, Environment, WriteFlags};
+use grpcio::{CallOption, ChannelBuilder, ChannelCredentialsBuilder, Environment, MetadataBuilder, WriteFlags};
 
 use crate::envoy::ads_grpc::AggregatedDiscoveryServiceClient;
 use crate::envoy::discovery::DiscoveryRequest;
 use crate::xds::resource_kind::ResourceKind;
+use crate::xds::server::TOKEN_METADATA;
 
 /// What one simulated dataplane has seen.
 #[derive(Debug, Default)]
@@ -62,6 +67,8 @@ impl SimDataplane {
 pub struct Fleet {
     env: Arc<Environment>,
     target: String,
+    /// The DP server's CA: TLS when set.
+    ca_pem: Option<Vec<u8>>,
     multiplex: Option<grpcio::Channel>,
     pub epoch: Instant,
 }
@@ -79,22 +86,36 @@ fn request(kind: ResourceKind, node: Option<&str>, version: &str, nonce: &str, n
 }
 
 impl Fleet {
-    pub fn new(target: &str, completion_queues: usize, multiplex: bool) -> Fleet {
+    pub fn new(target: &str, completion_queues: usize, multiplex: bool, ca_pem: Option<Vec<u8>>) -> Fleet {
         let env = Arc::new(grpcio::EnvBuilder::new().cq_count(completion_queues).name_prefix("load-cq").build());
-        let multiplex = multiplex.then(|| ChannelBuilder::new(env.clone()).connect(target));
-        Fleet { env, target: target.to_string(), multiplex, epoch: Instant::now() }
+        let mut fleet = Fleet { env, target: target.to_string(), ca_pem, multiplex: None, epoch: Instant::now() };
+        if multiplex {
+            fleet.multiplex = Some(fleet.channel(ChannelBuilder::new(fleet.env.clone())));
+        }
+        fleet
+    }
+
+    fn channel(&self, builder: ChannelBuilder) -> grpcio::Channel {
+        match &self.ca_pem {
+            Some(ca) => {
+                let creds = ChannelCredentialsBuilder::new().root_cert(ca.clone()).build();
+                builder.set_credentials(creds).connect(&self.target)
+            }
+            None => builder.connect(&self.target),
+        }
     }
 
     pub fn now_nanos(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
 
-    /// Opens one stream for `node_id`; returns at once, the stream runs on grpcio's threads.
-    pub fn connect(&self, node_id: &str, eds_names: Vec<String>) -> Arc<SimDataplane> {
+    /// Opens one stream for `node_id`, with `token` as its dataplane token; returns at once,
+    /// the stream runs on grpcio's threads.
+    pub fn connect(&self, node_id: &str, eds_names: Vec<String>, token: Option<&str>) -> Arc<SimDataplane> {
         let channel = match &self.multiplex {
             Some(c) => c.clone(),
             // A channel of its own with a private subchannel pool: its own TCP connection.
-            None => ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true).connect(&self.target),
+            None => self.channel(ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true)),
         };
         let client = AggregatedDiscoveryServiceClient::new(channel);
         let stats = Arc::new(DpStats::default());
@@ -105,7 +126,14 @@ impl Fleet {
             stats: stats.clone(),
             handle: Mutex::new(None),
         });
-        let Ok((mut tx, mut rx)) = client.stream_aggregated_resources() else {
+        let mut call = CallOption::default();
+        if let Some(token) = token {
+            let mut headers = MetadataBuilder::new();
+            if headers.add_str(TOKEN_METADATA, token).is_ok() {
+                call = call.headers(headers.build());
+            }
+        }
+        let Ok((mut tx, mut rx)) = client.stream_aggregated_resources_opt(call) else {
             stats.closed.store(true, Ordering::Relaxed);
             return dp;
         };
@@ -153,19 +181,23 @@ impl Fleet {
         dp
     }
 
-    /// Connects every `(node id, eds names)` spreading the starts evenly over `ramp`.
-    pub fn connect_all(&self, nodes: &[(String, Vec<String>)], ramp: Duration) -> Vec<Arc<SimDataplane>> {
+    /// Connects every `(node id, eds names, token)` spreading the starts evenly over `ramp`.
+    pub fn connect_all(
+        &self,
+        nodes: &[(String, Vec<String>, Option<String>)],
+        ramp: Duration,
+    ) -> Vec<Arc<SimDataplane>> {
         let start = Instant::now();
         let n = nodes.len().max(1) as u32;
         nodes
             .iter()
             .enumerate()
-            .map(|(i, (id, names))| {
+            .map(|(i, (id, names, token))| {
                 let due = start + ramp * i as u32 / n;
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                self.connect(id, names.clone())
+                self.connect(id, names.clone(), token.as_deref())
             })
             .collect()
     }

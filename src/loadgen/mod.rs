@@ -10,4 +10,5 @@
 pub mod fleet;
 pub mod procstat;
 pub mod scenarios;
+pub mod token_cost;
 pub mod topology;

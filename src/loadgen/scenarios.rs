@@ -25,6 +25,11 @@ pub struct Target {
     pub pid: u32,
     /// Postgres transactions committed or rolled back so far in higuma's database, if any.
     pub pg_transactions: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
+    /// The DP server's CA when it speaks TLS: every simulated sidecar verifies it.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The DP server checks dataplane tokens: each simulated sidecar gets its own from
+    /// `POST /tokens/dataplane`, as an operator provisions a VM.
+    pub tokens: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +54,10 @@ pub struct Bench {
     fleet: Fleet,
     defs: Vec<DataplaneDef>,
     sims: Vec<Arc<SimDataplane>>,
+    /// Each dataplane's token (index as `defs`), when the DP server checks them.
+    tokens: Vec<Option<String>>,
+    /// Seconds spent issuing `tokens` (part of setup, not of the cold start).
+    tokens_s: f64,
     /// Service → indices of the dataplanes consuming it.
     consumers: HashMap<String, Vec<usize>>,
     agent: ureq::Agent,
@@ -87,28 +96,33 @@ impl Bench {
             .build()
             .into();
         let chunks: Vec<Vec<DataplaneDef>> = defs.chunks(defs.len().div_ceil(4).max(1)).map(|c| c.to_vec()).collect();
-        let errors: Vec<String> = std::thread::scope(|s| {
+        let tokens_busy = std::sync::atomic::AtomicU64::new(0);
+        let results: Vec<Result<Vec<Option<String>>, String>> = std::thread::scope(|s| {
             let handles: Vec<_> = chunks
                 .iter()
                 .map(|chunk| {
-                    let (agent, api) = (agent.clone(), target.api.clone());
+                    let (agent, api, busy) = (agent.clone(), target.api.clone(), &tokens_busy);
+                    let with_tokens = target.tokens;
                     s.spawn(move || {
+                        let mut tokens = Vec::with_capacity(chunk.len());
                         for d in chunk {
-                            if let Err(e) =
-                                put(&agent, &api, &format!("/meshes/default/dataplanes/{}", d.name), &d.to_json())
-                            {
-                                return Some(e);
-                            }
+                            put(&agent, &api, &format!("/meshes/default/dataplanes/{}", d.name), &d.to_json())?;
+                            let t0 = Instant::now();
+                            tokens.push(if with_tokens { Some(dataplane_token(&agent, &api, &d.name)?) } else { None });
+                            busy.fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
                         }
-                        None
+                        Ok(tokens)
                     })
                 })
                 .collect();
-            handles.into_iter().filter_map(|h| h.join().ok().flatten()).collect()
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("setup thread panicked".into()))).collect()
         });
-        if let Some(e) = errors.first() {
-            return Err(e.clone());
+        let mut tokens = Vec::with_capacity(defs.len());
+        for r in results {
+            tokens.extend(r?);
         }
+        // Wall time of the issuing, as the 4 writers shared it.
+        let tokens_s = tokens_busy.into_inner() as f64 / 1e9 / chunks.len().max(1) as f64;
         if opts.policy_mix {
             for p in opts.topology.policy_mix() {
                 let path = policy_path(&p);
@@ -121,7 +135,7 @@ impl Bench {
                 consumers.entry(svc.clone()).or_default().push(i);
             }
         }
-        let fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex);
+        let fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex, target.ca_pem.clone());
         let seed = opts.topology.seed;
         Ok(Bench {
             target,
@@ -129,6 +143,8 @@ impl Bench {
             fleet,
             defs,
             sims: Vec::new(),
+            tokens,
+            tokens_s,
             consumers,
             agent,
             rng: fastrand::Rng::with_seed(seed ^ 0x5eed),
@@ -144,8 +160,12 @@ impl Bench {
         let before = self.cp();
         let me = procstat::read_self();
         let started = Instant::now();
-        let nodes: Vec<(String, Vec<String>)> =
-            self.defs.iter().map(|d| (format!("default.{}", d.name), d.outbounds.clone())).collect();
+        let nodes: Vec<(String, Vec<String>, Option<String>)> = self
+            .defs
+            .iter()
+            .zip(&self.tokens)
+            .map(|(d, token)| (format!("default.{}", d.name), d.outbounds.clone(), token.clone()))
+            .collect();
         self.sims = self.fleet.connect_all(&nodes, self.opts.ramp);
         let connected = started.elapsed();
         let deadline = Instant::now() + Duration::from_secs(600);
@@ -162,6 +182,9 @@ impl Bench {
         json!({
             "dataplanes": self.sims.len(),
             "configured": configured,
+            "tls": self.target.ca_pem.is_some(),
+            "tokens": self.target.tokens,
+            "tokens_issued_s": self.tokens_s,
             "ramp_s": secs(self.opts.ramp),
             "connect_s": secs(connected),
             "all_configured_s": secs(all),
@@ -445,16 +468,26 @@ impl Bench {
                         http: false,
                         outbounds: vec![service_name(self.rng.usize(..self.opts.topology.services))],
                     };
-                    let r = put(
-                        &self.agent,
-                        &self.target.api,
-                        &format!("/meshes/default/dataplanes/{name}"),
-                        &def.to_json(),
-                    );
-                    if r.is_ok() {
-                        let sim = self.fleet.connect(&format!("default.{name}"), def.outbounds.clone());
+                    // As an operator provisions a VM: its token, its Dataplane, its sidecar.
+                    let token = match self.target.tokens {
+                        true => dataplane_token(&self.agent, &self.target.api, &name).map(Some),
+                        false => Ok(None),
+                    };
+                    let r = token.and_then(|token| {
+                        put(
+                            &self.agent,
+                            &self.target.api,
+                            &format!("/meshes/default/dataplanes/{name}"),
+                            &def.to_json(),
+                        )
+                        .map(|()| token)
+                    });
+                    if let Ok(token) = &r {
+                        let sim =
+                            self.fleet.connect(&format!("default.{name}"), def.outbounds.clone(), token.as_deref());
                         joined.push_back((name.clone(), svc.clone(), sim));
                     }
+                    let r = r.map(|_| ());
                     (watch, before, r)
                 };
                 let t0 = self.fleet.now_nanos();
@@ -594,6 +627,21 @@ fn put(agent: &ureq::Agent, api: &str, path: &str, body: &Value) -> Result<(), S
     match r.status().as_u16() {
         200 | 201 => Ok(()),
         s => Err(format!("PUT {url}: {s}")),
+    }
+}
+
+/// A token for dataplane `name` of mesh `default` (issuing one twice is harmless, so a
+/// connection closed under the request is retried like the idempotent calls).
+fn dataplane_token(agent: &ureq::Agent, api: &str, name: &str) -> Result<String, String> {
+    let url = format!("{api}/tokens/dataplane");
+    let body = json!({"mesh": "default", "name": name}).to_string();
+    let mut r = retry_on_stale_connection(|| agent.post(&url).header("Content-Type", "application/json").send(&body))
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().map_err(|e| format!("POST {url}: {e}"))?;
+    match status {
+        200 => Ok(text.trim().to_string()),
+        s => Err(format!("POST {url} for {name}: {s} {text}")),
     }
 }
 

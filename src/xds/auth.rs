@@ -8,9 +8,9 @@
 //! changed, and answers with a [`Grant`]. Each later request checks the grant inline: the
 //! expiry against the clock and a few atomic "epoch" counters that the auth thread bumps
 //! when a signing key, the revocation list, or a tag-restricted dataplane changes. That
-//! costs ~0.4 µs per request in a debug build (measured in the tests below; a first check
-//! with its RSA verification ~3 ms, a cached one ~60 µs of thread hand-off), so a sidecar's
-//! ACKs never wait.
+//! per-request check is a clock read and a few atomic loads, so a sidecar's ACKs never
+//! wait; BENCHMARKS.md ("Dataplane tokens", measured by `higuma-load`) has what it, a first
+//! check with its RSA verification and a cached check cost.
 //!
 //! Verified signatures are cached by token (bounded LRU), so a fleet reconnecting with the
 //! same tokens costs one RSA verification per distinct token, not per stream.
@@ -335,36 +335,21 @@ mod tests {
         auth.stop();
     }
 
-    /// The figure the module docs quote: what a request pays once its stream is granted.
+    /// A granted stream's grant keeps holding request after request while nothing it rests
+    /// on changes (what it costs is measured by `higuma-load`, see BENCHMARKS.md).
     #[test]
-    fn the_per_request_check_costs_a_fraction_of_a_microsecond() {
+    fn a_grant_holds_for_every_request_while_its_inputs_stand() {
         let store = store();
         let auth = Authenticator::start(DpAuthn::DpToken, store.clone());
         let t = token(&store, "web-1");
         let grant = futures::executor::block_on(auth.authenticate(Some(&t), &node("web-1"))).unwrap();
-        let n = 1_000_000u32;
-        let started = Instant::now();
-        let mut held = 0u32;
-        for _ in 0..n {
-            held += grant.holds(SystemTime::now()) as u32;
-        }
-        let per = started.elapsed() / n;
-        eprintln!("per-request grant check: {per:?}");
-        assert_eq!(held, n);
-        // Generous for a debug build on a shared machine; ~0.4 µs when measured.
-        assert!(per < Duration::from_micros(5), "{per:?}");
-
-        // A first check (RSA verification) and a cached one, for comparison.
-        let started = Instant::now();
-        let t2 = token(&store, "web-2");
-        let issue = started.elapsed();
-        let started = Instant::now();
-        futures::executor::block_on(auth.authenticate(Some(&t2), &node("web-2"))).unwrap();
-        let first = started.elapsed();
-        let started = Instant::now();
-        futures::executor::block_on(auth.authenticate(Some(&t2), &node("web-2"))).unwrap();
-        let cached = started.elapsed();
-        eprintln!("issue: {issue:?}, first check: {first:?}, cached check: {cached:?}");
+        let n = 100_000u32;
+        let held = (0..n).filter(|_| grant.holds(SystemTime::now())).count();
+        assert_eq!(held, n as usize);
+        // A second check of the same token is answered (from the verified cache) alike.
+        let again = futures::executor::block_on(auth.authenticate(Some(&t), &node("web-1"))).unwrap();
+        assert_eq!(again.dataplane, node("web-1"));
+        assert!(again.holds(SystemTime::now()));
         auth.stop();
     }
 }

@@ -17,8 +17,27 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A port nobody listens on right now (the OS picks it; tests bind 127.0.0.1 only).
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768–60999 by default). A port
+/// the kernel hands out for `bind(0)` comes from the range it also draws outgoing
+/// connections' source ports from, so between a test choosing it and `higuma run` binding
+/// it, any HTTP client on the machine could take it ("Address already in use" in CI).
+const TEST_PORTS: std::ops::Range<u32> = 12_000..32_000;
+
+/// A port nobody listens on right now (tests bind 127.0.0.1 only). Each test process starts
+/// at its own offset and walks on, so parallel tests and test binaries rarely try the same
+/// port; the bind check skips one in use.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    let offset = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for _ in 0..span {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (TEST_PORTS.start + (offset + i) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -92,7 +111,8 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `higuma run` with every port on a free one, plus `env`, and waits for the API.
     pub fn start(env: &[(&str, &str)]) -> Daemon {
-        Self::start_on(free_port(), free_port(), env)
+        // Every port is ours here, so a port taken under us is retried with new ones.
+        Self::start_retrying(|| (free_port(), free_port()), &[], env)
     }
 
     /// Starts on the given API and xDS ports (a restart keeps the ports Envoy knows).
@@ -102,6 +122,25 @@ impl Daemon {
 
     /// Full control: extra arguments after `run` (e.g. `-c FILE`) and environment.
     pub fn start_with(api_port: u16, xds_port: u16, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_retrying(|| (api_port, xds_port), args, env)
+    }
+
+    /// Starts again, up to 3 times, when a port was taken between choosing and binding it
+    /// (the diagnostics and HTTPS ports are always chosen anew; `ports` gives API and xDS).
+    fn start_retrying(mut ports: impl FnMut() -> (u16, u16), args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut attempt = 0;
+        loop {
+            let (api_port, xds_port) = ports();
+            match Self::try_start(api_port, xds_port, args, env) {
+                Ok(daemon) => return daemon,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => attempt += 1,
+                Err(log) => panic!("higuma exited before serving; log:\n{log}"),
+            }
+        }
+    }
+
+    /// One start; the log when the process exited before serving.
+    fn try_start(api_port: u16, xds_port: u16, args: &[&str], env: &[(&str, &str)]) -> Result<Daemon, String> {
         let dir = tempfile::tempdir().unwrap();
         let diag_port = free_port();
         let https_port = free_port();
@@ -141,7 +180,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = daemon.child.try_wait().unwrap() {
-                panic!("higuma exited with {status} before serving; log:\n{}", daemon.log_text());
+                return Err(format!("exit {status}\n{}", daemon.log_text()));
             }
             if agent().get(&url).call().is_ok() && agent().get(&diag).call().is_ok() {
                 break;
@@ -149,7 +188,7 @@ impl Daemon {
             assert!(Instant::now() < deadline, "higuma API did not come up; log:\n{}", daemon.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
-        daemon
+        Ok(daemon)
     }
 
     pub fn url(&self, path: &str) -> String {
