@@ -264,7 +264,10 @@ fn dataplanes_not_connected_or_gone_are_named() {
     assert_eq!(change["affected"], 3, "{change}");
     assert_eq!(state_of(&change, "web-1")["state"], "acked");
     let gone = state_of(&change, "web-2");
-    assert_eq!((gone["state"].as_str(), gone["detail"].as_str()), (Some("notConnected"), Some("disconnected before answering")));
+    assert_eq!(
+        (gone["state"].as_str(), gone["detail"].as_str()),
+        (Some("notConnected"), Some("disconnected before answering"))
+    );
     let never = state_of(&change, "web-3");
     assert_eq!(never["state"], "notConnected");
     assert_eq!(never["detail"], "not connected to this control-plane instance");

@@ -116,7 +116,8 @@ fn millis(d: Duration) -> Value {
 fn change_json(ctx: &ApiContext, log: &ChangeLog, c: &Change, with_dataplanes: bool) -> Value {
     let counts: serde_json::Map<String, Value> =
         Delivery::ALL.iter().map(|s| (s.as_str().to_string(), json!(c.count(*s)))).collect();
-    let delivered = c.complete() && c.dataplanes.iter().all(|d| matches!(d.state, Delivery::Acked | Delivery::UpToDate));
+    let delivered =
+        c.complete() && c.dataplanes.iter().all(|d| matches!(d.state, Delivery::Acked | Delivery::UpToDate));
     let latency = match (c.latency_quantile(0.5), c.latency_quantile(0.99), c.latency_quantile(1.0)) {
         (Some(p50), Some(p99), Some(max)) => json!({"p50Ms": millis(p50), "p99Ms": millis(p99), "maxMs": millis(max)}),
         _ => Value::Null,

@@ -34,9 +34,7 @@ pub fn serve(req: &Request) -> Option<Response> {
         return None;
     }
     if req.method != "GET" && req.method != "HEAD" {
-        return Some(
-            Response::text(405, "the GUI is read-only: use GET\n").with_header("Allow", "GET, HEAD"),
-        );
+        return Some(Response::text(405, "the GUI is read-only: use GET\n").with_header("Allow", "GET, HEAD"));
     }
     let Some(asset) = ASSETS.iter().find(|a| a.path == req.path) else {
         return Some(Response::text(404, format!("no GUI asset at {}; the GUI is at /gui\n", req.path)));

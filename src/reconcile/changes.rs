@@ -519,7 +519,13 @@ impl Watches {
                 None if open => {
                     if w.sent && !w.reported_sent {
                         w.reported_sent = true;
-                        out.push(Update { seq: w.seq, index: w.index, state: Delivery::Sent, detail: None, rejected: None });
+                        out.push(Update {
+                            seq: w.seq,
+                            index: w.index,
+                            state: Delivery::Sent,
+                            detail: None,
+                            rejected: None,
+                        });
                     }
                     return true;
                 }
