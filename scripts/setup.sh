@@ -4,8 +4,10 @@
 # System packages: cmake + a C++ toolchain build gRPC's C core (grpcio-sys); libssl-dev
 # builds the Postgres TLS connector; python3-venv holds the test tools; Postgres 15 is the
 # store the tests run against; openssl makes the test cluster's certificates; systemd
-# provides systemd-analyze for the unit's test.
-HIGUMA_APT_PACKAGES=(cmake g++ make pkg-config libssl-dev openssl python3-venv postgresql-15 postgresql-contrib systemd)
+# provides systemd-analyze for the unit's test; chromium + chromium-driver (chromedriver) are
+# the real browser the GUI tests drive.
+HIGUMA_APT_PACKAGES=(cmake g++ make pkg-config libssl-dev openssl python3-venv postgresql-15 postgresql-contrib systemd
+    chromium chromium-driver)
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then

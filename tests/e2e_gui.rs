@@ -1,0 +1,227 @@
+//! The operator's view with real Envoys: `higuma apply --wait` (delivered, NACKed, a
+//! disconnected dataplane) and the web GUI at `/gui` driven in a real headless Chromium.
+//! One control plane and its sidecars are shared by every case, which run in order; each
+//! case has services of its own.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::app::{get, HttpApp};
+use common::browser::Browser;
+use common::mesh::{dataplane, dump_contains, Mesh};
+use common::{call, free_port, wait_until};
+use serde_json::{json, Value};
+
+#[test]
+fn operators_view() {
+    let mut mesh = Mesh::start(&[]);
+    let delivered = apply_wait_succeeds_once_every_consumer_acked(&mut mesh);
+    let nacked = apply_wait_names_the_dataplane_that_nacked(&mut mesh);
+    apply_wait_names_a_disconnected_dataplane(&mut mesh);
+    gui_shows_the_mesh_in_a_real_browser(&mut mesh, &delivered, &nacked);
+}
+
+/// What a case left for the GUI to show: the change id and a dataplane it reached.
+struct Applied {
+    change: String,
+    dataplane: String,
+}
+
+fn run_apply(mesh: &Mesh, doc: &Value, timeout: &str) -> Output {
+    let file = mesh.dir.path().join(format!("{}.json", doc["name"].as_str().unwrap()));
+    std::fs::write(&file, doc.to_string()).unwrap();
+    Command::new(common::higuma_bin())
+        .args(["apply", "-f"])
+        .arg(&file)
+        .args(["--wait", "--timeout", timeout, "--cp-address", &mesh.cp.url("")])
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The change id `higuma apply` printed: `created <Type> "<name>" (change <id>)`.
+fn change_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.split("(change ").nth(1))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no change id printed: {stdout}"))
+        .to_string()
+}
+
+fn timeout_to(name: &str, service: &str, request_timeout: &str) -> Value {
+    json!({
+        "type": "MeshTimeout", "mesh": "default", "name": name,
+        "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "MeshService", "name": service},
+                    "default": {"http": {"requestTimeout": request_timeout}}}]
+        }
+    })
+}
+
+/// A MeshTimeout on `aw-ok`: `apply --wait` returns 0 once web's Envoy ACKed, and by then
+/// the timeout is in force there (a 2 s backend gets a 504 after 1 s).
+fn apply_wait_succeeds_once_every_consumer_acked(mesh: &mut Mesh) -> Applied {
+    let app = HttpApp::start("aw-ok-1");
+    mesh.sidecar(&dataplane("aw-ok-1", "aw-ok", "http", free_port(), app.port, &[], &[]));
+    let outbound = mesh.outbound_to("aw-ok");
+    wait_until("traffic to aw-ok", Duration::from_secs(30), || get(outbound, "/").status == 200);
+    app.set(|b| b.delay = Duration::from_secs(2));
+
+    let out = run_apply(mesh, &timeout_to("aw-ok-1s", "aw-ok", "1s"), "20s");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("created MeshTimeout \"aw-ok-1s\" (change "), "{stdout}");
+    assert!(stdout.contains("all 1 affected dataplane(s) ACKed"), "{stdout}");
+    // Not a terminal: plain progress lines, no bar.
+    assert!(stdout.contains("waiting: "), "{stdout}");
+    assert!(!stdout.contains('\r') && !stderr.contains('\r'), "{stdout}{stderr}");
+
+    // ACKed means in force: no waiting for the config here.
+    let reply = get(outbound, "/");
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    Applied { change: change_id(&stdout), dataplane: "web".into() }
+}
+
+/// `aw-nack-1` gains an outbound on a port another process holds: its Envoy cannot bind the
+/// listener and NACKs the LDS update. `apply --wait` exits 2 naming the dataplane and
+/// Envoy's error; the change says the same.
+fn apply_wait_names_the_dataplane_that_nacked(mesh: &mut Mesh) -> Applied {
+    let app = HttpApp::start("aw-nack-1");
+    let inbound = free_port();
+    let dp = dataplane("aw-nack-1", "aw-nack", "http", inbound, app.port, &[], &[]);
+    mesh.sidecar(&dp);
+    wait_until("aw-nack-1 online", Duration::from_secs(30), || online(mesh, "aw-nack-1"));
+
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let taken = dataplane("aw-nack-1", "aw-nack", "http", inbound, app.port, &[], &[("aw-ok", port)]);
+    let out = run_apply(mesh, &taken, "20s");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("NACKed by default.aw-nack-1"), "{stderr}");
+    assert!(stderr.contains("envoy.config.listener.v3.Listener"), "the rejected type is named: {stderr}");
+    assert!(stderr.contains(&port.to_string()), "Envoy's error names the port: {stderr}");
+
+    let id = change_id(&stdout);
+    let (status, change) = call("GET", &mesh.cp.url(&format!("/changes/{id}")), None);
+    assert_eq!(status, 200, "{change}");
+    let d = change["dataplanes"].as_array().and_then(|a| a.iter().find(|d| d["name"] == "aw-nack-1")).cloned();
+    let d = d.unwrap_or_else(|| panic!("aw-nack-1 not in {change}"));
+    assert_eq!(d["state"], "nacked", "{d}");
+    assert!(d["error"].as_str().is_some_and(|e| e.contains(&port.to_string())), "{d}");
+    drop(held);
+    Applied { change: id, dataplane: "aw-nack-1".into() }
+}
+
+/// `aw-gone-1` consumes `aw-gone` and its Envoy is stopped; a MeshTimeout on `aw-gone`
+/// reaches web (ACK) and aw-gone-1 (not connected): exit 3, naming aw-gone-1 only.
+fn apply_wait_names_a_disconnected_dataplane(mesh: &mut Mesh) {
+    mesh.outbound_to("aw-gone");
+    let dp =
+        dataplane("aw-gone-1", "aw-gone-client", "http", free_port(), free_port(), &[], &[("aw-gone", free_port())]);
+    mesh.sidecar(&dp);
+    wait_until("aw-gone-1 online", Duration::from_secs(30), || online(mesh, "aw-gone-1"));
+    mesh.stop_sidecar("aw-gone-1");
+    wait_until("aw-gone-1 offline", Duration::from_secs(30), || !online(mesh, "aw-gone-1"));
+
+    let out = run_apply(mesh, &timeout_to("aw-gone-2s", "aw-gone", "2s"), "20s");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("not connected: default.aw-gone-1"), "{stderr}");
+    assert!(!stderr.contains("default.web"), "web ACKed: {stderr}");
+    assert!(stdout.contains("1/2 dataplane(s) ACKed"), "{stdout}");
+}
+
+/// Whether the control plane has an ADS stream of dataplane `name` right now.
+fn online(mesh: &Mesh, name: &str) -> bool {
+    let (_, xds) = call("GET", &mesh.cp.url("/meshes/default/dataplanes+xds"), None);
+    xds["items"].as_array().is_some_and(|a| a.iter().any(|s| s["name"] == name))
+}
+
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("target dir").join("gui-screenshots")
+}
+
+/// Opens a GUI page, waits until it rendered, saves a screenshot and checks the console.
+fn open(b: &Browser, mesh: &Mesh, hash: &str, page: &str, shot: Option<&str>) {
+    b.goto(&mesh.cp.url(&format!("/gui{hash}")));
+    b.wait_ready(page);
+    if let Some(name) = shot {
+        b.screenshot(&screenshots().join(format!("{name}.png")));
+    }
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors on {hash}: {errors:?}");
+}
+
+/// Every page in headless Chromium, with no console error: a dataplane applied through the
+/// API turns from offline to online, the dataplane page shows the config higuma sent, the
+/// NACKed change shows as NACKed with Envoy's error, policies name what they affect.
+fn gui_shows_the_mesh_in_a_real_browser(mesh: &mut Mesh, delivered: &Applied, nacked: &Applied) {
+    let b = Browser::start(mesh.dir.path());
+
+    open(&b, mesh, "#/meshes", "meshes", Some("meshes"));
+    assert_eq!(b.text("tr[data-mesh=default] .mtls"), "off");
+    assert!(b.text("tr[data-mesh=default] .dataplanes").contains("online"), "{}", b.text("main"));
+
+    let app = HttpApp::start("gui-1");
+    let dp = dataplane("gui-1", "gui", "http", free_port(), app.port, &[], &[]);
+    mesh.put(&dp);
+    open(&b, mesh, "#/meshes/default/dataplanes", "dataplanes", None);
+    assert_eq!(b.text("tr[data-dataplane=gui-1] .status"), "offline");
+    mesh.sidecar(&dp);
+    wait_until("gui-1 online in the GUI", Duration::from_secs(30), || {
+        open(&b, mesh, "#/meshes/default/dataplanes", "dataplanes", None);
+        b.text("tr[data-dataplane=gui-1] .status") == "online"
+    });
+    assert!(b.text("tr[data-dataplane=gui-1] .xds").contains("ACK"), "{}", b.text("tr[data-dataplane=gui-1]"));
+    assert_eq!(b.text("tr[data-dataplane=aw-gone-1] .status"), "offline");
+    b.screenshot(&screenshots().join("dataplanes.png"));
+
+    open(&b, mesh, &format!("#/meshes/default/dataplanes/{}", delivered.dataplane), "dataplane", Some("dataplane"));
+    let config = b.text("#config");
+    let config: Value = serde_json::from_str(&config).unwrap_or_else(|e| panic!("config is not JSON ({e}): {config}"));
+    assert!(dump_contains(&config, "outbound:127.0.0.1:"), "web's listeners: {config}");
+    assert!(dump_contains(&config, "\"1s\""), "the MeshTimeout it ACKed: {config}");
+    assert!(b.text("main").contains("aw-ok-1s"), "the matched MeshTimeout is listed");
+
+    open(&b, mesh, "#/changes", "changes", Some("changes"));
+    assert!(b.text(&format!("tr[data-change=\"{}\"] .delivery", delivered.change)).contains("delivered"));
+    assert!(b.text(&format!("tr[data-change=\"{}\"] .delivery", nacked.change)).contains("NACKed"));
+
+    open(&b, mesh, &format!("#/changes/{}", nacked.change), "change", Some("change-nacked"));
+    let row = format!("tr[data-dataplane=\"{}\"]", nacked.dataplane);
+    assert_eq!(b.text(&format!("{row} .state")), "nacked");
+    let error = b.text(&format!("{row} .error"));
+    assert!(!error.is_empty() && b.text("main").contains("NACKed"), "{}", b.text("main"));
+    let (_, change) = call("GET", &mesh.cp.url(&format!("/changes/{}", nacked.change)), None);
+    let api_error = change["dataplanes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["name"] == nacked.dataplane.as_str()))
+        .and_then(|d| d["error"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(error, api_error, "the page shows Envoy's error as the API has it");
+
+    open(&b, mesh, "#/meshes/default/policies", "policies", Some("policies"));
+    // Kuma's `/{policy}/{name}/dataplanes`: what the top-level targetRef selects, here the
+    // whole mesh, including the dataplane that joined last.
+    let (_, reach) = call("GET", &mesh.cp.url("/meshes/default/meshtimeouts/aw-ok-1s/dataplanes"), None);
+    let names: Vec<&str> =
+        reach["items"].as_array().into_iter().flatten().filter_map(|i| i["dataplane"]["name"].as_str()).collect();
+    assert!(names.contains(&"gui-1") && names.contains(&"web"), "{reach}");
+    assert_eq!(b.text("tr[data-policy=\"MeshTimeout/aw-ok-1s\"] .affects"), names.join(", "));
+
+    open(&b, mesh, "#/control-plane", "control-plane", Some("control-plane"));
+    assert_eq!(b.text("#store .store-health"), "healthy");
+    let config: Value = serde_json::from_str(&b.text("#config")).expect("the config in force as JSON");
+    assert!(config.is_object(), "{config}");
+}
