@@ -22,7 +22,9 @@ fn operators_view() {
     let delivered = apply_wait_succeeds_once_every_consumer_acked(&mut mesh);
     let nacked = apply_wait_names_the_dataplane_that_nacked(&mut mesh);
     apply_wait_names_a_disconnected_dataplane(&mut mesh);
-    gui_shows_the_mesh_in_a_real_browser(&mut mesh, &delivered, &nacked);
+    let browser = Browser::start(mesh.dir.path());
+    gui_shows_the_mesh_in_a_real_browser(&browser, &mut mesh, &delivered, &nacked);
+    gui_asks_for_a_token_where_the_api_wants_one(&browser, &mesh.dir);
 }
 
 /// What a case left for the GUI to show: the change id and a dataplane it reached.
@@ -165,39 +167,37 @@ fn open(b: &Browser, mesh: &Mesh, hash: &str, page: &str, shot: Option<&str>) {
 /// Every page in headless Chromium, with no console error: a dataplane applied through the
 /// API turns from offline to online, the dataplane page shows the config higuma sent, the
 /// NACKed change shows as NACKed with Envoy's error, policies name what they affect.
-fn gui_shows_the_mesh_in_a_real_browser(mesh: &mut Mesh, delivered: &Applied, nacked: &Applied) {
-    let b = Browser::start(mesh.dir.path());
-
-    open(&b, mesh, "#/meshes", "meshes", Some("meshes"));
+fn gui_shows_the_mesh_in_a_real_browser(b: &Browser, mesh: &mut Mesh, delivered: &Applied, nacked: &Applied) {
+    open(b, mesh, "#/meshes", "meshes", Some("meshes"));
     assert_eq!(b.text("tr[data-mesh=default] .mtls"), "off");
     assert!(b.text("tr[data-mesh=default] .dataplanes").contains("online"), "{}", b.text("main"));
 
     let app = HttpApp::start("gui-1");
     let dp = dataplane("gui-1", "gui", "http", free_port(), app.port, &[], &[]);
     mesh.put(&dp);
-    open(&b, mesh, "#/meshes/default/dataplanes", "dataplanes", None);
+    open(b, mesh, "#/meshes/default/dataplanes", "dataplanes", None);
     assert_eq!(b.text("tr[data-dataplane=gui-1] .status"), "offline");
     mesh.sidecar(&dp);
     wait_until("gui-1 online in the GUI", Duration::from_secs(30), || {
-        open(&b, mesh, "#/meshes/default/dataplanes", "dataplanes", None);
+        open(b, mesh, "#/meshes/default/dataplanes", "dataplanes", None);
         b.text("tr[data-dataplane=gui-1] .status") == "online"
     });
     assert!(b.text("tr[data-dataplane=gui-1] .xds").contains("ACK"), "{}", b.text("tr[data-dataplane=gui-1]"));
     assert_eq!(b.text("tr[data-dataplane=aw-gone-1] .status"), "offline");
     b.screenshot(&screenshots().join("dataplanes.png"));
 
-    open(&b, mesh, &format!("#/meshes/default/dataplanes/{}", delivered.dataplane), "dataplane", Some("dataplane"));
+    open(b, mesh, &format!("#/meshes/default/dataplanes/{}", delivered.dataplane), "dataplane", Some("dataplane"));
     let config = b.text("#config");
     let config: Value = serde_json::from_str(&config).unwrap_or_else(|e| panic!("config is not JSON ({e}): {config}"));
     assert!(dump_contains(&config, "outbound:127.0.0.1:"), "web's listeners: {config}");
     assert!(dump_contains(&config, "\"1s\""), "the MeshTimeout it ACKed: {config}");
     assert!(b.text("main").contains("aw-ok-1s"), "the matched MeshTimeout is listed");
 
-    open(&b, mesh, "#/changes", "changes", Some("changes"));
+    open(b, mesh, "#/changes", "changes", Some("changes"));
     assert!(b.text(&format!("tr[data-change=\"{}\"] .delivery", delivered.change)).contains("delivered"));
     assert!(b.text(&format!("tr[data-change=\"{}\"] .delivery", nacked.change)).contains("NACKed"));
 
-    open(&b, mesh, &format!("#/changes/{}", nacked.change), "change", Some("change-nacked"));
+    open(b, mesh, &format!("#/changes/{}", nacked.change), "change", Some("change-nacked"));
     let row = format!("tr[data-dataplane=\"{}\"]", nacked.dataplane);
     assert_eq!(b.text(&format!("{row} .state")), "nacked");
     let error = b.text(&format!("{row} .error"));
@@ -211,7 +211,7 @@ fn gui_shows_the_mesh_in_a_real_browser(mesh: &mut Mesh, delivered: &Applied, na
         .to_string();
     assert_eq!(error, api_error, "the page shows Envoy's error as the API has it");
 
-    open(&b, mesh, "#/meshes/default/policies", "policies", Some("policies"));
+    open(b, mesh, "#/meshes/default/policies", "policies", Some("policies"));
     // Kuma's `/{policy}/{name}/dataplanes`: what the top-level targetRef selects, here the
     // whole mesh, including the dataplane that joined last.
     let (_, reach) = call("GET", &mesh.cp.url("/meshes/default/meshtimeouts/aw-ok-1s/dataplanes"), None);
@@ -220,8 +220,72 @@ fn gui_shows_the_mesh_in_a_real_browser(mesh: &mut Mesh, delivered: &Applied, na
     assert!(names.contains(&"gui-1") && names.contains(&"web"), "{reach}");
     assert_eq!(b.text("tr[data-policy=\"MeshTimeout/aw-ok-1s\"] .affects"), names.join(", "));
 
-    open(&b, mesh, "#/control-plane", "control-plane", Some("control-plane"));
+    open(b, mesh, "#/control-plane", "control-plane", Some("control-plane"));
     assert_eq!(b.text("#store .store-health"), "healthy");
     let config: Value = serde_json::from_str(&b.text("#config")).expect("the config in force as JSON");
     assert!(config.is_object(), "{config}");
+}
+
+/// A control plane of its own where localhost is not the admin (as for a remote browser)
+/// and only admins may see config dumps: anonymously the dataplane page shows the refusal
+/// and asks for a token, the admin token shows the config, an invalid token is refused on
+/// every page.
+fn gui_asks_for_a_token_where_the_api_wants_one(b: &Browser, work: &tempfile::TempDir) {
+    let dir = tempfile::tempdir_in(work.path()).unwrap();
+    let file = dir.path().join("higuma.yaml");
+    let config = |localhost_is_admin: bool| {
+        format!(
+            "apiServer:\n  authn:\n    localhostIsAdmin: {localhost_is_admin}\n\
+             access:\n  static:\n    viewConfigDump:\n      groups: [mesh-system:admin]\n"
+        )
+    };
+    std::fs::write(&file, config(true)).unwrap();
+    let cp = common::Daemon::start_with(free_port(), free_port(), &["-c", file.to_str().unwrap()], &[]);
+    let app = HttpApp::start("auth-1");
+    let dp = dataplane("auth-1", "auth", "http", free_port(), app.port, &[], &[]);
+    let (status, body) = call("PUT", &cp.url("/meshes/default/dataplanes/auth-1"), Some(&dp.to_string()));
+    assert_eq!(status, 201, "{body}");
+    let _sidecar = common::sidecar(&cp, dir.path(), "auth-1");
+    let (status, secret) = call("GET", &cp.url("/global-secrets/admin-user-token"), None);
+    assert_eq!(status, 200, "{secret}");
+    use base64::Engine;
+    let admin = base64::engine::general_purpose::STANDARD.decode(secret["data"].as_str().unwrap_or("")).unwrap();
+    let admin = String::from_utf8(admin).unwrap();
+    wait_until("auth-1 connected", Duration::from_secs(30), || {
+        call("GET", &cp.url("/meshes/default/dataplanes/auth-1/xds"), None).0 == 200
+    });
+    std::fs::write(&file, config(false)).unwrap();
+    cp.signal("HUP");
+    wait_until("localhost is no longer admin", Duration::from_secs(5), || {
+        call("GET", &cp.url("/meshes/default/dataplanes/auth-1/xds"), None).0 == 401
+    });
+
+    let page = cp.url("/gui#/meshes/default/dataplanes/auth-1");
+    b.goto(&page);
+    b.wait_ready("dataplane");
+    assert!(b.text("#config").contains("401"), "{}", b.text("#config"));
+    assert_eq!(b.eval("return document.getElementById('auth').hidden"), json!(false), "the token form is shown");
+    let refused = b.console_errors();
+    assert!(refused.iter().all(|e| e.contains("401")), "only the refused config dump: {refused:?}");
+
+    let submit = |token: &str| {
+        let script = format!(
+            "document.getElementById('token').value = {}; document.getElementById('token-form').requestSubmit();",
+            json!(token)
+        );
+        b.eval(&script);
+    };
+    submit(&admin);
+    b.wait_ready("dataplane");
+    let dump: Value = serde_json::from_str(&b.text("#config")).unwrap_or(Value::Null);
+    assert!(dump_contains(&dump, "inbound:127.0.0.1:"), "the admin sees the config: {}", b.text("#config"));
+    b.screenshot(&screenshots().join("token.png"));
+    assert!(b.console_errors().is_empty());
+
+    submit("not.a.token");
+    b.wait_ready("error");
+    let error = b.text("#error");
+    assert!(error.contains("401") && error.contains("Invalid authentication data"), "{error}");
+    let refused = b.console_errors();
+    assert!(!refused.is_empty() && refused.iter().all(|e| e.contains("401")), "{refused:?}");
 }

@@ -211,7 +211,9 @@
       try {
         config = json(await api(`${base}/xds`), 'config');
       } catch (e) {
-        config = h('p', { class: 'error-text' }, e.message);
+        // access.static.viewConfigDump may allow fewer users than the rest of the page.
+        if (e instanceof ApiError && (e.status === 401 || e.status === 403)) askForToken();
+        config = h('p', { class: 'error-text', id: 'config' }, e.message);
       }
     } else {
       config = h('p', { class: 'muted', id: 'config' }, `Not connected to this control-plane instance (${xds.instance}): no config to show.`);
@@ -352,6 +354,10 @@
   let generation = 0;
   let current = null;
 
+  function askForToken() {
+    document.getElementById('auth').hidden = false;
+  }
+
   function showError(message) {
     const box = document.getElementById('error');
     box.textContent = message;
@@ -391,7 +397,7 @@
     } catch (e) {
       if (gen !== generation) return;
       if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
-        document.getElementById('auth').hidden = false;
+        askForToken();
         showError(`The API refused this page (${e.status}): ${e.detail}. Enter a user token that may read it.`);
       } else {
         showError(e.message);
