@@ -20,11 +20,14 @@ struct Cp {
 
 impl Cp {
     fn start() -> Cp {
-        let mut config = common::test_config(1000);
+        Cp::start_with(common::test_config(1000))
+    }
+
+    fn start_with(mut config: higuma::config::Config) -> Cp {
         config.defaults.skip_mesh_creation = true;
         let cp = Cp { daemon: Some(Daemon::start(config).unwrap()) };
         let (status, _, _) = cp.put(&json!({"type": "Mesh", "name": "default", "skipCreatingInitialPolicies": ["*"]}));
-        assert_eq!(status, 201);
+        assert!(status == 201 || status == 200, "{status}");
         cp
     }
 
@@ -276,4 +279,66 @@ fn dataplanes_not_connected_or_gone_are_named() {
     let (status, body) = cp.get("/changes/00000000-1");
     assert_eq!(status, 404, "{body}");
     assert!(body["detail"].as_str().unwrap_or("").contains("changeHistorySize"), "{body}");
+}
+
+/// Two instances on one Postgres: a write taken by A reaches web-1, connected to B. A's
+/// change names web-1 `notConnected` and the instance it is connected to; B, which heard
+/// the write over NOTIFY, shows it as a change of origin `store` that web-1 ACKed.
+#[test]
+fn a_write_on_another_instance_shows_as_a_store_change_where_the_dataplane_is() {
+    let db = common::pg::fresh_database();
+    higuma::store::postgres::migrate_up(&db).unwrap();
+    let on_postgres = || {
+        let mut c = common::test_config(1000);
+        c.store.r#type = higuma::config::StoreType::Postgres;
+        c.store.postgres = db.clone();
+        c
+    };
+    let a = Cp::start_with(on_postgres());
+    let b = Cp::start_with(on_postgres());
+    let (ida, idb) = (a.d().instance_id.clone(), b.d().instance_id.clone());
+    assert_ne!(ida, idb);
+    a.put(&dataplane("backend-1", "backend", 23001, &[]));
+    a.put(&dataplane("web-1", "web", 23002, &[("backend", 33001)]));
+    let env = grpc_env();
+    let mut web = b.connect(&env, "web-1");
+    web.converge(&["backend"]);
+    // A reads where web-1 is from its DataplaneInsight, written on connect.
+    common::wait_until("web-1's insight names B", Duration::from_secs(10), || {
+        let (_, o) = a.get("/meshes/default/dataplanes+insights/web-1");
+        o.to_string().contains(&idb)
+    });
+
+    let (status, id, body) = a.put(&timeout_on("t", "backend", "6s"));
+    assert_eq!(status, 201, "{body}");
+    let id = id.unwrap();
+    common::wait_until("B pushes the write it heard of", Duration::from_secs(10), || {
+        answer_all(&mut web, &["backend"], None) > 0
+    });
+
+    let on_a = a.settled(&id);
+    assert_eq!(on_a["origin"], "api");
+    let d = state_of(&on_a, "web-1");
+    assert_eq!((d["state"].as_str(), d["connectedTo"].as_str()), (Some("notConnected"), Some(idb.as_str())), "{d}");
+
+    let mut heard = Value::Null;
+    common::wait_until("B lists the write as a store change", Duration::from_secs(10), || {
+        let (_, listed) = b.get("/changes?mesh=default");
+        let found = listed["items"].as_array().and_then(|items| {
+            items.iter().find(|c| c["resource"]["type"] == "MeshTimeout" && c["resource"]["name"] == "t").cloned()
+        });
+        match found {
+            Some(c) => {
+                let (_, full) = b.get(&format!("/changes/{}", c["id"].as_str().unwrap_or("")));
+                heard = full;
+                heard["complete"] == true
+            }
+            None => false,
+        }
+    });
+    assert_eq!(heard["origin"], "store", "{heard}");
+    assert_eq!(heard["instance"], idb.as_str());
+    assert_ne!(heard["id"], id.as_str(), "ids belong to the instance that made them");
+    assert_eq!(state_of(&heard, "web-1")["state"], "acked", "{heard}");
+    assert_eq!(heard["affected"], 1, "{heard}");
 }

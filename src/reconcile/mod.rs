@@ -884,7 +884,11 @@ impl Dispatcher {
                 let dps = lock(&self.shared.dataplanes);
                 mesh_range(&dps, &key.mesh).map(|(k, _)| k.name.clone()).collect()
             };
-            self.track(track, &key.mesh, connected);
+            let tracked = match track.claimed {
+                Some(_) => self.reach_without_context(key).unwrap_or(connected),
+                None => connected,
+            };
+            self.track(track, &key.mesh, tracked);
             return;
         };
         let new = match self.shared.reader.get(key) {
@@ -922,6 +926,27 @@ impl Dispatcher {
         for name in affected {
             self.push_or_owe(ResourceKey::new(ResourceType::Dataplane, &key.mesh, name), push);
         }
+    }
+
+    /// Every dataplane an API write of policy `key` reaches, connected here or not, when
+    /// the mesh has no current context (e.g. no dataplane of it is connected to this
+    /// instance, so no job keeps one): the context is built now, as the next job would, and
+    /// the policy's reach checked against the stale context's version of it, if any.
+    /// Without this the change would claim zero affected. A user write, not a hot path.
+    fn reach_without_context(&self, key: &ResourceKey) -> Option<Vec<String>> {
+        let previous = lock(&self.shared.meshes).get(&key.mesh).and_then(|s| s.ctx.clone());
+        let next = match mesh_context(&self.shared, &key.mesh) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                log::warn!("xds: cannot build mesh {:?} to track {key} ({e})", key.mesh);
+                return None;
+            }
+        };
+        let old = previous.as_ref().and_then(|p| p.policies.get(key).cloned());
+        let new = next.policies.get(key).cloned();
+        let before = previous.as_deref().unwrap_or(&next);
+        let names = next.dataplanes.keys().map(String::as_str);
+        Some(next.affected_by_policy(before, old.as_deref(), new.as_deref(), names))
     }
 
     /// Runs `key`'s job now, or at the next sweep when event push is off.
