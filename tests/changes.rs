@@ -281,9 +281,10 @@ fn dataplanes_not_connected_or_gone_are_named() {
     assert!(body["detail"].as_str().unwrap_or("").contains("changeHistorySize"), "{body}");
 }
 
-/// Two instances on one Postgres: a write taken by A reaches web-1, connected to B. A's
-/// change names web-1 `notConnected` and the instance it is connected to; B, which heard
-/// the write over NOTIFY, shows it as a change of origin `store` that web-1 ACKed.
+/// Two instances on one Postgres: writes taken by A (a new backend instance, a policy)
+/// reach web-1, connected to B. A's changes name web-1 `notConnected` and the instance it
+/// is connected to; B, which heard the write over NOTIFY, shows it as a change of origin
+/// `store` that web-1 ACKed.
 #[test]
 fn a_write_on_another_instance_shows_as_a_store_change_where_the_dataplane_is() {
     let db = common::pg::fresh_database();
@@ -308,6 +309,17 @@ fn a_write_on_another_instance_shows_as_a_store_change_where_the_dataplane_is() 
         let (_, o) = a.get("/meshes/default/dataplanes+insights/web-1");
         o.to_string().contains(&idb)
     });
+
+    // A has no context of the mesh (nothing of it is connected there): a new backend still
+    // names itself and its consumer.
+    let (_, id, _) = a.put(&dataplane("backend-2", "backend", 23003, &[]));
+    common::wait_until("B pushes the new endpoint", Duration::from_secs(10), || {
+        answer_all(&mut web, &["backend"], None) > 0
+    });
+    let on_a = a.settled(&id.unwrap());
+    assert_eq!(on_a["affected"], 2, "{on_a}");
+    assert_eq!(state_of(&on_a, "web-1")["connectedTo"], idb.as_str());
+    assert_eq!(state_of(&on_a, "backend-2")["state"], "notConnected");
 
     let (status, id, body) = a.put(&timeout_on("t", "backend", "6s"));
     assert_eq!(status, 201, "{body}");

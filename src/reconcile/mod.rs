@@ -837,7 +837,11 @@ impl Dispatcher {
             // the next job builds it from the store.
             drop(_building);
             let own = if track.op == Operation::Delete { Vec::new() } else { vec![key.name.clone()] };
-            self.track(track, &key.mesh, own);
+            let tracked = match track.claimed {
+                Some(_) => self.dataplane_reach_without_context(key, track.op).unwrap_or(own),
+                None => own,
+            };
+            self.track(track, &key.mesh, tracked);
             self.push_or_owe(key.clone(), push);
             return;
         };
@@ -947,6 +951,19 @@ impl Dispatcher {
         let before = previous.as_deref().unwrap_or(&next);
         let names = next.dataplanes.keys().map(String::as_str);
         Some(next.affected_by_policy(before, old.as_deref(), new.as_deref(), names))
+    }
+
+    /// As [`Self::reach_without_context`], for an API write of Dataplane `key`: the
+    /// context is built now (it has the write) and the write undone on it against the
+    /// stale context's version of the dataplane (none: a new one), which touches the same
+    /// dataplanes as the write did: itself and its services' consumers.
+    fn dataplane_reach_without_context(&self, key: &ResourceKey, op: Operation) -> Option<Vec<String>> {
+        let previous = lock(&self.shared.meshes).get(&key.mesh).and_then(|s| s.ctx.clone());
+        let next = mesh_context(&self.shared, &key.mesh).ok()?;
+        let old = previous.as_ref().and_then(|p| p.dataplanes.get(&key.name).cloned());
+        let (_, affected) = next.with_dataplane(&key.name, old)?;
+        // A deleted dataplane is not served anything: it has nothing to receive.
+        Some(affected.into_iter().filter(|n| !(op == Operation::Delete && *n == key.name)).collect())
     }
 
     /// Runs `key`'s job now, or at the next sweep when event push is off.
