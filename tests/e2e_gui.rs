@@ -90,6 +90,28 @@ fn apply_wait_succeeds_once_every_consumer_acked(mesh: &mut Mesh) -> Applied {
     // ACKed means in force: no waiting for the config here.
     let reply = get(outbound, "/");
     assert_eq!(reply.status, 504, "{}", reply.body);
+
+    // On a terminal (`script` gives it one): a progress bar, redrawn in place, full at the end.
+    let tty = json!({
+        "type": "MeshTimeout", "mesh": "default", "name": "aw-ok-tty",
+        "spec": {"targetRef": {"kind": "Mesh"},
+                 "to": [{"targetRef": {"kind": "MeshService", "name": "aw-ok"},
+                         "default": {"connectionTimeout": "2s"}}]}
+    });
+    let file = mesh.dir.path().join("aw-ok-tty.json");
+    std::fs::write(&file, tty.to_string()).unwrap();
+    let cmd = format!(
+        "{} apply -f {} --wait --timeout 20s --cp-address {}",
+        common::higuma_bin().display(),
+        file.display(),
+        mesh.cp.url("")
+    );
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let terminal = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{terminal}");
+    let full_bar = format!("\r[{}] 1/1 dataplane(s) ACKed", "#".repeat(30));
+    assert!(terminal.contains(&full_bar), "{terminal:?}");
+    assert!(!terminal.contains("waiting: "), "no plain lines on a terminal: {terminal:?}");
     Applied { change: change_id(&stdout), dataplane: "web".into() }
 }
 
