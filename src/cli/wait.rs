@@ -196,3 +196,77 @@ fn report(p: &Progress, timeout: Duration) -> anyhow::Result<()> {
     let code = if nacked.is_empty() { EXIT_UNDELIVERED } else { EXIT_NACKED };
     Err(WaitFailed { code, message: lines.join("\n") }.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(dataplane: &str, state: &str, detail: &str) -> Entry {
+        Entry { dataplane: dataplane.into(), state: state.into(), detail: detail.into() }
+    }
+
+    fn failed(p: &Progress) -> WaitFailed {
+        let err = report(p, Duration::from_secs(30)).expect_err("not delivered");
+        err.downcast::<WaitFailed>().expect("a WaitFailed")
+    }
+
+    #[test]
+    fn a_nack_wins_over_the_other_failures_and_every_dataplane_is_named() {
+        let p = Progress {
+            entries: vec![
+                entry("default.a", "acked", ""),
+                entry("default.b", "nacked", "type.googleapis.com/envoy.config.listener.v3.Listener: bad"),
+                entry("default.c", "notConnected", "not connected to this control-plane instance"),
+                entry("default.d", "sent", ""),
+            ],
+            ..Progress::default()
+        };
+        let f = failed(&p);
+        assert_eq!(f.code, EXIT_NACKED);
+        assert!(f.message.contains("NACKed by default.b (type.googleapis.com/envoy.config.listener.v3.Listener: bad)"));
+        assert!(f.message.contains("not connected: default.c"));
+        assert!(f.message.contains("no answer within 30s: default.d"));
+        assert!(!f.message.contains("default.a"), "{}", f.message);
+    }
+
+    #[test]
+    fn no_answer_in_time_or_an_unhandled_write_is_undelivered() {
+        let p = Progress { entries: vec![entry("default.d", "pending", "")], ..Progress::default() };
+        assert_eq!(failed(&p).code, EXIT_UNDELIVERED);
+        let p = Progress { unobserved: vec!["ab-1".into()], ..Progress::default() };
+        let f = failed(&p);
+        assert_eq!(f.code, EXIT_UNDELIVERED);
+        assert!(
+            f.message.contains("change ab-1: the control plane did not handle the write within 30s"),
+            "{}",
+            f.message
+        );
+    }
+
+    #[test]
+    fn delivered_everywhere_or_nowhere_to_deliver_is_success() {
+        let p = Progress {
+            entries: vec![entry("default.a", "acked", ""), entry("default.b", "upToDate", "")],
+            p99_ms: Some(3.5),
+            ..Progress::default()
+        };
+        assert!(report(&p, Duration::from_secs(1)).is_ok());
+        assert!(p.settled());
+        assert_eq!(p.line(), "2/2 dataplane(s) ACKed");
+        assert!(report(&Progress::default(), Duration::from_secs(1)).is_ok());
+        let sent = Progress { entries: vec![entry("default.a", "sent", "")], ..Progress::default() };
+        assert!(!sent.settled());
+        assert_eq!(sent.line(), "0/1 dataplane(s) ACKed, 1 sent");
+    }
+
+    #[test]
+    fn the_bar_fills_with_the_share_delivered() {
+        let p = Progress {
+            entries: vec![entry("default.a", "acked", ""), entry("default.b", "sent", "")],
+            ..Progress::default()
+        };
+        let bar = bar(&p, Duration::from_millis(1500));
+        assert!(bar.starts_with(&format!("\r[{}{}]", "#".repeat(15), "-".repeat(15))), "{bar:?}");
+        assert!(bar.contains("(1.5s)"), "{bar:?}");
+    }
+}
