@@ -16,9 +16,12 @@ use common::mesh::{dataplane, dump_contains, Mesh};
 use common::{call, free_port, wait_until};
 use serde_json::{json, Value};
 
+const SECRET: &str = "gui-test-password";
+
 #[test]
 fn operators_view() {
-    let mut mesh = Mesh::start(&[]);
+    // A password the control-plane page must not show (the memory store does not use it).
+    let mut mesh = Mesh::start(&[("KUMA_STORE_POSTGRES_PASSWORD", SECRET)]);
     let delivered = apply_wait_succeeds_once_every_consumer_acked(&mut mesh);
     let nacked = apply_wait_names_the_dataplane_that_nacked(&mut mesh);
     apply_wait_names_a_disconnected_dataplane(&mut mesh);
@@ -245,7 +248,8 @@ fn gui_shows_the_mesh_in_a_real_browser(b: &Browser, mesh: &mut Mesh, delivered:
     open(b, mesh, "#/control-plane", "control-plane", Some("control-plane"));
     assert_eq!(b.text("#store .store-health"), "healthy");
     let config: Value = serde_json::from_str(&b.text("#config")).expect("the config in force as JSON");
-    assert!(config.is_object(), "{config}");
+    assert_eq!(config["store"]["postgres"]["password"], "*****", "{config}");
+    assert!(!b.eval("return document.documentElement.outerHTML").to_string().contains(SECRET));
 }
 
 /// A control plane of its own where localhost is not the admin (as for a remote browser)
