@@ -244,6 +244,13 @@ fn gui_shows_the_mesh_in_a_real_browser(b: &Browser, mesh: &mut Mesh, delivered:
         reach["items"].as_array().into_iter().flatten().filter_map(|i| i["dataplane"]["name"].as_str()).collect();
     assert!(names.contains(&"gui-1") && names.contains(&"web"), "{reach}");
     assert_eq!(b.text("tr[data-policy=\"MeshTimeout/aw-ok-1s\"] .affects"), names.join(", "));
+    // What its write changed: web's config only, delivered.
+    let reached = b.text("tr[data-policy=\"MeshTimeout/aw-ok-1s\"] .reached");
+    assert_eq!(reached, "1 dataplane(s) delivered");
+    assert_eq!(
+        b.text("tr[data-policy=\"MeshTimeout/aw-gone-2s\"] .reached"),
+        "2 dataplane(s) not delivered everywhere"
+    );
 
     open(b, mesh, "#/control-plane", "control-plane", Some("control-plane"));
     assert_eq!(b.text("#store .store-health"), "healthy");

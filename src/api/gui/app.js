@@ -251,7 +251,16 @@
   }
 
   async function pagePolicies(mesh) {
-    const types = (await api('/policies')).policies;
+    const [types, changes] = await Promise.all([
+      api('/policies').then((p) => p.policies),
+      api(`/changes?mesh=${enc(mesh)}&size=1000`),
+    ]);
+    // Newest first: the first change of a policy is its last write.
+    const lastWrite = new Map();
+    for (const c of changes.items) {
+      const k = `${c.resource.type}/${c.resource.name}`;
+      if (!lastWrite.has(k)) lastWrite.set(k, c);
+    }
     const lists = await Promise.all(types.map((t) =>
       api(`/meshes/${enc(mesh)}/${t.path}?size=1000`).then((l) => [t, l.items])));
     const used = lists.filter(([, items]) => items.length > 0);
@@ -259,15 +268,22 @@
       const rows = await Promise.all(items.map(async (p) => {
         const reach = await api(`/meshes/${enc(mesh)}/${t.path}/${enc(p.name)}/dataplanes`);
         const dps = reach.items.map((i) => h('a', { href: `#/meshes/${enc(mesh)}/dataplanes/${enc(i.dataplane.name)}`, class: 'dp' }, i.dataplane.name));
+        const c = lastWrite.get(`${t.name}/${p.name}`);
+        const reached = c
+          ? [h('a', { href: `#/changes/${enc(c.id)}` }, `${c.affected} dataplane(s)`), ' ', changeStatus(c)]
+          : h('span', { class: 'muted' }, 'not tracked by this instance');
         return h('tr', { 'data-policy': `${t.name}/${p.name}` },
           h('td', {}, p.name),
           h('td', { class: 'affects' }, dps.length ? dps.map((a, i) => [i ? ', ' : '', a]) : h('span', { class: 'muted' }, 'none')),
+          h('td', { class: 'reached' }, reached),
           h('td', {}, time(p.modificationTime)));
       }));
-      return section(`${t.name} (${items.length})`, table(['Name', 'Dataplanes it affects', 'Modified'], rows));
+      return section(`${t.name} (${items.length})`,
+        table(['Name', 'Dataplanes it selects', 'Its last write reached', 'Modified'], rows));
     }));
     const empty = lists.filter(([, items]) => items.length === 0).map(([t]) => t.name);
     return [h('h1', {}, `Policies of mesh ${mesh}`),
+      h('p', { class: 'muted' }, 'The dataplanes each policy\'s top-level targetRef selects, as Kuma lists them, and the dataplanes whose config its last write changed (its change, while this instance keeps it).'),
       sections.length ? sections : h('p', { class: 'muted' }, 'No policies in this mesh.'),
       empty.length ? h('p', { class: 'muted' }, `No policies of type ${empty.join(', ')}.`) : null];
   }
