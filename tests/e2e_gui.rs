@@ -25,6 +25,7 @@ fn operators_view() {
     let delivered = apply_wait_succeeds_once_every_consumer_acked(&mut mesh);
     let nacked = apply_wait_names_the_dataplane_that_nacked(&mut mesh);
     apply_wait_names_a_disconnected_dataplane(&mut mesh);
+    apply_wait_names_a_dataplane_that_does_not_answer(&mut mesh);
     let browser = Browser::start(mesh.dir.path());
     gui_shows_the_mesh_in_a_real_browser(&browser, &mut mesh, &delivered, &nacked);
     gui_asks_for_a_token_where_the_api_wants_one(&browser, &mesh.dir);
@@ -166,6 +167,30 @@ fn apply_wait_names_a_disconnected_dataplane(mesh: &mut Mesh) {
     assert!(stderr.contains("not connected: default.aw-gone-1"), "{stderr}");
     assert!(!stderr.contains("default.web"), "web ACKed: {stderr}");
     assert!(stdout.contains("1/2 dataplane(s) ACKed"), "{stdout}");
+}
+
+/// `aw-slow-1`'s Envoy is frozen (SIGSTOP: its stream stays open, nothing answers): exit 3
+/// naming it once `--timeout` passed; thawed, it ACKs and the change records that.
+fn apply_wait_names_a_dataplane_that_does_not_answer(mesh: &mut Mesh) {
+    mesh.outbound_to("aw-slow");
+    let dp =
+        dataplane("aw-slow-1", "aw-slow-client", "http", free_port(), free_port(), &[], &[("aw-slow", free_port())]);
+    mesh.sidecar(&dp);
+    wait_until("aw-slow-1 online", Duration::from_secs(30), || online(mesh, "aw-slow-1"));
+    mesh.signal_sidecar("aw-slow-1", "STOP");
+
+    let out = run_apply(mesh, &timeout_to("aw-slow-3s", "aw-slow", "3s"), "3s");
+    mesh.signal_sidecar("aw-slow-1", "CONT");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("no answer within 3s: default.aw-slow-1"), "{stderr}");
+    assert!(!stderr.contains("default.web"), "web ACKed: {stderr}");
+
+    let id = change_id(&stdout);
+    wait_until("aw-slow-1's late ACK", Duration::from_secs(20), || {
+        let (_, c) = call("GET", &mesh.cp.url(&format!("/changes/{id}")), None);
+        c["delivered"] == true && c["counts"]["acked"] == 2
+    });
 }
 
 /// Whether the control plane has an ADS stream of dataplane `name` right now.
