@@ -212,6 +212,17 @@ fn open(b: &Browser, mesh: &Mesh, hash: &str, page: &str, shot: Option<&str>) {
     }
     let errors = b.console_errors();
     assert!(errors.is_empty(), "console errors on {hash}: {errors:?}");
+    // Works without outside network: everything the page loaded came from the API port.
+    let loaded = b.eval("return performance.getEntriesByType('resource').map((e) => e.name)");
+    let origin = mesh.cp.url("/");
+    let elsewhere: Vec<&Value> = loaded
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| !u.as_str().is_some_and(|u| u.starts_with(&origin)))
+        .collect();
+    assert!(elsewhere.is_empty(), "loaded from elsewhere: {elsewhere:?}");
+    assert!(loaded.as_array().is_some_and(|a| !a.is_empty()), "the page called the API");
 }
 
 /// Every page in headless Chromium, with no console error: a dataplane applied through the
