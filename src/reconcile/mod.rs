@@ -756,6 +756,11 @@ impl Dispatcher {
             return;
         }
         track.done = true;
+        // Most store events are nobody's write and change nobody's config (status writes):
+        // nothing to record, and no lock taken for them.
+        if track.claimed.is_none() && affected.is_empty() {
+            return;
+        }
         let dps = lock(&self.shared.dataplanes);
         let key_of = |name: &str| ResourceKey::new(ResourceType::Dataplane, mesh, name);
         let mut with: Vec<(String, bool)> = affected
