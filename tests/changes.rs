@@ -310,8 +310,15 @@ fn a_write_on_another_instance_shows_as_a_store_change_where_the_dataplane_is() 
         o.to_string().contains(&idb)
     });
 
-    // A has no context of the mesh (nothing of it is connected there): a new backend still
-    // names itself and its consumer.
+    // A has no context of the mesh (nothing of it is connected there): a Mesh write still
+    // names every dataplane of the mesh, and a new backend itself and its consumer.
+    let (status, id, _) = a.put(&json!({"type": "Mesh", "name": "default", "skipCreatingInitialPolicies": ["*"]}));
+    assert_eq!(status, 200);
+    let on_a = a.settled(&id.unwrap());
+    assert_eq!(on_a["affected"], 2, "{on_a}");
+    assert_eq!(state_of(&on_a, "web-1")["connectedTo"], idb.as_str());
+    assert_eq!(state_of(&on_a, "backend-1")["state"], "notConnected");
+
     let (_, id, _) = a.put(&dataplane("backend-2", "backend", 23003, &[]));
     common::wait_until("B pushes the new endpoint", Duration::from_secs(10), || {
         answer_all(&mut web, &["backend"], None) > 0

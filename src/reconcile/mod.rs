@@ -787,6 +787,7 @@ impl Dispatcher {
     fn mesh_changed(&mut self, mesh: Option<&str>, push: bool, full: bool, track: &mut Track<'_>) {
         // An API write also names the dataplanes that are not connected here.
         let mut known: Vec<String> = Vec::new();
+        let mut had_context = false;
         {
             let mut meshes = lock(&self.shared.meshes);
             for (name, slot) in meshes.iter_mut() {
@@ -796,9 +797,18 @@ impl Dispatcher {
                     if track.claimed.is_some() {
                         if let Some(ctx) = &slot.ctx {
                             known.extend(ctx.dataplanes.keys().cloned());
+                            had_context = true;
                         }
                     }
                 }
+            }
+        }
+        if let (Some(m), Some(_), false) = (mesh, track.claimed, had_context) {
+            // No context here (nothing of the mesh connected to this instance): the store
+            // names its dataplanes, or the change would claim zero affected. A user write.
+            match self.shared.reader.list(ResourceType::Dataplane, Some(m)) {
+                Ok(dps) => known.extend(dps.iter().map(|d| d.meta.name.clone())),
+                Err(e) => log::warn!("xds: cannot list the dataplanes of mesh {m:?} to track its change ({e})"),
             }
         }
         if !push && track.done {
