@@ -6,6 +6,9 @@
 # store the tests run against; openssl makes the test cluster's certificates; systemd
 # provides systemd-analyze for the unit's test.
 HIGUMA_APT_PACKAGES=(cmake g++ make pkg-config libssl-dev openssl python3-venv postgresql-15 postgresql-contrib systemd)
+# The real browser the GUI tests drive (chromium + its chromedriver): only the test command
+# needs them, so it passes them to ensure_system_packages.
+HIGUMA_BROWSER_PACKAGES=(chromium chromium-driver)
 
 need_root() {
     if [ "$(id -u)" -ne 0 ]; then
@@ -17,9 +20,10 @@ need_root() {
     fi
 }
 
+# Installs HIGUMA_APT_PACKAGES and any package given as an argument that is missing.
 ensure_system_packages() {
     local missing=()
-    for pkg in "${HIGUMA_APT_PACKAGES[@]}"; do
+    for pkg in "${HIGUMA_APT_PACKAGES[@]}" "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     # python3 -m venv may come from a non-Debian Python (pyenv); then python3-venv is moot.

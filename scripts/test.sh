@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-ensure_system_packages
+ensure_system_packages "${HIGUMA_BROWSER_PACKAGES[@]}"
 ensure_rust
 ensure_rust_lints
 ensure_cargo_deb

@@ -763,6 +763,7 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.xds_server.dataplane_status_flush_interval = Duration::from_secs(20);
     c.xds_server.nack_backoff = Duration::from_secs(1);
     c.xds_server.event_push = false;
+    c.xds_server.change_history_size = 16;
     c.xds_server.dataplane_deregistration_delay = Duration::ZERO;
     c.bootstrap_server.params.admin_address = "0.0.0.0".to_owned();
     c.bootstrap_server.params.admin_port = 9902;

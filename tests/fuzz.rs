@@ -616,6 +616,7 @@ fn settings() -> Settings {
         cache_ttl: Duration::from_millis(50),
         subscription_limit: 2,
         event_push: true,
+        change_history: 16,
     }
 }
 

@@ -10,6 +10,9 @@
 //! - [`errors`]: Kuma's error JSON.
 //! - [`authn`]: who a request is (localhost, user tokens) and what `access.static` lets it do.
 //! - [`user_tokens`]: `POST /tokens/user` and `GET /who-am-i`.
+//! - [`changes`]: change ids of writes and `/changes`, their delivery to each dataplane.
+//! - [`control_plane`]: `GET /control-plane/status`, the instance and its store's health.
+//! - [`gui`]: the web GUI at `/gui`, static assets calling this API.
 //!
 //! Both listeners serve the same API: plain HTTP on `apiServer.http.port` (kept open, as in
 //! Kuma, for localhost tools and existing scripts; remote clients authenticate with tokens
@@ -17,7 +20,10 @@
 //! `apiServer.https.port`.
 
 pub mod authn;
+pub mod changes;
+pub mod control_plane;
 pub mod errors;
+pub mod gui;
 pub mod inspect;
 pub mod overview;
 pub mod resources;
@@ -47,18 +53,27 @@ pub struct ApiContext {
     pub xds: Option<Arc<dyn crate::xds::inspect::XdsInspector>>,
     /// Issues and validates user tokens (signing keys read from the store, cached).
     pub tokens: Arc<authn::UserTokens>,
+    /// Where writes announce themselves for delivery tracking (`/changes`); `None` when the
+    /// API runs without a reconciler.
+    pub changes: Option<Arc<crate::reconcile::changes::ChangeLog>>,
 }
 
 impl ApiContext {
     pub fn new(store: SharedStore, config: Arc<RwLock<Config>>, instance_id: String) -> ApiContext {
         let tokens = authn::user_tokens(&store, &config.read().unwrap_or_else(|p| p.into_inner()));
-        ApiContext { store, config, instance_id, tokens, xds: None }
+        ApiContext { store, config, instance_id, tokens, xds: None, changes: None }
     }
 
     /// The context with the xDS side's view of connected dataplanes (the inspect API's
     /// `/xds` endpoint).
     pub fn with_xds(mut self, xds: Arc<dyn crate::xds::inspect::XdsInspector>) -> ApiContext {
         self.xds = Some(xds);
+        self
+    }
+
+    /// The context with the reconciler's change log: writes get change ids.
+    pub fn with_changes(mut self, changes: Arc<crate::reconcile::changes::ChangeLog>) -> ApiContext {
+        self.changes = Some(changes);
         self
     }
 
@@ -104,7 +119,10 @@ impl ApiServer {
             tls,
             errors: |status, title, detail| ApiError::new(status, title, detail).into_response(),
         };
-        let handler = Arc::new(move |req: &Request| render(router::route(&ctx, req)));
+        // GUI assets are public (they hold no data) and answered before authentication; the
+        // pages' own API calls are authenticated as any other.
+        let handler =
+            Arc::new(move |req: &Request| gui::serve(req).unwrap_or_else(|| render(router::route(&ctx, req))));
         crate::http::Server::start(opts, handler).map(ApiServer)
     }
 
@@ -142,6 +160,9 @@ pub fn render(reply: Reply) -> crate::http::Response {
         // RFC 9110 §11.6.1: a 401 names the scheme that would work.
         response = response.with_header("WWW-Authenticate", "Bearer");
     }
+    for (name, value) in reply.headers {
+        response = response.with_header(name, value);
+    }
     response
 }
 
@@ -151,19 +172,26 @@ pub struct Reply {
     pub status: u16,
     pub body: Option<Value>,
     pub text: Option<String>,
+    /// Headers besides the content's (e.g. a write's change id).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Self {
-        Reply { status, body: Some(body), text: None }
+        Reply { status, body: Some(body), text: None, headers: Vec::new() }
     }
 
     pub fn empty(status: u16) -> Self {
-        Reply { status, body: None, text: None }
+        Reply { status, body: None, text: None, headers: Vec::new() }
     }
 
     pub fn text(status: u16, text: String) -> Self {
-        Reply { status, body: None, text: Some(text) }
+        Reply { status, body: None, text: Some(text), headers: Vec::new() }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 }
 

@@ -1,5 +1,7 @@
 //! `dataplanes+insights`: each Dataplane with its DataplaneInsight, as Kuma's
-//! DataplaneOverview, filtered by `name` (substring) and `tag=key:value` (repeatable).
+//! DataplaneOverview, filtered by `name` (substring) and `tag=key:value` (repeatable); and
+//! `dataplanes+xds`: where each type's exchange stands for the mesh's dataplanes connected
+//! to this instance (last ACKed and NACKed versions, Envoy's error).
 
 use std::collections::HashMap;
 
@@ -63,4 +65,13 @@ fn overview_json(dp: &crate::model::Resource, insight: Option<Value>) -> Value {
         "dataplane": dp.spec.to_json(),
         "dataplaneInsight": insight.unwrap_or_else(|| json!({})),
     })
+}
+
+/// `GET /meshes/{mesh}/dataplanes+xds`: `{total, items}` of the connected dataplanes.
+pub fn streams(ctx: &ApiContext, mesh: &str) -> Result<Reply, ApiError> {
+    let items: Vec<Value> = match &ctx.xds {
+        Some(x) => x.mesh_streams(mesh).iter().map(|s| s.to_json()).collect(),
+        None => Vec::new(),
+    };
+    Ok(Reply::json(200, json!({"total": items.len(), "items": items, "instance": ctx.instance_id})))
 }

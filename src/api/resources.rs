@@ -1,14 +1,16 @@
 //! CRUD for every resource type: `GET` one or a page, `PUT` create-or-update (201/200),
-//! `DELETE`. A request that fails any check changes nothing.
+//! `DELETE`. A request that fails any check changes nothing; an accepted write answers with
+//! its change id ([`super::changes`]).
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::changes::Announced;
 use super::{ApiContext, ApiError, Reply, Request};
 use crate::model::{rest, validate_name, Resource, ResourceKey, ResourceType, Spec, ValidationError};
 use crate::policies::defaults::{self, DefaultsError};
-use crate::store::StoreError;
+use crate::store::{Operation, StoreError};
 
 /// Kuma's page size defaults (`pkg/api-server/pagination.go`).
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -116,13 +118,22 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
     mismatch.into_result()?;
 
     let key = ResourceKey::new(rtype, mesh, name);
+    // Writes of one key run one at a time while announced, so that their changes meet
+    // their store events in order.
+    let _order = ctx.changes.as_deref().map(|c| c.order(&key));
     match ctx.store.get(&key) {
         Ok(current) => {
-            ctx.store.update(&key, envelope.spec, current.meta.version)?;
-            Ok(Reply::empty(200))
+            let change = Announced::new(ctx, &key, Operation::Update);
+            let written = ctx.store.update(&key, envelope.spec, current.meta.version);
+            let id = change.finish(written.is_ok());
+            written?;
+            Ok(Announced::reply(Reply::empty(200), id))
         }
         Err(StoreError::NotFound(_)) => {
-            let created = ctx.store.create(&key.mesh, &key.name, envelope.spec)?;
+            let change = Announced::new(ctx, &key, Operation::Create);
+            let created = ctx.store.create(&key.mesh, &key.name, envelope.spec);
+            let id = change.finish(created.is_ok());
+            let created = created?;
             if let Spec::Mesh(mesh) = &created.spec {
                 // Only on creation: Kuma never (re)creates a Mesh's defaults on update.
                 let routing = config.defaults.create_mesh_routing_resources;
@@ -136,7 +147,7 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
                     log::warn!("tokens: cannot create the signing key of mesh {name:?}: {e}");
                 }
             }
-            Ok(Reply::empty(201))
+            Ok(Announced::reply(Reply::empty(201), id))
         }
         Err(e) => Err(e.into()),
     }
@@ -163,6 +174,10 @@ fn delete(ctx: &ApiContext, rtype: ResourceType, mesh: &str, name: &str) -> Resu
             )));
         }
     }
-    ctx.store.delete(&key)?;
-    Ok(Reply::empty(200))
+    let _order = ctx.changes.as_deref().map(|c| c.order(&key));
+    let change = Announced::new(ctx, &key, Operation::Delete);
+    let deleted = ctx.store.delete(&key);
+    let id = change.finish(deleted.is_ok());
+    deleted?;
+    Ok(Announced::reply(Reply::empty(200), id))
 }

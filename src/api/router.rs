@@ -5,7 +5,9 @@
 use serde_json::json;
 
 use super::authn::{self, Authz, User};
-use super::{inspect, overview, resources, tokens, user_tokens, ApiContext, ApiError, Reply, Request};
+use super::{
+    changes, control_plane, inspect, overview, resources, tokens, user_tokens, ApiContext, ApiError, Reply, Request,
+};
 use crate::model::ResourceType;
 
 /// Kuma version whose API shapes higuma follows.
@@ -30,6 +32,9 @@ fn dispatch(ctx: &ApiContext, req: &Request, user: &User) -> Result<Reply, ApiEr
         ("GET", ["config"]) => Ok(Reply::json(200, config.sanitized())),
         ("GET", ["policies"]) => Ok(policies(ctx)),
         ("GET", ["who-am-i"]) => Ok(user_tokens::who_am_i(user)),
+        (_, ["changes"]) => only_get(method, || changes::list(ctx, req, user)),
+        (_, ["changes", id]) => inspect_get(method, || changes::one(ctx, id, user)),
+        (_, ["control-plane", "status"]) => inspect_get(method, || Ok(control_plane::status(ctx))),
         ("POST", ["tokens", "user"]) => user_tokens::generate(ctx, req, user),
         (_, ["tokens", "user"]) => Err(ApiError::method_not_allowed(format!("{method} is not allowed here; use POST"))),
         ("POST", ["tokens", "dataplane"]) => {
@@ -47,6 +52,7 @@ fn dispatch(ctx: &ApiContext, req: &Request, user: &User) -> Result<Reply, ApiEr
         (_, ["meshes", mesh, "dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, Some(mesh))),
         (_, ["meshes", mesh, "dataplanes+insights", name]) => only_get(method, || overview::one(ctx, mesh, name)),
         (_, ["dataplanes+insights"]) => only_get(method, || overview::list(ctx, req, None)),
+        (_, ["meshes", mesh, "dataplanes+xds"]) => only_get(method, || overview::streams(ctx, mesh)),
         (_, ["meshes", mesh, "dataplanes", name, "policies"]) => {
             inspect_get(method, || inspect::dataplane_policies(ctx, mesh, name))
         }
@@ -133,7 +139,7 @@ fn index(ctx: &ApiContext) -> Reply {
             "basedOnKuma": KUMA_API_VERSION,
             "instanceId": ctx.instance_id,
             "clusterId": "",
-            "gui": "not available in higuma",
+            "gui": "The gui is available at /gui",
         }),
     )
 }

@@ -29,6 +29,8 @@ pub struct Connection {
 pub struct Answer {
     pub status: u16,
     pub body: Option<Value>,
+    /// The change id of an accepted write (higuma's `Higuma-Change-Id`).
+    pub change_id: Option<String>,
 }
 
 impl Client {
@@ -118,7 +120,7 @@ impl Client {
         if status == 200 {
             return Ok(Ok(text));
         }
-        Ok(Err(Answer { status, body: serde_json::from_str(&text).ok() }))
+        Ok(Err(Answer { status, body: serde_json::from_str(&text).ok(), change_id: None }))
     }
 
     pub fn delete(&self, path: &str) -> anyhow::Result<Answer> {
@@ -135,13 +137,18 @@ impl Client {
 
 fn read(mut response: ureq::http::Response<ureq::Body>, url: &str) -> anyhow::Result<Answer> {
     let status = response.status().as_u16();
+    let change_id = response
+        .headers()
+        .get(higuma::api::changes::CHANGE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let text = response.body_mut().read_to_string().with_context(|| format!("reading the answer from {url}"))?;
     let body = if text.trim().is_empty() {
         None
     } else {
         Some(serde_json::from_str(&text).with_context(|| format!("{url} answered {status} with non-JSON: {text}"))?)
     };
-    Ok(Answer { status, body })
+    Ok(Answer { status, body, change_id })
 }
 
 impl Answer {

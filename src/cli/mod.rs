@@ -9,6 +9,7 @@ mod inspect;
 mod resources;
 mod run;
 mod token;
+mod wait;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,10 +48,21 @@ enum Command {
     #[command(subcommand)]
     Migrate(MigrateCommand),
     /// Create or update resources from YAML/JSON documents (one PUT each).
+    ///
+    /// With --wait, then waits until every dataplane the writes affect ACKed the new
+    /// config. Exit codes: 0 delivered everywhere, 1 an error (nothing or not everything
+    /// applied), 2 some dataplane NACKed, 3 some dataplane is not connected or did not
+    /// answer within --timeout.
     Apply {
         /// File to read, or - for standard input.
         #[arg(short = 'f', long = "file")]
         file: String,
+        /// Wait until every affected dataplane ACKed the change (progress on a terminal).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, e.g. 30s, 2m.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
         #[command(flatten)]
         cp: CpOptions,
     },
@@ -275,7 +287,9 @@ pub fn main() -> ExitCode {
             print!("{}", higuma::config::Config::default().to_yaml());
             Ok(())
         }
-        Command::Apply { file, cp } => cp.client().and_then(|c| resources::apply(&c, &file)),
+        Command::Apply { file, wait, timeout, cp } => {
+            cp.client().and_then(|c| resources::apply(&c, &file, wait.then_some(timeout)))
+        }
         Command::Get { rtype, name, mesh, output, cp } => {
             cp.client().and_then(|c| resources::get(&c, &rtype, name.as_deref(), &mesh, output))
         }
@@ -306,6 +320,9 @@ pub fn main() -> ExitCode {
         Err(err) => {
             let _ = std::io::stdout().flush();
             eprintln!("Error: {err}");
+            if let Some(failed) = err.downcast_ref::<wait::WaitFailed>() {
+                return ExitCode::from(failed.code);
+            }
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }

@@ -8,7 +8,9 @@ use higuma::model::{rest, ResourceType};
 use serde_json::Value;
 
 use super::client::Client;
+use super::wait::Applied;
 use super::Output;
+use higuma::api::changes::CHANGE_ID_HEADER;
 
 fn resource_type(arg: &str) -> anyhow::Result<ResourceType> {
     ResourceType::from_cli_arg(arg)
@@ -24,8 +26,10 @@ fn path_of(rtype: ResourceType, mesh: &str, name: Option<&str>) -> String {
     }
 }
 
-/// Applies every document of `file` in order; stops at the first failure, naming it.
-pub fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
+/// Applies every document of `file` in order; stops at the first failure, naming it. With
+/// `wait`, then follows the changes until every affected dataplane answered (or the time
+/// is up).
+pub fn apply(client: &Client, file: &str, wait: Option<std::time::Duration>) -> anyhow::Result<()> {
     let text = if file == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).context("reading standard input")?;
@@ -37,6 +41,7 @@ pub fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
     if docs.is_empty() {
         bail!("{file}: no resources found");
     }
+    let mut applied = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
         let n = i + 1;
         let what = |field: &str| doc.get(field).and_then(Value::as_str).map(str::to_string);
@@ -50,16 +55,27 @@ pub fn apply(client: &Client, file: &str) -> anyhow::Result<()> {
             (false, None) => bail!("document {n}: {type_name} {name:?} needs a \"mesh\" field"),
         };
         let answer = client.put(&path_of(rtype, &mesh, Some(&name)), doc)?;
-        match answer.status {
-            201 => println!("created {type_name} {name:?}"),
-            200 => println!("updated {type_name} {name:?}"),
+        let verb = match answer.status {
+            201 => "created",
+            200 => "updated",
             _ => {
                 return Err(answer.error())
                     .with_context(|| format!("document {n} ({type_name} {name:?}) was not applied"))
             }
+        };
+        match &answer.change_id {
+            Some(id) => {
+                println!("{verb} {type_name} {name:?} (change {id})");
+                applied.push(Applied { id: id.clone(), what: format!("{type_name} {name:?}") });
+            }
+            None => println!("{verb} {type_name} {name:?}"),
         }
     }
-    Ok(())
+    let Some(timeout) = wait else { return Ok(()) };
+    if applied.len() < docs.len() {
+        bail!("the control plane returned no change id ({CHANGE_ID_HEADER}) for every write; --wait needs one");
+    }
+    super::wait::wait(client, &applied, timeout)
 }
 
 pub fn get(client: &Client, rtype: &str, name: Option<&str>, mesh: &str, output: Output) -> anyhow::Result<()> {

@@ -328,6 +328,9 @@ pub struct XdsServerConfig {
     /// Higuma extension: push on store changes. Off = the refresh interval alone, as Kuma
     /// does (kept for side-by-side benchmarks).
     pub event_push: bool,
+    /// Higuma extension: how many recent changes `/changes` keeps with their delivery
+    /// status (memory only; read at start).
+    pub change_history_size: u32,
 }
 
 impl Default for XdsServerConfig {
@@ -338,9 +341,14 @@ impl Default for XdsServerConfig {
             nack_backoff: DEFAULT_XDS_NACK_BACKOFF,
             dataplane_deregistration_delay: DEFAULT_XDS_DATAPLANE_DEREGISTRATION_DELAY,
             event_push: true,
+            change_history_size: DEFAULT_XDS_CHANGE_HISTORY_SIZE,
         }
     }
 }
+
+/// Enough for a busy day of applies with their delivery status (a change with 100
+/// dataplanes is ~10 KB), small enough to stay a few megabytes at most.
+pub const DEFAULT_XDS_CHANGE_HISTORY_SIZE: u32 = 1024;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]

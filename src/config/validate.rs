@@ -144,6 +144,9 @@ impl Config {
         positive("xdsServer.dataplaneStatusFlushInterval", xds.dataplane_status_flush_interval)?;
         positive("dpServer.keepaliveTime", self.dp_server.keepalive_time)?;
         not_empty("bootstrapServer.params.adminAddress", &self.bootstrap_server.params.admin_address)?;
+        if xds.change_history_size == 0 {
+            return Err(invalid("xdsServer.changeHistorySize", 0, "must be at least 1"));
+        }
         Ok(())
     }
 

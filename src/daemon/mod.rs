@@ -189,7 +189,9 @@ impl Daemon {
         }
         let bootstrap_limits = api::limits(&config);
         let config = Arc::new(RwLock::new(config));
-        let ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone()).with_xds(reconciler.clone());
+        let ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone())
+            .with_xds(reconciler.clone())
+            .with_changes(reconciler.changes());
         let bootstrap_ctx =
             BootstrapContext { store: store.clone(), config: config.clone(), tls: tls.clone(), auth: auth.clone() };
         let bootstrap = crate::http::Server::start(

@@ -100,6 +100,15 @@ pub fn render(s: &Sources) -> String {
         &[(&[], get(&m.requests_ignored))],
     );
     gauges(&r, "xds_streams_active", "Open ADS streams", &[], &[(&[], get(&m.streams_active) as i64)]);
+    let changes = s.reconciler.changes();
+    let _ = r.register(Box::new(changes.delivery_histogram()));
+    gauges(
+        &r,
+        "xds_changes_undelivered",
+        "Tracked changes not delivered to every affected dataplane yet",
+        &[],
+        &[(&[], changes.undelivered() as i64)],
+    );
     let cache = s.reconciler.cache_stats();
     counters(
         &r,

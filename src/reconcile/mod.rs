@@ -31,6 +31,7 @@
 //! - Responses are only sent for types whose content changed and that Envoy is watching
 //!   (see [`crate::xds::stream`]).
 
+pub mod changes;
 pub mod metrics;
 pub mod reader;
 pub mod status;
@@ -51,7 +52,7 @@ use crate::envoy::discovery::DiscoveryRequest;
 use crate::logsafe::untrusted;
 use crate::model::{ResourceKey, ResourceType, Spec};
 use crate::store::ResourceReader;
-use crate::store::{ChangeEvent, SharedStore};
+use crate::store::{ChangeEvent, Operation, SharedStore};
 use crate::threads;
 use crate::xds::context::MeshContext;
 use crate::xds::generate::{self, GenerateError, Generator};
@@ -61,6 +62,7 @@ use crate::xds::snapshot::Snapshot;
 use crate::xds::stream::{RequestOutcome, RequestView, SendDecision, StreamState};
 use crate::xds::wire::{EncodedResponse, ResourceSet};
 
+use changes::{ChangeLog, Watches};
 pub use metrics::Metrics;
 use reader::CachedReader;
 use status::{StatusEvent, StatusWriter};
@@ -87,6 +89,8 @@ pub struct Settings {
     pub subscription_limit: usize,
     /// Push on store events; off = the refresh interval alone, as Kuma does.
     pub event_push: bool,
+    /// Changes kept for delivery tracking (read at start only).
+    pub change_history: usize,
 }
 
 impl Settings {
@@ -98,6 +102,7 @@ impl Settings {
             cache_ttl: c.store.cache.expiration_time.0,
             subscription_limit: c.metrics.dataplane.subscription_limit as usize,
             event_push: c.xds_server.event_push,
+            change_history: c.xds_server.change_history_size as usize,
         }
     }
 }
@@ -154,6 +159,11 @@ struct DpEntry {
     streams: Mutex<Vec<Arc<StreamHandle>>>,
     gen: Mutex<GenState>,
     job: Mutex<JobState>,
+    /// Jobs started so far: a change watches for a job numbered above the count it saw.
+    jobs_started: std::sync::atomic::AtomicU64,
+    /// Changes being delivered to this dataplane (see [`changes`]). Locked before a
+    /// stream's state, never after.
+    deliveries: Mutex<Watches>,
 }
 
 struct MeshSlot {
@@ -201,6 +211,7 @@ struct Shared {
     inbox: Sender<Event>,
     jobs: Sender<Job>,
     status: Sender<StatusEvent>,
+    changes: Arc<ChangeLog>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -231,6 +242,7 @@ impl Reconciler {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Metrics::default());
         let status = StatusWriter::start(store.clone(), instance_id.clone(), settings.clone(), metrics.clone());
+        let changes = Arc::new(ChangeLog::new(settings.change_history, clock.clone()));
         let shared = Arc::new(Shared {
             reader: CachedReader::new(store.clone(), settings.cache_ttl, clock.clone()),
             settings: RwLock::new(settings),
@@ -245,6 +257,7 @@ impl Reconciler {
             inbox: inbox_tx,
             jobs: jobs_tx,
             status: status.sender(),
+            changes,
         });
         let store_events = store.subscribe();
         let dispatcher = {
@@ -270,6 +283,11 @@ impl Reconciler {
 
     pub fn metrics(&self) -> Arc<Metrics> {
         self.shared.metrics.clone()
+    }
+
+    /// The changes this instance tracks (the API's `/changes`).
+    pub fn changes(&self) -> Arc<ChangeLog> {
+        self.shared.changes.clone()
     }
 
     pub fn cache_stats(&self) -> crate::cache::CacheStats {
@@ -349,6 +367,29 @@ impl crate::xds::inspect::XdsInspector for Reconciler {
             types,
         })
     }
+
+    /// Copies the entries out first, then one stream at a time, as `dataplane_xds` does.
+    fn mesh_streams(&self, mesh: &str) -> Vec<crate::xds::inspect::StreamSummary> {
+        let entries: Vec<Arc<DpEntry>> = {
+            let dps = lock(&self.shared.dataplanes);
+            mesh_range(&dps, mesh).map(|(_, e)| e.clone()).collect()
+        };
+        entries.iter().filter_map(|e| Self::stream_summary(e)).collect()
+    }
+}
+
+impl Reconciler {
+    fn stream_summary(entry: &DpEntry) -> Option<crate::xds::inspect::StreamSummary> {
+        let stream = lock(&entry.streams).last().cloned()?;
+        let state = lock(&stream.state);
+        Some(crate::xds::inspect::StreamSummary {
+            name: entry.key.name.clone(),
+            stream_id: stream.id,
+            peer: stream.peer.clone(),
+            connect_time: stream.connect_time,
+            types: ResourceKind::ALL.into_iter().map(|k| (k, state.status(k))).collect(),
+        })
+    }
 }
 
 /// Splits Kuma's node id `<mesh>.<name>`. Both parts must be valid resource names (no
@@ -384,6 +425,16 @@ struct Dispatcher {
     next_sweep: Instant,
     /// The policy types some plugin reads; changes of other types are stored only.
     enforced: HashSet<ResourceType>,
+}
+
+/// One store event on its way through the dispatcher, for the change log.
+struct Track<'a> {
+    /// The API write it answers.
+    claimed: Option<u64>,
+    key: &'a ResourceKey,
+    op: Operation,
+    /// Recorded already (or not to be recorded).
+    done: bool,
 }
 
 impl Dispatcher {
@@ -567,9 +618,28 @@ impl Dispatcher {
                 return;
             }
         }
+        if matches!(outcome, RequestOutcome::Ack { .. } | RequestOutcome::Nack { .. })
+            && self.shared.changes.any_unfinished()
+        {
+            self.settle_deliveries(&dp, &handle);
+        }
         if self.has_work(&dp, &handle) {
             self.dispatch(&dp);
         }
+    }
+
+    /// Moves the changes being delivered to `dp` on after Envoy answered on `handle`.
+    fn settle_deliveries(&self, dp: &ResourceKey, handle: &StreamHandle) {
+        let Some(entry) = lock(&self.shared.dataplanes).get(dp).cloned() else { return };
+        let updates = {
+            let mut watches = lock(&entry.deliveries);
+            if watches.is_empty() {
+                return;
+            }
+            let state = lock(&handle.state);
+            watches.settle(&state)
+        };
+        self.shared.changes.update(&updates);
     }
 
     /// Whether a request leaves something to send on this stream: no snapshot yet, or a type
@@ -601,6 +671,8 @@ impl Dispatcher {
                         streams: Mutex::new(Vec::new()),
                         gen: Mutex::new(GenState::default()),
                         job: Mutex::new(JobState::Idle),
+                        jobs_started: std::sync::atomic::AtomicU64::new(0),
+                        deliveries: Mutex::new(Watches::default()),
                     })
                 })
                 .clone()
@@ -618,15 +690,21 @@ impl Dispatcher {
             return;
         };
         let mut dps = lock(&self.shared.dataplanes);
+        let mut gone = None;
         if let Some(entry) = dps.get(&dp).cloned() {
             let mut streams = lock(&entry.streams);
             streams.retain(|s| s.id != id);
             if streams.is_empty() {
                 dps.remove(&dp);
                 self.wheel.cancel(&dp);
+                gone = Some(entry.clone());
             }
         }
         drop(dps);
+        if let Some(entry) = gone {
+            let updates = lock(&entry.deliveries).disconnected();
+            self.shared.changes.update(&updates);
+        }
         log::info!("xds: dataplane {}.{} disconnected (stream {id})", dp.mesh, dp.name);
         let _ = self.shared.status.send(StatusEvent::Disconnected(handle, SystemTime::now()));
     }
@@ -634,37 +712,106 @@ impl Dispatcher {
     fn on_store_event(&mut self, ev: ChangeEvent) {
         let push = self.settings().event_push;
         match ev {
-            ChangeEvent::Changed { key, .. } => {
+            ChangeEvent::Changed { key, op } => {
                 self.shared.reader.invalidate(&key);
+                let mut track = Track { claimed: self.shared.changes.claim(&key), key: &key, op, done: false };
                 match key.rtype {
-                    ResourceType::Dataplane => self.on_dataplane_change(&key, push),
-                    ResourceType::Mesh => self.mesh_changed(Some(&key.name), push, false),
-                    t if self.enforced.contains(&t) => self.on_policy_change(&key, push),
+                    ResourceType::Dataplane => self.on_dataplane_change(&key, push, &mut track),
+                    ResourceType::Mesh => self.mesh_changed(Some(&key.name), push, false, &mut track),
+                    t if self.enforced.contains(&t) => self.on_policy_change(&key, push, &mut track),
                     // Status writes (ours) and types no plugin reads never change anybody's
                     // Envoy config.
                     _ => {}
                 }
+                // Nothing was made due: an API write says so (zero affected).
+                let mesh = if key.rtype == ResourceType::Mesh { key.name.clone() } else { key.mesh.clone() };
+                self.track(&mut track, &mesh, Vec::new());
             }
             ChangeEvent::Resync => {
                 self.shared.reader.clear();
-                self.mesh_changed(None, push, true);
+                let key = ResourceKey::new(ResourceType::Mesh, "", "");
+                let mut untracked = Track { claimed: None, key: &key, op: Operation::Update, done: true };
+                self.mesh_changed(None, push, true, &mut untracked);
+                // Announced writes whose events may be among the lost ones: the resync made
+                // every connected dataplane of their mesh due.
+                for (seq, key) in self.shared.changes.claim_all() {
+                    let mesh = if key.rtype == ResourceType::Mesh { key.name.clone() } else { key.mesh.clone() };
+                    let connected: Vec<String> = {
+                        let dps = lock(&self.shared.dataplanes);
+                        mesh_range(&dps, &mesh).map(|(k, _)| k.name.clone()).collect()
+                    };
+                    let mut track = Track { claimed: Some(seq), key: &key, op: Operation::Update, done: false };
+                    self.track(&mut track, &mesh, connected);
+                }
+            }
+        }
+    }
+
+    /// Records what a store event made due in the change log (once per event, before the
+    /// jobs are dispatched, so that their workers see the watches): `affected` are names in
+    /// `mesh`. An API write keeps every name (those not connected here too); any other event
+    /// only the connected ones, and only when there are some.
+    fn track(&self, track: &mut Track<'_>, mesh: &str, affected: Vec<String>) {
+        if track.done {
+            return;
+        }
+        track.done = true;
+        // Most store events are nobody's write and change nobody's config (status writes):
+        // nothing to record, and no lock taken for them.
+        if track.claimed.is_none() && affected.is_empty() {
+            return;
+        }
+        let dps = lock(&self.shared.dataplanes);
+        let key_of = |name: &str| ResourceKey::new(ResourceType::Dataplane, mesh, name);
+        let mut with: Vec<(String, bool)> = affected
+            .into_iter()
+            .map(|name| {
+                let connected = dps.contains_key(&key_of(&name));
+                (name, connected)
+            })
+            .collect();
+        if track.claimed.is_none() {
+            with.retain(|(_, connected)| *connected);
+        }
+        let Some((seq, watch)) = self.shared.changes.observe(track.claimed, track.key, track.op, with) else { return };
+        for (name, index) in watch {
+            if let Some(entry) = dps.get(&key_of(&name)) {
+                let after = entry.jobs_started.load(std::sync::atomic::Ordering::SeqCst);
+                lock(&entry.deliveries).add(seq, index, after);
             }
         }
     }
 
     /// A Mesh or policy change (or a resync when `mesh` is None): the next job rebuilds the
     /// context, and every connected dataplane of the mesh is due.
-    fn mesh_changed(&mut self, mesh: Option<&str>, push: bool, full: bool) {
+    fn mesh_changed(&mut self, mesh: Option<&str>, push: bool, full: bool, track: &mut Track<'_>) {
+        // An API write also names the dataplanes that are not connected here.
+        let mut known: Vec<String> = Vec::new();
+        let mut had_context = false;
         {
             let mut meshes = lock(&self.shared.meshes);
             for (name, slot) in meshes.iter_mut() {
                 if mesh.is_none_or(|m| m == name) {
                     slot.changes += 1;
                     slot.full_rebuild |= full;
+                    if track.claimed.is_some() {
+                        if let Some(ctx) = &slot.ctx {
+                            known.extend(ctx.dataplanes.keys().cloned());
+                            had_context = true;
+                        }
+                    }
                 }
             }
         }
-        if !push {
+        if let (Some(m), Some(_), false) = (mesh, track.claimed, had_context) {
+            // No context here (nothing of the mesh connected to this instance): the store
+            // names its dataplanes, or the change would claim zero affected. A user write.
+            match self.shared.reader.list(ResourceType::Dataplane, Some(m)) {
+                Ok(dps) => known.extend(dps.iter().map(|d| d.meta.name.clone())),
+                Err(e) => log::warn!("xds: cannot list the dataplanes of mesh {m:?} to track its change ({e})"),
+            }
+        }
+        if !push && track.done {
             return;
         }
         let affected: Vec<ResourceKey> = {
@@ -674,6 +821,13 @@ impl Dispatcher {
                 None => dps.keys().cloned().collect(),
             }
         };
+        if let Some(m) = mesh {
+            known.extend(affected.iter().map(|k| k.name.clone()));
+            self.track(track, m, known);
+        }
+        if !push {
+            return;
+        }
         for key in affected {
             self.dispatch(&key);
         }
@@ -681,7 +835,7 @@ impl Dispatcher {
 
     /// Applies a Dataplane change to its mesh's context and makes the dataplanes it can
     /// affect due.
-    fn on_dataplane_change(&mut self, key: &ResourceKey, push: bool) {
+    fn on_dataplane_change(&mut self, key: &ResourceKey, push: bool, track: &mut Track<'_>) {
         let _building = lock(&self.shared.mesh_build);
         let current = {
             let mut meshes = lock(&self.shared.meshes);
@@ -697,6 +851,12 @@ impl Dispatcher {
             // No context yet (or one due for a rebuild, which makes the whole mesh due):
             // the next job builds it from the store.
             drop(_building);
+            let own = if track.op == Operation::Delete { Vec::new() } else { vec![key.name.clone()] };
+            let tracked = match track.claimed {
+                Some(_) => self.dataplane_reach_without_context(key, track.op).unwrap_or(own),
+                None => own,
+            };
+            self.track(track, &key.mesh, tracked);
             self.push_or_owe(key.clone(), push);
             return;
         };
@@ -706,10 +866,11 @@ impl Dispatcher {
             Err(e) => {
                 log::warn!("xds: cannot read {key} after a change ({e}); rebuilding mesh {:?}", key.mesh);
                 drop(_building);
-                self.mesh_changed(Some(&key.mesh), push, true);
+                self.mesh_changed(Some(&key.mesh), push, true, track);
                 return;
             }
         };
+        let deleted = new.is_none();
         let Some((next, affected)) = ctx.with_dataplane(&key.name, new) else { return };
         {
             let mut meshes = lock(&self.shared.meshes);
@@ -718,6 +879,9 @@ impl Dispatcher {
             }
         }
         drop(_building);
+        // A deleted dataplane is not served anything: it has nothing to receive.
+        let tracked = affected.iter().filter(|n| !(deleted && **n == key.name)).cloned().collect();
+        self.track(track, &key.mesh, tracked);
         for name in affected {
             self.push_or_owe(ResourceKey::new(ResourceType::Dataplane, &key.mesh, name), push);
         }
@@ -726,19 +890,33 @@ impl Dispatcher {
     /// Applies a policy change to its mesh's context and makes the dataplanes it can reach
     /// due (not the whole mesh: a MeshTimeout on one service reaches that service's
     /// consumers).
-    fn on_policy_change(&mut self, key: &ResourceKey, push: bool) {
+    fn on_policy_change(&mut self, key: &ResourceKey, push: bool, track: &mut Track<'_>) {
         let building = lock(&self.shared.mesh_build);
         let current = lock(&self.shared.meshes).get(&key.mesh).and_then(|s| s.current().cloned());
         // No context yet, or one due for a rebuild: the rebuild reads every policy again and
         // makes the whole mesh due.
-        let Some(ctx) = current else { return };
+        let Some(ctx) = current else {
+            drop(building);
+            // The connected dataplanes' jobs (queued by the change that made the context
+            // stale, or by the sweep) rebuild it with this write.
+            let connected: Vec<String> = {
+                let dps = lock(&self.shared.dataplanes);
+                mesh_range(&dps, &key.mesh).map(|(k, _)| k.name.clone()).collect()
+            };
+            let tracked = match track.claimed {
+                Some(_) => self.reach_without_context(key).unwrap_or(connected),
+                None => connected,
+            };
+            self.track(track, &key.mesh, tracked);
+            return;
+        };
         let new = match self.shared.reader.get(key) {
             Ok(r) => Some(r),
             Err(crate::store::StoreError::NotFound(_)) => None,
             Err(e) => {
                 log::warn!("xds: cannot read {key} after a change ({e}); rebuilding mesh {:?}", key.mesh);
                 drop(building);
-                self.mesh_changed(Some(&key.mesh), push, false);
+                self.mesh_changed(Some(&key.mesh), push, false, track);
                 return;
             }
         };
@@ -750,14 +928,57 @@ impl Dispatcher {
         };
         let affected =
             next.affected_by_policy(&ctx, old.as_deref(), new.as_deref(), connected.iter().map(String::as_str));
+        let mut tracked = affected.clone();
+        if track.claimed.is_some() {
+            // An API write also names the dataplanes it reaches that are not connected here
+            // (a user write, not a hot path: one reach check per dataplane of the mesh).
+            let here: HashSet<&str> = connected.iter().map(String::as_str).collect();
+            let others = next.dataplanes.keys().map(String::as_str).filter(|n| !here.contains(n));
+            tracked.extend(next.affected_by_policy(&ctx, old.as_deref(), new.as_deref(), others));
+        }
         if let Some(slot) = lock(&self.shared.meshes).get_mut(&key.mesh) {
             slot.ctx = Some(Arc::new(next));
         }
         drop(building);
         log::debug!("xds: {key} changed; {} connected dataplane(s) affected", affected.len());
+        self.track(track, &key.mesh, tracked);
         for name in affected {
             self.push_or_owe(ResourceKey::new(ResourceType::Dataplane, &key.mesh, name), push);
         }
+    }
+
+    /// Every dataplane an API write of policy `key` reaches, connected here or not, when
+    /// the mesh has no current context (e.g. no dataplane of it is connected to this
+    /// instance, so no job keeps one): the context is built now, as the next job would, and
+    /// the policy's reach checked against the stale context's version of it, if any.
+    /// Without this the change would claim zero affected. A user write, not a hot path.
+    fn reach_without_context(&self, key: &ResourceKey) -> Option<Vec<String>> {
+        let previous = lock(&self.shared.meshes).get(&key.mesh).and_then(|s| s.ctx.clone());
+        let next = match mesh_context(&self.shared, &key.mesh) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                log::warn!("xds: cannot build mesh {:?} to track {key} ({e})", key.mesh);
+                return None;
+            }
+        };
+        let old = previous.as_ref().and_then(|p| p.policies.get(key).cloned());
+        let new = next.policies.get(key).cloned();
+        let before = previous.as_deref().unwrap_or(&next);
+        let names = next.dataplanes.keys().map(String::as_str);
+        Some(next.affected_by_policy(before, old.as_deref(), new.as_deref(), names))
+    }
+
+    /// As [`Self::reach_without_context`], for an API write of Dataplane `key`: the
+    /// context is built now (it has the write) and the write undone on it against the
+    /// stale context's version of the dataplane (none: a new one), which touches the same
+    /// dataplanes as the write did: itself and its services' consumers.
+    fn dataplane_reach_without_context(&self, key: &ResourceKey, op: Operation) -> Option<Vec<String>> {
+        let previous = lock(&self.shared.meshes).get(&key.mesh).and_then(|s| s.ctx.clone());
+        let next = mesh_context(&self.shared, &key.mesh).ok()?;
+        let old = previous.as_ref().and_then(|p| p.dataplanes.get(&key.name).cloned());
+        let (_, affected) = next.with_dataplane(&key.name, old)?;
+        // A deleted dataplane is not served anything: it has nothing to receive.
+        Some(affected.into_iter().filter(|n| !(op == Operation::Delete && *n == key.name)).collect())
     }
 
     /// Runs `key`'s job now, or at the next sweep when event push is off.
@@ -813,6 +1034,7 @@ fn worker_loop(shared: &Arc<Shared>, jobs: &Receiver<Job>) {
 /// One job: bring a dataplane's snapshot up to date and answer its streams.
 fn reconcile(shared: &Shared, entry: &DpEntry) {
     let key = &entry.key;
+    let job = entry.jobs_started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
     let ctx = match mesh_context(shared, &key.mesh) {
         Ok(ctx) => ctx,
         Err(e) => {
@@ -870,9 +1092,36 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
     entry.seen_build.store(ctx.build, std::sync::atomic::Ordering::Release);
     let Some(snapshot) = snapshot else { return };
     let streams = lock(&entry.streams).clone();
-    for stream in streams {
-        flush(shared, key, &stream, &snapshot);
+    let mut sent = false;
+    for stream in &streams {
+        sent |= flush(shared, key, stream, &snapshot);
     }
+    if shared.changes.any_unfinished() {
+        if let Some(stream) = streams.last() {
+            arm_deliveries(shared, entry, job, sent, stream, &snapshot);
+        }
+    }
+}
+
+/// After job `job` flushed: the changes watched before it started now wait for the
+/// versions it generated (the stream's requested part of each subscribed type).
+fn arm_deliveries(shared: &Shared, entry: &DpEntry, job: u64, sent: bool, stream: &StreamHandle, snapshot: &Snapshot) {
+    let updates = {
+        let mut watches = lock(&entry.deliveries);
+        if watches.is_empty() {
+            return;
+        }
+        let state = lock(&stream.state);
+        let mut targets: [Option<String>; ResourceKind::COUNT] = Default::default();
+        for kind in ResourceKind::ALL {
+            if state.is_subscribed(kind) {
+                targets[kind.index()] = Some(requested(snapshot, &state, kind).version().to_string());
+            }
+        }
+        watches.arm(job, targets, sent);
+        watches.settle(&state)
+    };
+    shared.changes.update(&updates);
 }
 
 /// Covers everything a dataplane's config is made from: its own resource, its mesh and
@@ -949,10 +1198,11 @@ fn requested<'a>(snapshot: &'a Snapshot, state: &StreamState, kind: ResourceKind
     }
 }
 
-/// Sends every type whose content Envoy lacks, in ADS order.
-fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &Snapshot) {
+/// Sends every type whose content Envoy lacks, in ADS order; says whether it sent any.
+fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &Snapshot) -> bool {
     let mut state = lock(&stream.state);
     let now = shared.clock.now();
+    let mut sent = false;
     for kind in ResourceKind::ALL {
         if !state.is_subscribed(kind) {
             continue;
@@ -965,8 +1215,9 @@ fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &S
                 let response = EncodedResponse::encode(version, kind, &set, &nonce, &shared.instance_id);
                 if stream.tx.unbounded_send(response).is_err() {
                     log::debug!("xds: stream {} closed while sending", stream.id);
-                    return;
+                    return sent;
                 }
+                sent = true;
                 Metrics::inc(&shared.metrics.responses_sent[kind.index()]);
                 stream.activity.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 log::debug!(
@@ -982,6 +1233,7 @@ fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &S
             SendDecision::Skip => {}
         }
     }
+    sent
 }
 
 #[cfg(test)]

@@ -22,6 +22,56 @@ pub trait XdsInspector: Send + Sync {
     /// What `dataplane` was last served on its latest stream; `None` when it is not
     /// connected to this instance.
     fn dataplane_xds(&self, dataplane: &ResourceKey) -> Option<DataplaneXds>;
+
+    /// Where each type's exchange stands for every dataplane of `mesh` connected to this
+    /// instance (no config: cheap enough for a list page).
+    fn mesh_streams(&self, _mesh: &str) -> Vec<StreamSummary> {
+        Vec::new()
+    }
+}
+
+/// One connected dataplane's latest stream, without its config.
+#[derive(Clone, Debug)]
+pub struct StreamSummary {
+    pub name: String,
+    pub stream_id: u64,
+    pub peer: String,
+    pub connect_time: SystemTime,
+    /// In ADS order.
+    pub types: Vec<(ResourceKind, TypeStatus)>,
+}
+
+impl StreamSummary {
+    /// `{name, stream, peer, connectTime, types: [{typeUrl, ackedVersion, nackedVersion,
+    /// error, pending, counters}]}`.
+    pub fn to_json(&self) -> Value {
+        let types: Vec<Value> = self
+            .types
+            .iter()
+            .filter(|(_, s)| s.subscribed)
+            .map(|(kind, s)| {
+                json!({
+                    "typeUrl": kind.type_url(),
+                    "type": kind.short(),
+                    "sentVersion": s.sent_version.clone().unwrap_or_default(),
+                    "ackedVersion": s.acked_version.clone().unwrap_or_default(),
+                    "pending": s.pending,
+                    "nackedVersion": s.nacked.as_ref().map(|(v, _)| v.clone()).unwrap_or_default(),
+                    "error": s.nacked.as_ref().map(|(_, d)| d.clone()).unwrap_or_default(),
+                    "responsesSent": s.counters.sent,
+                    "responsesAcknowledged": s.counters.acked,
+                    "responsesRejected": s.counters.rejected,
+                })
+            })
+            .collect();
+        json!({
+            "name": self.name,
+            "stream": self.stream_id,
+            "peer": self.peer,
+            "connectTime": crate::model::rest::format_time(self.connect_time),
+            "types": types,
+        })
+    }
 }
 
 /// One connected dataplane's xDS state.

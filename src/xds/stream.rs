@@ -114,6 +114,16 @@ pub struct TypeStatus {
     pub nacked: Option<(String, String)>,
     pub counters: Counters,
 }
+/// How Envoy answered one version of a type (change delivery tracking asks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer<'a> {
+    Acked,
+    /// Rejected, with Envoy's error.
+    Nacked(&'a str),
+    /// Not answered (yet), or superseded before it was.
+    Open,
+}
+
 /// Rejected versions remembered per type: content hashes, so a handful covers a config
 /// flapping between bad states without growing with a stream's age.
 const MAX_REJECTED: usize = 8;
@@ -258,6 +268,19 @@ impl StreamState {
 
     pub fn acked_version(&self, kind: ResourceKind) -> Option<&str> {
         self.types[kind.index()].acked_version.as_deref()
+    }
+
+    /// Whether Envoy runs `version` of `kind`, rejected it last, or neither (no copies: the
+    /// dispatcher asks on ACKs while changes are being delivered).
+    pub fn answer(&self, kind: ResourceKind, version: &str) -> Answer<'_> {
+        let t = &self.types[kind.index()];
+        if t.acked_version.as_deref() == Some(version) {
+            Answer::Acked
+        } else if t.nacked.as_ref().is_some_and(|(v, _)| v == version) {
+            Answer::Nacked(t.nack_detail.as_deref().unwrap_or(""))
+        } else {
+            Answer::Open
+        }
     }
 
     pub fn counters(&self, kind: ResourceKind) -> Counters {

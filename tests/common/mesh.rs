@@ -95,6 +95,18 @@ impl Mesh {
         admin
     }
 
+    /// Kills sidecar `name`'s Envoy (its Dataplane stays registered), as a crashed or
+    /// stopped proxy leaves it.
+    pub fn stop_sidecar(&mut self, name: &str) {
+        let i = self.sidecars.iter().position(|(n, _)| n == name).unwrap_or_else(|| panic!("no sidecar {name}"));
+        drop(self.sidecars.remove(i));
+    }
+
+    /// Sends `sig` to sidecar `name` (e.g. STOP: connected, but it answers nothing).
+    pub fn signal_sidecar(&self, name: &str, sig: &str) {
+        self.sidecars.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no sidecar {name}")).1.proc.signal(sig);
+    }
+
     /// The Envoy log of sidecar `name`, for failure messages.
     pub fn sidecar_log(&self, name: &str) -> String {
         self.sidecars.iter().find(|(n, _)| n == name).map(|(_, s)| s.proc.log_text()).unwrap_or_default()

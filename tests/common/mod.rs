@@ -5,6 +5,7 @@
 
 pub mod ads;
 pub mod app;
+pub mod browser;
 pub mod cluster;
 pub mod mesh;
 pub mod tls;
