@@ -108,7 +108,17 @@ fn status_is_flushed_on_sigterm() {
     let grpc = grpc_env();
     let mut envoy = Envoy::connect_with(&grpc, &d.access("default.web-1"), "default.web-1");
     envoy.converge(&[]);
-    std::thread::sleep(Duration::from_millis(300));
+    // The client has sent its ACKs; wait until higuma has counted both (a fixed sleep was
+    // too short on a loaded machine), so only the final flush stands between them and the row.
+    wait_until("both ACKs counted", Duration::from_secs(10), || {
+        let metrics = get_text(&d.diag_url("/metrics")).unwrap_or_default();
+        let acks: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("xds_requests_received") && l.contains("confirmation=\"ACK\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        acks >= 2.0
+    });
     assert!(d.terminate().success(), "{}", d.log_text());
     let row = pg
         .admin("higuma")
