@@ -616,6 +616,8 @@ fn settings() -> Settings {
         cache_ttl: Duration::from_millis(50),
         subscription_limit: 2,
         event_push: true,
+        idle_timeout: Duration::from_secs(300),
+        disconnect_delay: Duration::ZERO,
     }
 }
 

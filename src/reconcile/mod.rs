@@ -87,10 +87,18 @@ pub struct Settings {
     pub subscription_limit: usize,
     /// Push on store events; off = the refresh interval alone, as Kuma does.
     pub event_push: bool,
+    /// `metrics.dataplane.idleTimeout`: a live stream's subscription bumps its generation
+    /// every half of it, so the leader's finalizer can tell it from a dead instance's.
+    pub idle_timeout: Duration,
+    /// How long a closed stream still shows connected in its insight (zero: written at
+    /// once). On a store shared by several instances it is `dataplaneDeregistrationDelay`,
+    /// so a dataplane moving to another instance never shows offline meanwhile.
+    pub disconnect_delay: Duration,
 }
 
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
+        let shared_store = c.store.r#type == crate::config::StoreType::Postgres;
         Settings {
             refresh_interval: c.xds_server.dataplane_configuration_refresh_interval.0,
             nack_backoff: c.xds_server.nack_backoff.0,
@@ -98,6 +106,8 @@ impl Settings {
             cache_ttl: c.store.cache.expiration_time.0,
             subscription_limit: c.metrics.dataplane.subscription_limit as usize,
             event_push: c.xds_server.event_push,
+            idle_timeout: c.metrics.dataplane.idle_timeout.0,
+            disconnect_delay: if shared_store { c.xds_server.dataplane_deregistration_delay.0 } else { Duration::ZERO },
         }
     }
 }
