@@ -87,7 +87,8 @@ fn add_failover(yaml: &str, addresses: &[&str]) -> anyhow::Result<String> {
             sans.push(san);
         }
     }
-    let clusters = b["static_resources"]["clusters"].as_array_mut().ok_or_else(|| anyhow!("bootstrap has no clusters"))?;
+    let clusters =
+        b["static_resources"]["clusters"].as_array_mut().ok_or_else(|| anyhow!("bootstrap has no clusters"))?;
     let ads = clusters
         .iter_mut()
         .find(|c| c["name"] == "ads_cluster")
@@ -100,7 +101,6 @@ fn add_failover(yaml: &str, addresses: &[&str]) -> anyhow::Result<String> {
     }
     serde_yaml_ng::to_string(&b).context("writing the bootstrap")
 }
-
 
 /// Without `--ca-cert-file`, a control plane on this host is verified with the CA it
 /// generated (`$KUMA_GENERAL_WORK_DIR`, else `$HOME/.kuma`), when that file exists: the

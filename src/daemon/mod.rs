@@ -129,8 +129,11 @@ impl Daemon {
             None => (Arc::new(Leadership::sole()), None),
             Some(pg) => {
                 let leadership = Arc::new(Leadership::default());
-                let mut election =
-                    Election::new(pg.leader_connector(&config.store.postgres)?, instance_id.clone(), leadership.clone());
+                let mut election = Election::new(
+                    pg.leader_connector(&config.store.postgres)?,
+                    instance_id.clone(),
+                    leadership.clone(),
+                );
                 // One read now: a group's first instance leads at once and creates the
                 // defaults before it serves, as a single instance always did.
                 election.tick();

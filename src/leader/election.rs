@@ -50,8 +50,12 @@ struct Row {
 
 enum State {
     /// `seen`: the rvn last read and when it was first seen with that value.
-    Follower { seen: Option<(Row, Instant)> },
-    Leader { rvn: i64 },
+    Follower {
+        seen: Option<(Row, Instant)>,
+    },
+    Leader {
+        rvn: i64,
+    },
 }
 
 /// The election's state machine; [`Elector`] runs it on a thread, one `tick` per heartbeat.
@@ -67,14 +71,7 @@ pub struct Election {
 
 impl Election {
     pub fn new(conn: LeaderConnection, owner: String, leadership: Arc<Leadership>) -> Election {
-        Election {
-            conn,
-            owner,
-            client: None,
-            state: State::Follower { seen: None },
-            leadership,
-            logged_holder: None,
-        }
+        Election { conn, owner, client: None, state: State::Follower { seen: None }, leadership, logged_holder: None }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -224,7 +221,8 @@ impl Election {
         self.leadership.step_down();
         self.state = State::Follower { seen: None };
         let Ok(client) = self.client() else { return };
-        let done = client.execute("DELETE FROM locks WHERE name = $1 AND record_version_number = $2", &[&LOCK_NAME, &rvn]);
+        let done =
+            client.execute("DELETE FROM locks WHERE name = $1 AND record_version_number = $2", &[&LOCK_NAME, &rvn]);
         self.conn.count(1);
         match done {
             Ok(1) => log::info!("leader: released {LOCK_NAME:?}"),

@@ -159,7 +159,8 @@ impl DataplaneInsightSpec {
 impl DataplaneInsightSpec {
     /// Whether a listed subscription connected after `sub` did.
     fn has_newer_than(&self, sub: &DiscoverySubscription) -> bool {
-        let time = |s: &DiscoverySubscription| s.connect_time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        let time =
+            |s: &DiscoverySubscription| s.connect_time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
         let Some(mine) = time(sub) else { return false };
         self.subscriptions.iter().filter_map(time).any(|t| t > mine)
     }

@@ -145,10 +145,7 @@ impl PostgresStore {
     /// A connector for another component's own connections (leader election) to the same
     /// server, counting its statements under `leader`.
     pub fn leader_connector(&self, cfg: &PostgresConfig) -> std::result::Result<LeaderConnection, PostgresError> {
-        Ok(LeaderConnection {
-            connector: Connector::new(cfg, LEADER_APPLICATION_NAME)?,
-            queries: self.queries.clone(),
-        })
+        Ok(LeaderConnection { connector: Connector::new(cfg, LEADER_APPLICATION_NAME)?, queries: self.queries.clone() })
     }
 
     /// Pool figures for metrics: max size, open connections, idle connections.
