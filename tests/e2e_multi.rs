@@ -480,6 +480,9 @@ fn a_moving_dataplane_is_never_offline_or_collected(
     cut.set_cut(false);
 }
 
+/// The ports written to one key in order, and the last one answered 2xx.
+type Writes = (Vec<u16>, Option<u16>);
+
 fn postgres_restarted_under_load(
     pg: &Cluster,
     cps: &[Option<Daemon>],
@@ -491,7 +494,7 @@ fn postgres_restarted_under_load(
     let stop = Arc::new(AtomicBool::new(false));
     let (h, _ok, failed) = traffic(url.to_string(), stop.clone());
     // Per key: the ports of every write in order, and the last one answered 2xx.
-    let acked: Mutex<BTreeMap<String, (Vec<u16>, Option<u16>)>> = Mutex::default();
+    let acked: Mutex<BTreeMap<String, Writes>> = Mutex::default();
     let writing = AtomicBool::new(true);
     std::thread::scope(|s| {
         for t in 0..4u16 {

@@ -31,7 +31,7 @@ pub enum DefaultsError {
     #[error("listing meshes for their signing keys failed: {0}")]
     Meshes(StoreError),
     #[error("creating the signing key of mesh {mesh:?} failed: {source}")]
-    SigningKey { mesh: String, source: crate::tokens::TokenError },
+    SigningKey { mesh: String, source: Box<crate::tokens::TokenError> },
 }
 
 /// What one pass created, for the log and the tests.
@@ -72,7 +72,7 @@ pub fn ensure_signing_keys(store: &SharedStore) -> Result<usize, DefaultsError> 
             Ok(false) => {}
             // A mesh deleted meanwhile has no key to make; anything else is retried.
             Err(crate::tokens::TokenError::Store(StoreError::MeshNotFound(_))) => {}
-            Err(source) => return Err(DefaultsError::SigningKey { mesh: m.meta.name.clone(), source }),
+            Err(source) => return Err(DefaultsError::SigningKey { mesh: m.meta.name.clone(), source: Box::new(source) }),
         }
     }
     Ok(created)
