@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::mesh::dataplane;
+use common::mesh::stat;
 use common::{call, envoy_bin, free_port, get_text, higuma_bin, responders, wait_until, App, Daemon, Proc};
 use serde_json::Value;
 
@@ -237,6 +238,7 @@ fn three_instances_on_one_postgres() {
     an_instance_cut_off_from_postgres_answers_503_and_catches_up(&cps, b, c, &pg_proxy, &be2, &url, &both);
     a_moving_dataplane_is_never_offline_or_collected(&cps, &web, [&to_b, &to_c], &url);
     postgres_restarted_under_load(&pg, &cps, &envoys, &url, &both);
+    a_maximum_stream_age_makes_envoy_reconnect(&base, dir.path());
     drop((web, be1, be2));
 }
 
@@ -559,4 +561,24 @@ fn postgres_restarted_under_load(
         });
     }
     assert_eq!(&responders(url, 12), both);
+}
+
+/// A fourth instance joins with `xdsServer.maxStreamAge`: its Envoy's connection gets a
+/// GOAWAY every ~2 s (through the DP server's TLS front end) and Envoy reconnects, keeping
+/// its config; the instance's stream gauge counts the one stream.
+fn a_maximum_stream_age_makes_envoy_reconnect(base: &[(String, String)], dir: &Path) {
+    let mut env: Vec<(&str, &str)> = base.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("KUMA_XDS_SERVER_MAX_STREAM_AGE", "2s"));
+    let d = Daemon::start(&env);
+    let outbound = free_port();
+    assert_eq!(put(&d, &dataplane("aged", "aged", "http", free_port(), free_port(), &[], &[("probe", outbound)])), 201);
+    let aged = sidecar(&d, &[d.xds_port], dir, "aged");
+    wait_until("aged's Envoy has its config", Duration::from_secs(30), || !hosts(aged.admin, "probe").is_empty());
+    let connects = || stat(aged.admin, "cluster.ads_cluster.upstream_cx_total").unwrap_or(0);
+    let first = connects();
+    let since = Instant::now();
+    wait_until("two reconnects after GOAWAYs", Duration::from_secs(12), || connects() >= first + 2);
+    eprintln!("multi: with maxStreamAge 2s, Envoy reconnected twice in {:?}", since.elapsed());
+    assert!(!hosts(aged.admin, "probe").is_empty(), "Envoy kept its config");
+    wait_until("one stream on the instance", Duration::from_secs(5), || d.metric("xds_streams_active") == 1);
 }

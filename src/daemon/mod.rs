@@ -207,7 +207,8 @@ impl Daemon {
         };
         let guards = Arc::new(Guards::new(peers.clone(), auth.clone(), dp_metrics.clone(), limits));
         // Internal: only the front end below connects here (others are refused by `Peers`).
-        let xds = XdsServer::start(INTERNAL_HOST, 0, dp.keepalive_time.0, hub, guards)?;
+        let xds =
+            XdsServer::start(INTERNAL_HOST, 0, dp.keepalive_time.0, config.xds_server.max_stream_age.0, hub, guards)?;
         let diag_addr = format!("{}:{}", config.diagnostics.interface, config.diagnostics.server_port);
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);
         let api_enabled = config.api_server.http.enabled;

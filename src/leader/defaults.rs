@@ -72,7 +72,9 @@ pub fn ensure_signing_keys(store: &SharedStore) -> Result<usize, DefaultsError> 
             Ok(false) => {}
             // A mesh deleted meanwhile has no key to make; anything else is retried.
             Err(crate::tokens::TokenError::Store(StoreError::MeshNotFound(_))) => {}
-            Err(source) => return Err(DefaultsError::SigningKey { mesh: m.meta.name.clone(), source: Box::new(source) }),
+            Err(source) => {
+                return Err(DefaultsError::SigningKey { mesh: m.meta.name.clone(), source: Box::new(source) })
+            }
         }
     }
     Ok(created)

@@ -85,12 +85,14 @@ fn apply_pending(client: &mut Client) -> Result<MigrateOutcome, PostgresError> {
         Some(SchemaState { version, .. }) if version > SCHEMA_VERSION => {
             return Err(PostgresError::NewerSchema { found: version, expected: SCHEMA_VERSION })
         }
-        Some(SchemaState { version, .. }) if version < MIGRATIONS[0].version => return Err(PostgresError::Query {
-            reason: format!(
+        Some(SchemaState { version, .. }) if version < MIGRATIONS[0].version => {
+            return Err(PostgresError::Query {
+                reason: format!(
                 "the database is at Kuma schema version {version}, older than Kuma 2.4 ({KUMA_2_4_SCHEMA_VERSION}); \
                      migrate it with \"kuma-cp migrate up\" of Kuma 2.4 first"
             ),
-        }),
+            })
+        }
         Some(state) => Some(state.version),
     };
     let mut applied = 0;
