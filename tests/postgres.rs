@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::pg::{admin_client, config_for, env, fresh_database, migrated_store};
 use higuma::config::{PostgresConfig, TlsMode};
 use higuma::model::{ResourceKey, ResourceType};
-use higuma::store::postgres::{migrate_up, PostgresError, PostgresStore, SCHEMA_VERSION};
+use higuma::store::postgres::{migrate_up, PostgresError, PostgresStore, KUMA_2_4_SCHEMA_VERSION, SCHEMA_VERSION};
 use higuma::store::{BatchWrite, ChangeEvent, Operation, ResourceStore, StoreError};
 use store_contract::{dataplane_spec, insight_spec, mesh_spec, permission_spec};
 
@@ -59,10 +59,11 @@ fn connect_needs_a_migrated_database_and_migrate_up_is_idempotent() {
     let err = PostgresStore::connect(&cfg).unwrap_err();
     assert!(matches!(err, PostgresError::NotMigrated { found: None, expected: SCHEMA_VERSION }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("higuma migrate up") && text.contains("none") && text.contains("1677096751"), "{text}");
+    assert!(text.contains("higuma migrate up") && text.contains("none") && text.contains("1710856785"), "{text}");
 
+    // Kuma 2.4's schema, then Kuma's three later steps up to 2.14's.
     let first = migrate_up(&cfg).unwrap();
-    assert_eq!((first.from, first.to, first.applied), (None, SCHEMA_VERSION, 1));
+    assert_eq!((first.from, first.to, first.applied), (None, SCHEMA_VERSION, 4));
     let second = migrate_up(&cfg).unwrap();
     assert_eq!((second.from, second.to, second.applied), (Some(SCHEMA_VERSION), SCHEMA_VERSION, 0));
 
@@ -92,6 +93,62 @@ fn a_newer_or_dirty_schema_is_refused() {
     assert!(PostgresStore::connect(&cfg).is_err());
 }
 
+/// A database kuma-cp 2.4 left (its schema and version) is taken to Kuma 2.14's schema by
+/// `migrate up`, rows kept; kuma-cp 2.14's columns then take its positional INSERT.
+#[test]
+fn migrate_up_takes_a_kuma_2_4_database_to_kuma_2_14s_schema() {
+    let cfg = migrated_config();
+    let mut admin = admin_client(&cfg.db_name);
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE resources DROP COLUMN labels; ALTER TABLE resources DROP COLUMN status; \
+             UPDATE schema_migrations SET version = {KUMA_2_4_SCHEMA_VERSION}"
+        ))
+        .unwrap();
+    admin
+        .execute("INSERT INTO resources VALUES ('default', '', 'Mesh', 0, '{}', now(), now(), NULL, NULL, NULL)", &[])
+        .unwrap();
+    let err = PostgresStore::connect(&cfg).unwrap_err();
+    assert!(matches!(err, PostgresError::NotMigrated { found: Some(KUMA_2_4_SCHEMA_VERSION), .. }), "{err:?}");
+    let out = migrate_up(&cfg).unwrap();
+    assert_eq!((out.from, out.to, out.applied), (Some(KUMA_2_4_SCHEMA_VERSION), SCHEMA_VERSION, 3));
+    let cols: Vec<String> = admin
+        .query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'resources' \
+             AND column_name IN ('labels', 'status') ORDER BY column_name",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, ["labels", "status"]);
+    // kuma-cp 2.14's INSERT: the 2.4 columns, then labels (status has its default).
+    admin
+        .execute(
+            "INSERT INTO resources VALUES ('other', '', 'Mesh', 0, '{}', now(), now(), NULL, NULL, NULL, '{\"a\": \"b\"}')",
+            &[],
+        )
+        .unwrap();
+    let store = PostgresStore::connect(&cfg).unwrap();
+    let meshes = store.list(ResourceType::Mesh, None).unwrap();
+    assert_eq!(meshes.iter().map(|m| m.meta.name.as_str()).collect::<Vec<_>>(), ["default", "other"]);
+}
+
+/// Kuma's rolling-upgrade switch: a newer schema is refused unless tolerated, and
+/// `migrate up` never touches it.
+#[test]
+fn tolerate_newer_db_versions_opens_a_newer_schema() {
+    let mut cfg = migrated_config();
+    let mut admin = admin_client(&cfg.db_name);
+    admin.execute("UPDATE schema_migrations SET version = $1", &[&(SCHEMA_VERSION + 1)]).unwrap();
+    assert!(matches!(PostgresStore::connect(&cfg), Err(PostgresError::NewerSchema { .. })));
+    cfg.tolerate_newer_db_versions = true;
+    let store = PostgresStore::connect(&cfg).unwrap();
+    assert!(store.list(ResourceType::Mesh, None).unwrap().is_empty());
+    assert!(matches!(migrate_up(&cfg), Err(PostgresError::NewerSchema { .. })));
+}
+
 #[test]
 fn concurrent_migrations_serialize() {
     let cfg = fresh_database();
@@ -107,7 +164,7 @@ fn concurrent_migrations_serialize() {
         .collect();
     let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
     let applied: usize = outcomes.iter().map(|o| o.applied).sum();
-    assert_eq!(applied, 1, "{outcomes:?}");
+    assert_eq!(applied, 4, "every migration applied once: {outcomes:?}");
     let mut admin = admin_client(&cfg.db_name);
     let tables: i64 = admin
         .query_one("SELECT count(*) FROM pg_tables WHERE tablename IN ('resources', 'schema_migrations')", &[])
