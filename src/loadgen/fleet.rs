@@ -38,6 +38,8 @@ impl DpStats {
 
 pub struct SimDataplane {
     pub node_id: String,
+    /// Index of the control-plane instance its stream went to.
+    pub instance: usize,
     pub eds_names: Vec<String>,
     pub stats: Arc<DpStats>,
     /// Dropping the client and sender closes the stream.
@@ -61,8 +63,12 @@ impl SimDataplane {
 
 pub struct Fleet {
     env: Arc<Environment>,
-    target: String,
-    multiplex: Option<grpcio::Channel>,
+    /// The control-plane instances; dataplane `i` of a fleet goes to `targets[i % len]`.
+    targets: Vec<String>,
+    /// With multiplexing, one shared channel per target.
+    multiplex: Vec<grpcio::Channel>,
+    /// Streams opened so far, which picks the next one's target.
+    opened: std::sync::atomic::AtomicUsize,
     pub epoch: Instant,
 }
 
@@ -79,10 +85,20 @@ fn request(kind: ResourceKind, node: Option<&str>, version: &str, nonce: &str, n
 }
 
 impl Fleet {
-    pub fn new(target: &str, completion_queues: usize, multiplex: bool) -> Fleet {
+    /// A fleet spread round-robin over `targets` (at least one).
+    pub fn new(targets: &[String], completion_queues: usize, multiplex: bool) -> Fleet {
         let env = Arc::new(grpcio::EnvBuilder::new().cq_count(completion_queues).name_prefix("load-cq").build());
-        let multiplex = multiplex.then(|| ChannelBuilder::new(env.clone()).connect(target));
-        Fleet { env, target: target.to_string(), multiplex, epoch: Instant::now() }
+        let multiplex = if multiplex {
+            targets.iter().map(|t| ChannelBuilder::new(env.clone()).connect(t)).collect()
+        } else {
+            Vec::new()
+        };
+        Fleet { env, targets: targets.to_vec(), multiplex, opened: Default::default(), epoch: Instant::now() }
+    }
+
+    /// How many control-plane instances the fleet is spread over.
+    pub fn instances(&self) -> usize {
+        self.targets.len().max(1)
     }
 
     pub fn now_nanos(&self) -> u64 {
@@ -91,16 +107,20 @@ impl Fleet {
 
     /// Opens one stream for `node_id`; returns at once, the stream runs on grpcio's threads.
     pub fn connect(&self, node_id: &str, eds_names: Vec<String>) -> Arc<SimDataplane> {
-        let channel = match &self.multiplex {
+        let instance = self.opened.fetch_add(1, Ordering::Relaxed) % self.instances();
+        let channel = match self.multiplex.get(instance) {
             Some(c) => c.clone(),
             // A channel of its own with a private subchannel pool: its own TCP connection.
-            None => ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true).connect(&self.target),
+            None => ChannelBuilder::new(self.env.clone())
+                .use_local_subchannel_pool(true)
+                .connect(self.targets.get(instance).map(String::as_str).unwrap_or_default()),
         };
         let client = AggregatedDiscoveryServiceClient::new(channel);
         let stats = Arc::new(DpStats::default());
         let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
         let dp = Arc::new(SimDataplane {
             node_id: node_id.to_string(),
+            instance,
             eds_names: eds_names.clone(),
             stats: stats.clone(),
             handle: Mutex::new(None),
