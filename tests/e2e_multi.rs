@@ -239,6 +239,7 @@ fn three_instances_on_one_postgres() {
     a_moving_dataplane_is_never_offline_or_collected(&cps, &web, [&to_b, &to_c], &url);
     postgres_restarted_under_load(&pg, &cps, &envoys, &url, &both);
     a_maximum_stream_age_makes_envoy_reconnect(&base, dir.path());
+    dp_run_deletes_on_exit_only_the_dataplane_it_created(cp(&cps, b), dir.path());
     drop((web, be1, be2));
 }
 
@@ -581,4 +582,45 @@ fn a_maximum_stream_age_makes_envoy_reconnect(base: &[(String, String)], dir: &P
     eprintln!("multi: with maxStreamAge 2s, Envoy reconnected twice in {:?}", since.elapsed());
     assert!(!hosts(aged.admin, "probe").is_empty(), "Envoy kept its config");
     wait_until("one stream on the instance", Duration::from_secs(5), || d.metric("xds_streams_active") == 1);
+}
+
+/// `higuma dp run --dataplane-file` then SIGTERM: the Dataplane it created is deleted, one
+/// that existed before (it only updated it) is kept, as kuma-dp's lifecycle does.
+fn dp_run_deletes_on_exit_only_the_dataplane_it_created(d: &Daemon, dir: &Path) {
+    let existing = dataplane("kept", "kept", "http", free_port(), free_port(), &[], &[]);
+    assert_eq!(put(d, &existing), 201);
+    let mut runs = Vec::new();
+    for name in ["created", "kept"] {
+        let file = dir.join(format!("{name}.json"));
+        std::fs::write(&file, dataplane(name, name, "http", free_port(), free_port(), &[], &[]).to_string()).unwrap();
+        let token = dir.join(format!("{name}.token"));
+        std::fs::write(&token, d.token("default", name)).unwrap();
+        let admin = free_port();
+        let mut cmd = Command::new(higuma_bin());
+        cmd.args(["dp", "run", "--mesh", "default", "--name", name, "--cp-address", &d.dp_address()])
+            .args(["--api-address", &d.url("")])
+            .arg("--dataplane-file")
+            .arg(&file)
+            .arg("--ca-cert-file")
+            .arg(&d.ca_file)
+            .arg("--token-file")
+            .arg(&token)
+            .args(["--admin-port", &admin.to_string(), "--envoy"])
+            .arg(envoy_bin())
+            .args(["--", "--log-level", "warn"]);
+        let proc = Proc::spawn(cmd, dir.join(format!("{name}.log")));
+        wait_until(&format!("{name}'s Envoy is up"), Duration::from_secs(30), || {
+            get_text(&format!("http://127.0.0.1:{admin}/ready")).is_some()
+        });
+        runs.push((name, proc));
+    }
+    for (name, mut proc) in runs {
+        // SIGTERM to dp run alone: it passes it on to Envoy and waits for it.
+        let _ = Command::new("kill").args(["-TERM", &proc.child.id().to_string()]).status();
+        let status = proc.child.wait().unwrap();
+        assert!(status.success(), "{name}: dp run exited with {status}: {}", proc.log_text());
+        let got = call("GET", &d.url(&format!("/meshes/default/dataplanes/{name}")), None).0;
+        let want = if name == "created" { 404 } else { 200 };
+        assert_eq!(got, want, "{name} after a clean exit: {}", proc.log_text());
+    }
 }

@@ -138,6 +138,45 @@ mod tests {
     }
 
     #[test]
+    fn the_leader_deletes_only_dataplanes_offline_for_longer_than_the_age() {
+        use crate::leader::Leadership;
+        use crate::store::{MemoryStore, SharedStore};
+        use std::sync::{Arc, RwLock};
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let mesh = crate::model::rest::from_json(serde_json::json!({"type": "Mesh", "name": "m"})).unwrap();
+        store.create("", "m", mesh.spec).unwrap();
+        let now = SystemTime::now();
+        let ago = |s| now - Duration::from_secs(s);
+        let cases = [
+            ("gone", vec![sub("a", ago(300), Some(ago(120)))]),
+            ("recent", vec![sub("a", ago(300), Some(ago(10)))]),
+            ("moved", vec![sub("a", ago(300), Some(ago(120))), sub("b", ago(119), None)]),
+        ];
+        for (name, subs) in cases {
+            let dp = crate::model::rest::from_json(serde_json::json!({"type": "Dataplane", "mesh": "m", "name": name,
+                "networking": {"address": "10.0.0.1", "inbound": [{"port": 1, "tags": {"kuma.io/service": "s"}}]}}))
+            .unwrap();
+            store.create("m", name, dp.spec).unwrap();
+            let insight = Spec::DataplaneInsight(DataplaneInsightSpec { subscriptions: subs, m_tls: None });
+            store.create("m", name, insight).unwrap();
+        }
+        let leadership = Arc::new(Leadership::default());
+        let ctx = JobContext {
+            store: store.clone(),
+            config: Arc::new(RwLock::new(crate::config::Config::default())),
+            leadership: leadership.clone(),
+        };
+        let age = Duration::from_secs(60);
+        assert!(Collector::collect(&ctx, age).unwrap().is_empty(), "a follower deletes nothing");
+        leadership.hold_until(std::time::Instant::now() + Duration::from_secs(60));
+        let deleted = Collector::collect(&ctx, age).unwrap();
+        assert_eq!(deleted, vec![ResourceKey::new(ResourceType::Dataplane, "m", "gone")]);
+        let left: Vec<String> =
+            store.list(ResourceType::Dataplane, None).unwrap().iter().map(|d| d.meta.name.clone()).collect();
+        assert_eq!(left, ["moved", "recent"]);
+    }
+
+    #[test]
     fn the_period_follows_short_ages_and_kumas_minute_otherwise() {
         assert_eq!(period(Duration::from_secs(72 * 3600)), Duration::from_secs(60));
         assert_eq!(period(Duration::from_secs(4)), Duration::from_secs(1));
