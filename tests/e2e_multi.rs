@@ -417,6 +417,12 @@ fn an_instance_cut_off_from_postgres_answers_503_and_catches_up(
     assert!(took < Duration::from_secs(1), "a write on a cut-off instance took {took:?} to fail");
     let (status, _) = call("GET", &cut_off.url("/meshes/default/dataplanes/web"), None);
     assert_eq!(status, 503, "reads too");
+    // Should C lead, its term runs out and another instance takes over (never two at once).
+    wait_until("a leader that can reach Postgres", TAKEOVER_BOUND + Duration::from_secs(3), || {
+        let l = leaders(cps);
+        assert!(l.len() <= 1, "two leaders: {l:?}");
+        l.len() == 1 && l[0] != c
+    });
     // C's Envoy keeps its config: traffic still reaches backend-2 through it.
     assert_eq!(&responders(url, 12), both);
     // A write elsewhere meanwhile; C's Envoy gets it once the link returns.
@@ -434,6 +440,7 @@ fn an_instance_cut_off_from_postgres_answers_503_and_catches_up(
     eprintln!("multi: C's Envoy caught up {:?} after the link returned", back.elapsed());
     assert!(back.elapsed() < Duration::from_secs(3), "catching up took {:?}", back.elapsed());
     assert_eq!(put(cut_off, &endpoint("written-on-c", "probe", free_port())), 201);
+    assert_eq!(leaders(cps).len(), 1, "one leader after the link returned");
 }
 
 fn subscriptions(d: &Daemon) -> Value {
