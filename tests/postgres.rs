@@ -538,3 +538,101 @@ fn migrated_store_helper_works() {
     let shared: higuma::store::SharedStore = store.clone();
     shared.ping().unwrap();
 }
+
+/// A TCP proxy that counts the bytes clients send through it and can refuse and cut its
+/// connections: the stand-in read replica (a replica serves the same rows as the primary).
+struct CountingProxy {
+    port: u16,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl CountingProxy {
+    fn start(target: u16) -> CountingProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = CountingProxy { port, sent: Arc::default(), cut: Arc::default(), conns: Arc::default() };
+        let (sent, cut, conns) = (proxy.sent.clone(), proxy.cut.clone(), proxy.conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else { continue };
+                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let pipe = |mut from: std::net::TcpStream,
+                            mut to: std::net::TcpStream,
+                            count: Option<Arc<std::sync::atomic::AtomicU64>>| {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 8192];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            if let Some(c) = &count {
+                                c.fetch_add(n as u64, Ordering::SeqCst);
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(sent.clone()));
+                pipe(server, client, None);
+            }
+        });
+        proxy
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// `store.postgres.readReplica`: the API's reads go to the replica (at `ratio` 100), writes
+/// never do, nothing connects to it before a read, and a replica that fails sends the read
+/// to the primary; at `ratio` 0 the replica is never used.
+#[test]
+fn api_reads_go_to_the_read_replica_and_fall_back_to_the_primary() {
+    use higuma::store::postgres::ReplicaReads;
+    let mut cfg = migrated_config();
+    let replica = CountingProxy::start(cfg.port);
+    cfg.read_replica.host = "127.0.0.1".into();
+    cfg.read_replica.port = replica.port;
+    cfg.read_replica.ratio = 100;
+    let store = Arc::new(PostgresStore::connect(&cfg).unwrap());
+    let reads = ReplicaReads::of(&store).expect("a replica is configured");
+    assert_eq!(replica.sent(), 0, "nothing connects to the replica before a read");
+    reads.create("", "m", mesh_spec()).unwrap();
+    assert_eq!(replica.sent(), 0, "writes go to the primary");
+    let key = ResourceKey::new(ResourceType::Mesh, "", "m");
+    assert_eq!(reads.get(&key).unwrap().meta.name, "m");
+    let after_get = replica.sent();
+    assert!(after_get > 0, "the read went to the replica");
+    assert_eq!(reads.list(ResourceType::Mesh, None).unwrap().len(), 1);
+    assert!(replica.sent() > after_get, "the list too");
+    let before = replica.sent();
+    store.get(&key).unwrap();
+    assert_eq!(replica.sent(), before, "the store's own reads (config generation) stay on the primary");
+    replica.cut();
+    assert_eq!(reads.get(&key).unwrap().meta.name, "m", "a failed replica read is answered by the primary");
+
+    cfg.read_replica.ratio = 0;
+    let quiet = CountingProxy::start(cfg.port);
+    cfg.read_replica.port = quiet.port;
+    let store = Arc::new(PostgresStore::connect(&cfg).unwrap());
+    let reads = ReplicaReads::of(&store).unwrap();
+    for _ in 0..5 {
+        reads.get(&key).unwrap();
+    }
+    assert_eq!(quiet.sent(), 0, "ratio 0 sends nothing to the replica");
+}

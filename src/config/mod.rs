@@ -229,9 +229,8 @@ pub const DEFAULT_READ_REPLICA_PORT: u16 = 5432;
 pub const DEFAULT_READ_REPLICA_RATIO: u32 = 100;
 
 /// `store.postgres.readReplica` (Kuma 2.5+). Credentials, database and TLS are the
-/// primary's. Accepted and validated only: every read still goes to the primary. (When it is
-/// used, config generation must keep reading the primary: it reacts to the primary's change
-/// notifications and must read what they announce, which a lagging replica may not have.)
+/// primary's. Unlike Kuma, only the REST API's plain GETs use it (`store::postgres::replica`
+/// says why).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct ReadReplicaConfig {

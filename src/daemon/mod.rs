@@ -233,7 +233,10 @@ impl Daemon {
             JobContext { store: store.clone(), config: config.clone(), leadership: leadership.clone() },
             jobs,
         );
-        let ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone()).with_xds(reconciler.clone());
+        let mut ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone()).with_xds(reconciler.clone());
+        if let Some(reads) = postgres.as_ref().and_then(crate::store::postgres::ReplicaReads::of) {
+            ctx = ctx.with_reads(Arc::new(reads));
+        }
         let bootstrap_ctx =
             BootstrapContext { store: store.clone(), config: config.clone(), tls: tls.clone(), auth: auth.clone() };
         let bootstrap = crate::http::Server::start(

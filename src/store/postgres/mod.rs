@@ -1,10 +1,11 @@
-//! The Postgres backend (`store.type: postgres`), sharing Kuma 2.4's schema so kuma-cp and
+//! The Postgres backend (`store.type: postgres`), sharing Kuma's schema (2.4 up to 2.14) so kuma-cp and
 //! higuma can use the same database.
 //!
 //! - `batch`: many reads or writes in a few statements (the status writer's flushes).
 //! - `connection`: `postgres::Config` and TLS from the config, bounded connects, the r2d2 pool.
 //! - `migrations`: the embedded schema, `migrate up`, the start-up version check.
 //! - `listener`: the `LISTEN resource_events` thread that produces the store's change events.
+//! - `replica`: `store.postgres.readReplica`, the pool and the view the REST API reads through.
 //! - `health`: what the listener knows about the database (listening; known down, when every
 //!   call fails at once), and the per-source query counters.
 //! - `errors`: [`PostgresError`] and the mapping of driver errors onto [`StoreError`].
@@ -21,6 +22,7 @@ mod errors;
 mod health;
 mod listener;
 mod migrations;
+mod replica;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub use connection::{
 pub use errors::PostgresError;
 pub use health::QueryCounts;
 pub use migrations::{migrate_up, MigrateOutcome, KUMA_2_4_SCHEMA_VERSION, SCHEMA_VERSION};
+pub use replica::{ReplicaReads, REPLICA_APPLICATION_NAME};
 
 use self::connection::{Connector, Pool};
 use self::errors::{pool_error, store_error};
@@ -72,6 +75,8 @@ pub struct PostgresStore {
     next_marker: AtomicU64,
     health: Arc<Health>,
     queries: Arc<QueryCounts>,
+    /// `store.postgres.readReplica`, when set (see [`ReplicaReads`]).
+    replica: Option<replica::Replica>,
     listener: Listener,
 }
 
@@ -112,6 +117,7 @@ impl PostgresStore {
             queries.clone(),
         );
         log::info!("connected to Postgres at {addr}, database {:?}", cfg.db_name);
+        let replica = replica::Replica::from_config(cfg, &queries)?;
         Ok(PostgresStore {
             pool,
             addr,
@@ -122,6 +128,7 @@ impl PostgresStore {
             next_marker: AtomicU64::new(0),
             health,
             queries,
+            replica,
             listener,
         })
     }
@@ -242,41 +249,12 @@ fn now_micros() -> SystemTime {
 impl ResourceStore for PostgresStore {
     fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>> {
         let mut conn = self.conn()?;
-        self.count(1);
-        let row = conn
-            .query_opt(
-                "SELECT spec, version, creation_time, modification_time FROM resources \
-                 WHERE name = $1 AND mesh = $2 AND type = $3",
-                &[&key.name, &key.mesh, &key.rtype.name()],
-            )
-            .map_err(|e| store_error(&self.addr, &e))?;
-        match row {
-            Some(row) => self.decode(key, &row, 0),
-            None => Err(StoreError::NotFound(key.clone())),
-        }
+        self.get_on(&mut conn, &self.addr, key)
     }
 
     fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Arc<Resource>>> {
-        // Byte order (COLLATE "C"), as the memory store sorts, whatever the database's
-        // collation. Filtering on a known type name skips rows of types higuma does not know.
-        const COLUMNS: &str = "SELECT name, mesh, spec, version, creation_time, modification_time FROM resources";
-        const ORDER: &str = "ORDER BY mesh COLLATE \"C\", name COLLATE \"C\"";
         let mut conn = self.conn()?;
-        self.count(1);
-        let rows = match mesh {
-            Some(mesh) => {
-                conn.query(&format!("{COLUMNS} WHERE type = $1 AND mesh = $2 {ORDER}"), &[&rtype.name(), &mesh])
-            }
-            None => conn.query(&format!("{COLUMNS} WHERE type = $1 {ORDER}"), &[&rtype.name()]),
-        }
-        .map_err(|e| store_error(&self.addr, &e))?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get(0).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
-                let mesh: String = row.try_get(1).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
-                self.decode(&ResourceKey { rtype, mesh, name }, row, 2)
-            })
-            .collect()
+        self.list_on(&mut conn, &self.addr, rtype, mesh)
     }
 
     fn create(&self, mesh: &str, name: &str, spec: Spec) -> Result<Arc<Resource>> {
@@ -414,6 +392,51 @@ impl ResourceStore for PostgresStore {
 }
 
 impl PostgresStore {
+    /// `get` on `conn` (the primary's or the replica's, at `addr`).
+    fn get_on(&self, conn: &mut postgres::Client, addr: &str, key: &ResourceKey) -> Result<Arc<Resource>> {
+        self.count(1);
+        let row = conn
+            .query_opt(
+                "SELECT spec, version, creation_time, modification_time FROM resources \
+                 WHERE name = $1 AND mesh = $2 AND type = $3",
+                &[&key.name, &key.mesh, &key.rtype.name()],
+            )
+            .map_err(|e| store_error(addr, &e))?;
+        match row {
+            Some(row) => self.decode(key, &row, 0),
+            None => Err(StoreError::NotFound(key.clone())),
+        }
+    }
+
+    /// `list` on `conn` (the primary's or the replica's, at `addr`).
+    fn list_on(
+        &self,
+        conn: &mut postgres::Client,
+        addr: &str,
+        rtype: ResourceType,
+        mesh: Option<&str>,
+    ) -> Result<Vec<Arc<Resource>>> {
+        // Byte order (COLLATE "C"), as the memory store sorts, whatever the database's
+        // collation. Filtering on a known type name skips rows of types higuma does not know.
+        const COLUMNS: &str = "SELECT name, mesh, spec, version, creation_time, modification_time FROM resources";
+        const ORDER: &str = "ORDER BY mesh COLLATE \"C\", name COLLATE \"C\"";
+        self.count(1);
+        let rows = match mesh {
+            Some(mesh) => {
+                conn.query(&format!("{COLUMNS} WHERE type = $1 AND mesh = $2 {ORDER}"), &[&rtype.name(), &mesh])
+            }
+            None => conn.query(&format!("{COLUMNS} WHERE type = $1 {ORDER}"), &[&rtype.name()]),
+        }
+        .map_err(|e| store_error(addr, &e))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
+                let mesh: String = row.try_get(1).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
+                self.decode(&ResourceKey { rtype, mesh, name }, row, 2)
+            })
+            .collect()
+    }
+
     /// After a compare-and-swap matched no row: `Conflict` if the resource exists (another
     /// writer moved its version), else `NotFound`.
     fn missing_or_conflict(&self, conn: &mut postgres::Client, key: &ResourceKey) -> StoreError {
