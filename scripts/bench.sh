@@ -52,6 +52,14 @@ if [ -z "${SKIP_KEEPALIVE_RUN:-}" ]; then
         --services 1000 --instances 10 --outbounds 10 --seed 1 --ramp "${RAMP:-5}" --idle "${IDLE:-60}" \
         --changes 0 --churn 0 --out "$results/keepalive/10000-postgres-push-true-keepalive-300s.json"
 fi
+# Several instances (issue 14): N = 10,000 spread over three higuma instances on one Postgres;
+# per-instance Postgres queries/s at idle and under churn, cross-instance propagation.
+if [ -z "${SKIP_MULTI_RUN:-}" ]; then
+    mkdir -p "$results/multi"
+    ./target/release/higuma-load run --store postgres --push true --cp-instances 3 \
+        --services 1000 --instances 10 --outbounds 10 --seed 1 --ramp "${RAMP:-5}" --idle "${IDLE:-60}" \
+        --changes 50 --churn "${CHURN:-60}" --churn-rate 100 --out "$results/multi/10000-postgres-3-instances.json"
+fi
 {
     cat bench/intro.md
     echo

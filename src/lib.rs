@@ -22,7 +22,9 @@
 //! |               | user tokens, localhost-is-admin and `access.static` (`api::authn`)        |
 //! | [`dpserver`]  | the DP server on 5678: TLS front end, `/bootstrap`, routing to ADS        |
 //! | [`diagnostics`] | `/healthy`, `/ready`, `/metrics`, pprof CPU profiles on port 5680     |
-//! | [`daemon`]    | `higuma run`: wires config, store and servers; default mesh; shutdown     |
+//! | [`leader`]    | leader election on Postgres (Kuma's `kuma-cp-lock` lease) and the        |
+//! |               | leader-only jobs: defaults, dataplane GC, subscription finalizer         |
+//! | [`daemon`]    | `higuma run`: wires config, store and servers; shutdown                  |
 //! | `cli` (binary) | the `higuma` command line (run, config, apply, get, delete, inspect),  |
 //! |               | in the binary crate: the only place `anyhow` is used                     |
 //! | [`loadgen`]   | the benchmark harness behind `higuma-load` (fleet over TLS, token costs) |
@@ -41,6 +43,7 @@ pub mod diagnostics;
 pub mod dpserver;
 pub mod envoy;
 pub mod http;
+pub mod leader;
 pub mod loadgen;
 pub mod logsafe;
 pub mod model;

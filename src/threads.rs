@@ -31,6 +31,10 @@ pub const API_TLS_WORKER: &str = "api-tls";
 pub const PG_LISTENER: &str = "pg-listener";
 /// One Postgres connection attempt, run aside so that it can be abandoned at the timeout.
 pub const PG_CONNECT: &str = "pg-connect";
+/// Leader election on Postgres (Kuma's `kuma-cp-lock`): heartbeats or follows.
+pub const LEADER_ELECTION: &str = "pg-leader";
+/// The leader-only jobs (defaults, dataplane GC, subscription finalizer).
+pub const LEADER_JOBS: &str = "leader-jobs";
 /// `higuma dp run`: forwards access-log lines from the dataplane's pipe to TCP collectors.
 pub const ACCESS_LOGS: &str = "access-logs";
 

@@ -754,6 +754,10 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     pg.tls.key_path = "/k.pem".to_owned();
     pg.tls.ca_path = "/ca.pem".to_owned();
     pg.tls.disable_sslsni = true;
+    pg.read_replica.host = "replica.internal".to_owned();
+    pg.read_replica.port = 5433;
+    pg.read_replica.ratio = 50;
+    pg.tolerate_newer_db_versions = true;
     c.store.cache.enabled = false;
     c.store.cache.expiration_time = Duration::from_millis(500);
     c.store.upsert.conflict_retry_base_backoff = Duration::from_millis(200);
@@ -765,6 +769,7 @@ fn to_yaml_round_trips_a_fully_customised_config() {
     c.xds_server.event_push = false;
     c.xds_server.change_history_size = 16;
     c.xds_server.dataplane_deregistration_delay = Duration::ZERO;
+    c.xds_server.max_stream_age = Duration::from_mins(30);
     c.bootstrap_server.params.admin_address = "0.0.0.0".to_owned();
     c.bootstrap_server.params.admin_port = 9902;
     c.bootstrap_server.params.admin_access_log_path = "/tmp/admin.log".to_owned();

@@ -617,6 +617,8 @@ fn settings() -> Settings {
         subscription_limit: 2,
         event_push: true,
         change_history: 16,
+        idle_timeout: Duration::from_secs(300),
+        disconnect_delay: Duration::ZERO,
     }
 }
 

@@ -64,3 +64,36 @@ fn harness_smoke_at_200_dataplanes_over_tls_with_tokens() {
     assert_eq!(r["cold"]["tokens"], true, "{}", r["cold"]);
     assert!(r["cold"]["tokens_issued_s"].as_f64().unwrap() > 0.0, "{}", r["cold"]);
 }
+
+/// `--cp-instances 3`: the fleet spread over three higuma instances on one Postgres (the
+/// harness starts its own); every dataplane configured, changes made on the first instance
+/// reach consumers on the others, and each instance reports its own Postgres query rate.
+#[test]
+fn harness_spreads_the_fleet_over_three_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("multi.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_higuma-load"))
+        .args(["run", "--store", "postgres", "--cp-instances", "3"])
+        .args(["--services", "10", "--instances", "6", "--outbounds", "3", "--ramp", "1"])
+        .args(["--idle", "2", "--settle", "1", "--changes", "6", "--churn", "2", "--churn-rate", "10", "--check"])
+        .arg("--higuma")
+        .arg(env!("CARGO_BIN_EXE_higuma"))
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "higuma-load failed");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["config"]["cp_instances"], 3);
+    assert_eq!(r["cold"]["configured"], 60, "{}", r["cold"]);
+    assert_eq!(r["targeted"]["lost"], 0, "{}", r["targeted"]);
+    assert_eq!(r["targeted"]["instances"], 3, "{}", r["targeted"]);
+    let cross = &r["targeted"]["cross_instance"];
+    assert!(cross["count"].as_u64().is_some_and(|n| n > 0), "writes reached other instances: {cross}");
+    for window in ["idle", "churn"] {
+        let qps = r[window]["pg_queries_per_s_by_instance"].as_array().cloned().unwrap_or_default();
+        assert_eq!(qps.len(), 3, "{window}: {}", r[window]);
+        // Every instance talks to Postgres (lease, listener checks) and is counted.
+        assert!(qps.iter().all(|q| q.as_f64().is_some_and(|q| q > 0.0)), "{window}: {qps:?}");
+    }
+}

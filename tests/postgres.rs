@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::pg::{admin_client, config_for, env, fresh_database, migrated_store};
 use higuma::config::{PostgresConfig, TlsMode};
 use higuma::model::{ResourceKey, ResourceType};
-use higuma::store::postgres::{migrate_up, PostgresError, PostgresStore, SCHEMA_VERSION};
+use higuma::store::postgres::{migrate_up, PostgresError, PostgresStore, KUMA_2_4_SCHEMA_VERSION, SCHEMA_VERSION};
 use higuma::store::{BatchWrite, ChangeEvent, Operation, ResourceStore, StoreError};
 use store_contract::{dataplane_spec, insight_spec, mesh_spec, permission_spec};
 
@@ -59,10 +59,11 @@ fn connect_needs_a_migrated_database_and_migrate_up_is_idempotent() {
     let err = PostgresStore::connect(&cfg).unwrap_err();
     assert!(matches!(err, PostgresError::NotMigrated { found: None, expected: SCHEMA_VERSION }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("higuma migrate up") && text.contains("none") && text.contains("1677096751"), "{text}");
+    assert!(text.contains("higuma migrate up") && text.contains("none") && text.contains("1710856785"), "{text}");
 
+    // Kuma 2.4's schema, then Kuma's three later steps up to 2.14's.
     let first = migrate_up(&cfg).unwrap();
-    assert_eq!((first.from, first.to, first.applied), (None, SCHEMA_VERSION, 1));
+    assert_eq!((first.from, first.to, first.applied), (None, SCHEMA_VERSION, 4));
     let second = migrate_up(&cfg).unwrap();
     assert_eq!((second.from, second.to, second.applied), (Some(SCHEMA_VERSION), SCHEMA_VERSION, 0));
 
@@ -92,6 +93,62 @@ fn a_newer_or_dirty_schema_is_refused() {
     assert!(PostgresStore::connect(&cfg).is_err());
 }
 
+/// A database kuma-cp 2.4 left (its schema and version) is taken to Kuma 2.14's schema by
+/// `migrate up`, rows kept; kuma-cp 2.14's columns then take its positional INSERT.
+#[test]
+fn migrate_up_takes_a_kuma_2_4_database_to_kuma_2_14s_schema() {
+    let cfg = migrated_config();
+    let mut admin = admin_client(&cfg.db_name);
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE resources DROP COLUMN labels; ALTER TABLE resources DROP COLUMN status; \
+             UPDATE schema_migrations SET version = {KUMA_2_4_SCHEMA_VERSION}"
+        ))
+        .unwrap();
+    admin
+        .execute("INSERT INTO resources VALUES ('default', '', 'Mesh', 0, '{}', now(), now(), NULL, NULL, NULL)", &[])
+        .unwrap();
+    let err = PostgresStore::connect(&cfg).unwrap_err();
+    assert!(matches!(err, PostgresError::NotMigrated { found: Some(KUMA_2_4_SCHEMA_VERSION), .. }), "{err:?}");
+    let out = migrate_up(&cfg).unwrap();
+    assert_eq!((out.from, out.to, out.applied), (Some(KUMA_2_4_SCHEMA_VERSION), SCHEMA_VERSION, 3));
+    let cols: Vec<String> = admin
+        .query(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'resources' \
+             AND column_name IN ('labels', 'status') ORDER BY column_name",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, ["labels", "status"]);
+    // kuma-cp 2.14's INSERT: the 2.4 columns, then labels (status has its default).
+    admin
+        .execute(
+            "INSERT INTO resources VALUES ('other', '', 'Mesh', 0, '{}', now(), now(), NULL, NULL, NULL, '{\"a\": \"b\"}')",
+            &[],
+        )
+        .unwrap();
+    let store = PostgresStore::connect(&cfg).unwrap();
+    let meshes = store.list(ResourceType::Mesh, None).unwrap();
+    assert_eq!(meshes.iter().map(|m| m.meta.name.as_str()).collect::<Vec<_>>(), ["default", "other"]);
+}
+
+/// Kuma's rolling-upgrade switch: a newer schema is refused unless tolerated, and
+/// `migrate up` never touches it.
+#[test]
+fn tolerate_newer_db_versions_opens_a_newer_schema() {
+    let mut cfg = migrated_config();
+    let mut admin = admin_client(&cfg.db_name);
+    admin.execute("UPDATE schema_migrations SET version = $1", &[&(SCHEMA_VERSION + 1)]).unwrap();
+    assert!(matches!(PostgresStore::connect(&cfg), Err(PostgresError::NewerSchema { .. })));
+    cfg.tolerate_newer_db_versions = true;
+    let store = PostgresStore::connect(&cfg).unwrap();
+    assert!(store.list(ResourceType::Mesh, None).unwrap().is_empty());
+    assert!(matches!(migrate_up(&cfg), Err(PostgresError::NewerSchema { .. })));
+}
+
 #[test]
 fn concurrent_migrations_serialize() {
     let cfg = fresh_database();
@@ -107,7 +164,7 @@ fn concurrent_migrations_serialize() {
         .collect();
     let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
     let applied: usize = outcomes.iter().map(|o| o.applied).sum();
-    assert_eq!(applied, 1, "{outcomes:?}");
+    assert_eq!(applied, 4, "every migration applied once: {outcomes:?}");
     let mut admin = admin_client(&cfg.db_name);
     let tables: i64 = admin
         .query_one("SELECT count(*) FROM pg_tables WHERE tablename IN ('resources', 'schema_migrations')", &[])
@@ -480,4 +537,102 @@ fn migrated_store_helper_works() {
     // Readiness through the trait reaches the database too.
     let shared: higuma::store::SharedStore = store.clone();
     shared.ping().unwrap();
+}
+
+/// A TCP proxy that counts the bytes clients send through it and can refuse and cut its
+/// connections: the stand-in read replica (a replica serves the same rows as the primary).
+struct CountingProxy {
+    port: u16,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl CountingProxy {
+    fn start(target: u16) -> CountingProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = CountingProxy { port, sent: Arc::default(), cut: Arc::default(), conns: Arc::default() };
+        let (sent, cut, conns) = (proxy.sent.clone(), proxy.cut.clone(), proxy.conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else { continue };
+                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                let pipe = |mut from: std::net::TcpStream,
+                            mut to: std::net::TcpStream,
+                            count: Option<Arc<std::sync::atomic::AtomicU64>>| {
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 8192];
+                        while let Ok(n @ 1..) = from.read(&mut buf) {
+                            if let Some(c) = &count {
+                                c.fetch_add(n as u64, Ordering::SeqCst);
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap(), Some(sent.clone()));
+                pipe(server, client, None);
+            }
+        });
+        proxy
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// `store.postgres.readReplica`: the API's reads go to the replica (at `ratio` 100), writes
+/// never do, nothing connects to it before a read, and a replica that fails sends the read
+/// to the primary; at `ratio` 0 the replica is never used.
+#[test]
+fn api_reads_go_to_the_read_replica_and_fall_back_to_the_primary() {
+    use higuma::store::postgres::ReplicaReads;
+    let mut cfg = migrated_config();
+    let replica = CountingProxy::start(cfg.port);
+    cfg.read_replica.host = "127.0.0.1".into();
+    cfg.read_replica.port = replica.port;
+    cfg.read_replica.ratio = 100;
+    let store = Arc::new(PostgresStore::connect(&cfg).unwrap());
+    let reads = ReplicaReads::of(&store).expect("a replica is configured");
+    assert_eq!(replica.sent(), 0, "nothing connects to the replica before a read");
+    reads.create("", "m", mesh_spec()).unwrap();
+    assert_eq!(replica.sent(), 0, "writes go to the primary");
+    let key = ResourceKey::new(ResourceType::Mesh, "", "m");
+    assert_eq!(reads.get(&key).unwrap().meta.name, "m");
+    let after_get = replica.sent();
+    assert!(after_get > 0, "the read went to the replica");
+    assert_eq!(reads.list(ResourceType::Mesh, None).unwrap().len(), 1);
+    assert!(replica.sent() > after_get, "the list too");
+    let before = replica.sent();
+    store.get(&key).unwrap();
+    assert_eq!(replica.sent(), before, "the store's own reads (config generation) stay on the primary");
+    replica.cut();
+    assert_eq!(reads.get(&key).unwrap().meta.name, "m", "a failed replica read is answered by the primary");
+
+    cfg.read_replica.ratio = 0;
+    let quiet = CountingProxy::start(cfg.port);
+    cfg.read_replica.port = quiet.port;
+    let store = Arc::new(PostgresStore::connect(&cfg).unwrap());
+    let reads = ReplicaReads::of(&store).unwrap();
+    for _ in 0..5 {
+        reads.get(&key).unwrap();
+    }
+    assert_eq!(quiet.sent(), 0, "ratio 0 sends nothing to the replica");
 }

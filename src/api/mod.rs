@@ -44,6 +44,9 @@ use crate::store::SharedStore;
 #[derive(Clone)]
 pub struct ApiContext {
     pub store: SharedStore,
+    /// What plain GETs (a resource, a list, `dataplanes+insights`) read: `store`, or a view
+    /// that sends a share of them to `store.postgres.readReplica`.
+    pub reads: SharedStore,
     /// The config in force; a reload swaps its contents.
     pub config: Arc<RwLock<Config>>,
     /// `<hostname>-<4 hex>`, as Kuma names control-plane instances.
@@ -61,7 +64,13 @@ pub struct ApiContext {
 impl ApiContext {
     pub fn new(store: SharedStore, config: Arc<RwLock<Config>>, instance_id: String) -> ApiContext {
         let tokens = authn::user_tokens(&store, &config.read().unwrap_or_else(|p| p.into_inner()));
-        ApiContext { store, config, instance_id, tokens, xds: None, changes: None }
+        ApiContext { reads: store.clone(), store, config, instance_id, tokens, xds: None, changes: None }
+    }
+
+    /// The context with plain GETs read through `reads` (a read replica).
+    pub fn with_reads(mut self, reads: SharedStore) -> ApiContext {
+        self.reads = reads;
+        self
     }
 
     /// The context with the xDS side's view of connected dataplanes (the inspect API's

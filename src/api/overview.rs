@@ -21,9 +21,9 @@ pub fn list(ctx: &ApiContext, req: &Request, mesh: Option<&str>) -> Result<Reply
         }
     }
     let name_filter = req.query_param("name").unwrap_or("");
-    let dataplanes = ctx.store.list(ResourceType::Dataplane, mesh)?;
+    let dataplanes = ctx.reads.list(ResourceType::Dataplane, mesh)?;
     let insights: HashMap<(String, String), Value> = ctx
-        .store
+        .reads
         .list(ResourceType::DataplaneInsight, mesh)?
         .iter()
         .map(|r| ((r.meta.mesh.clone(), r.meta.name.clone()), r.spec.to_json()))
@@ -46,8 +46,8 @@ pub fn list(ctx: &ApiContext, req: &Request, mesh: Option<&str>) -> Result<Reply
 }
 
 pub fn one(ctx: &ApiContext, mesh: &str, name: &str) -> Result<Reply, ApiError> {
-    let dp = ctx.store.get(&ResourceKey::new(ResourceType::Dataplane, mesh, name))?;
-    let insight = match ctx.store.get(&ResourceKey::new(ResourceType::DataplaneInsight, mesh, name)) {
+    let dp = ctx.reads.get(&ResourceKey::new(ResourceType::Dataplane, mesh, name))?;
+    let insight = match ctx.reads.get(&ResourceKey::new(ResourceType::DataplaneInsight, mesh, name)) {
         Ok(r) => Some(r.spec.to_json()),
         Err(crate::store::StoreError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),

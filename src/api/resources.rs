@@ -27,13 +27,13 @@ pub fn one(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, nam
 }
 
 fn get(ctx: &ApiContext, rtype: ResourceType, mesh: &str, name: &str) -> Result<Reply, ApiError> {
-    let res = ctx.store.get(&ResourceKey::new(rtype, mesh, name))?;
+    let res = ctx.reads.get(&ResourceKey::new(rtype, mesh, name))?;
     Ok(Reply::json(200, rest::to_json(&res)))
 }
 
 /// A page of resources (`?size`, `?offset`), sorted by mesh then name.
 pub fn list(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: Option<&str>) -> Result<Reply, ApiError> {
-    let items = ctx.store.list(rtype, mesh)?;
+    let items = ctx.reads.list(rtype, mesh)?;
     let json_items: Vec<Value> = items.iter().map(|r| rest::to_json(r)).collect();
     page(req, json_items)
 }

@@ -77,6 +77,12 @@ enum Cmd {
         /// `KUMA_DP_SERVER_TLS_ENABLED=false` and `..._AUTHN_DP_PROXY_TYPE=none`.
         #[arg(long)]
         secure: bool,
+        /// higuma instances on the one Postgres (needs `--store postgres` when above 1): the
+        /// fleet is spread round-robin over them, writes go to the first, and the results
+        /// add each instance's Postgres queries per second (idle, churn) and the time for a
+        /// write to reach dataplanes on the other instances (`targeted.cross_instance`).
+        #[arg(long, default_value_t = 1)]
+        cp_instances: usize,
         /// The higuma binary (default: next to this one).
         #[arg(long)]
         higuma: Option<PathBuf>,
@@ -215,6 +221,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         multiplex,
         policy_mix,
         secure,
+        cp_instances,
         higuma,
         out,
         check,
@@ -223,6 +230,10 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         unreachable!()
     };
     raise_nofile();
+    let cp_instances = (*cp_instances).max(1);
+    if cp_instances > 1 && *store != Store::Postgres {
+        bail!("--cp-instances {cp_instances} needs --store postgres: instances share state through Postgres only");
+    }
     let topology =
         Topology { services: *services, instances: *instances, outbounds: *outbounds, seed: *seed, http_every: 2 };
     let bin = match higuma {
@@ -230,57 +241,74 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         None => std::env::current_exe()?.with_file_name("higuma"),
     };
     let pg = if *store == Store::Postgres { Some(start_pg()?) } else { None };
-    let mut env: Vec<(String, String)> = pg.as_ref().map(|p| p.env.clone()).unwrap_or_default();
+    let env: Vec<(String, String)> = pg.as_ref().map(|p| p.env.clone()).unwrap_or_default();
     if pg.is_some() {
         let m = Command::new(&bin).args(["migrate", "up"]).envs(env.iter().cloned()).output()?;
         if !m.status.success() {
             bail!("migrate up: {}", String::from_utf8_lossy(&m.stderr));
         }
     }
-    let (api_port, xds_port) = (free_port(), free_port());
-    env.extend([
-        ("KUMA_API_SERVER_HTTP_PORT".into(), api_port.to_string()),
-        ("KUMA_API_SERVER_HTTP_INTERFACE".into(), "127.0.0.1".into()),
-        ("KUMA_DP_SERVER_PORT".into(), xds_port.to_string()),
-        ("KUMA_DP_SERVER_INTERFACE".into(), "127.0.0.1".into()),
-        ("KUMA_DIAGNOSTICS_SERVER_PORT".into(), free_port().to_string()),
-        ("KUMA_DIAGNOSTICS_INTERFACE".into(), "127.0.0.1".into()),
-        ("KUMA_XDS_SERVER_EVENT_PUSH".into(), push.to_string()),
-        // The harness measures xDS: no HTTPS listener (5682) or generated certificate.
-        ("KUMA_API_SERVER_HTTPS_ENABLED".into(), "false".into()),
-        ("KUMA_LOG_LEVEL".into(), "warn".into()),
-        // `--multiplex` puts thousands of streams on one connection.
-        ("KUMA_DP_SERVER_LIMITS_MAX_STREAMS_PER_CONNECTION".into(), "1000000".into()),
-    ]);
     let log_dir = tempfile::tempdir()?;
-    let work_dir = log_dir.path().join("work");
-    if *secure {
-        env.push(("KUMA_GENERAL_WORK_DIR".into(), work_dir.display().to_string()));
-    } else {
+    let mut cps: Vec<Higuma> = Vec::new();
+    let (mut apis, mut xds, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cas: Vec<Vec<u8>> = Vec::new();
+    for i in 0..cp_instances {
+        let (api_port, xds_port, diag_port) = (free_port(), free_port(), free_port());
+        let mut env = env.clone();
         env.extend([
-            ("KUMA_DP_SERVER_TLS_ENABLED".into(), "false".into()),
-            ("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE".into(), "none".into()),
+            ("KUMA_API_SERVER_HTTP_PORT".into(), api_port.to_string()),
+            ("KUMA_API_SERVER_HTTP_INTERFACE".into(), "127.0.0.1".into()),
+            ("KUMA_DP_SERVER_PORT".into(), xds_port.to_string()),
+            ("KUMA_DP_SERVER_INTERFACE".into(), "127.0.0.1".into()),
+            ("KUMA_DIAGNOSTICS_SERVER_PORT".into(), diag_port.to_string()),
+            ("KUMA_DIAGNOSTICS_INTERFACE".into(), "127.0.0.1".into()),
+            ("KUMA_XDS_SERVER_EVENT_PUSH".into(), push.to_string()),
+            // The harness measures xDS: no HTTPS listener (5682) or generated certificate.
+            ("KUMA_API_SERVER_HTTPS_ENABLED".into(), "false".into()),
+            ("KUMA_LOG_LEVEL".into(), "warn".into()),
+            // `--multiplex` puts thousands of streams on one connection.
+            ("KUMA_DP_SERVER_LIMITS_MAX_STREAMS_PER_CONNECTION".into(), "1000000".into()),
         ]);
-    }
-    let log = log_dir.path().join("higuma.log");
-    let child = Command::new(&bin)
-        .arg("run")
-        .envs(env.iter().cloned())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let mut cp = Higuma { child };
-    let api = format!("http://127.0.0.1:{api_port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if ureq::get(&format!("{api}/")).call().is_ok() {
-            break;
+        // Each instance generates its own DP server certificate and CA in its work dir;
+        // the signing keys of dataplane tokens are in the shared store, so a token issued
+        // through the first instance holds on every one.
+        let work_dir = log_dir.path().join(format!("work-{i}"));
+        if *secure {
+            env.push(("KUMA_GENERAL_WORK_DIR".into(), work_dir.display().to_string()));
+        } else {
+            env.extend([
+                ("KUMA_DP_SERVER_TLS_ENABLED".into(), "false".into()),
+                ("KUMA_DP_SERVER_AUTHN_DP_PROXY_TYPE".into(), "none".into()),
+            ]);
         }
-        if Instant::now() > deadline || cp.child.try_wait()?.is_some() {
-            bail!("higuma did not come up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        let log = log_dir.path().join(format!("higuma-{i}.log"));
+        let child = Command::new(&bin)
+            .arg("run")
+            .envs(env.iter().cloned())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        cps.push(Higuma { child });
+        let api = format!("http://127.0.0.1:{api_port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if ureq::get(&format!("{api}/")).call().is_ok() {
+                break;
+            }
+            let exited = cps.last_mut().map(|c| c.child.try_wait()).transpose()?.flatten().is_some();
+            if Instant::now() > deadline || exited {
+                bail!("higuma {i} did not come up: {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        apis.push(api);
+        xds.push(format!("127.0.0.1:{xds_port}"));
+        metrics.push(format!("http://127.0.0.1:{diag_port}/metrics"));
+        // The CA the instance generated for its DP server certificate (SANs include 127.0.0.1).
+        if *secure {
+            cas.push(std::fs::read(work_dir.join("kuma-cp-ca.crt")).context("reading the DP server's generated CA")?);
+        }
     }
     let pg_probe: Option<Box<dyn Fn() -> u64 + Send + Sync>> = pg.as_ref().map(|p| {
         let client = std::sync::Mutex::new(
@@ -303,17 +331,13 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
             .unwrap_or(0)
         }) as Box<dyn Fn() -> u64 + Send + Sync>
     });
-    // The CA higuma generated for its DP server certificate (SANs include 127.0.0.1).
-    let ca_pem = match secure {
-        true => Some(std::fs::read(work_dir.join("kuma-cp-ca.crt")).context("reading the DP server's generated CA")?),
-        false => None,
-    };
     let target = Target {
-        api,
-        xds: format!("127.0.0.1:{xds_port}"),
-        pid: cp.child.id(),
+        api: apis.first().cloned().unwrap_or_default(),
+        xds,
+        metrics,
+        pid: cps.first().map(|c| c.child.id()).unwrap_or(0),
         pg_transactions: pg_probe,
-        ca_pem,
+        cas,
         tokens: *secure,
     };
     let opts = Options {
@@ -360,7 +384,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
     eprintln!("token check cost");
     let token_cost = higuma::loadgen::token_cost::measure();
     drop(bench);
-    drop(cp);
+    drop(cps);
     drop(pg);
     let result = json!({
         "date": humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -371,7 +395,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
             "dataplanes": topology.size(),
             "services": services, "instances": instances, "outbounds": outbounds, "seed": seed,
             "refresh_interval_s": 1, "multiplex": multiplex, "policy_mix": policy_mix,
-            "secure": secure,
+            "secure": secure, "cp_instances": cp_instances,
         },
         "setup_s": setup_s,
         "cold": cold,

@@ -21,14 +21,14 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-struct Target {
+pub(crate) struct Target {
     tls: bool,
-    host: String,
-    port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
     path: String,
 }
 
-fn parse_url(url: &str) -> anyhow::Result<Target> {
+pub(crate) fn parse_url(url: &str) -> anyhow::Result<Target> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {

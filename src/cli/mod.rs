@@ -183,7 +183,9 @@ struct DpOptions {
     mesh: String,
     #[arg(long)]
     name: String,
-    /// The DP server (`https://host:5678`; `http://` if it serves plaintext).
+    /// The DP server (`https://host:5678`; `http://` if it serves plaintext). Several
+    /// control-plane instances comma-separated: the bootstrap comes from the first that
+    /// answers and Envoy fails over between all of them (they need one shared certificate).
     #[arg(long, default_value = DEFAULT_DP_SERVER_ADDRESS)]
     cp_address: String,
     /// CA certificate (PEM) to verify the DP server with; the control plane writes its

@@ -19,6 +19,8 @@ const ENV_PREFIX: &str = "KUMA";
 const ENV_OVERRIDES: &[(&str, &str)] = &[
     // Kuma's tag drops `_SERVER_` (pkg/config/xds/config.go, 2.4).
     ("xdsServer.dataplaneDeregistrationDelay", "KUMA_XDS_DATAPLANE_DEREGISTRATION_DELAY"),
+    // The camelCase rule keeps the acronym whole (`DBVERSIONS`); Kuma's tags split it.
+    ("store.postgres.tolerateNewerDBVersions", "KUMA_STORE_POSTGRES_TOLERATE_NEWER_DB_VERSIONS"),
     // Kuma's tags name the config-dump rule GET_CONFIG_DUMP (pkg/config/access/config.go).
     ("access.static.viewConfigDump.users", "KUMA_ACCESS_STATIC_GET_CONFIG_DUMP_USERS"),
     ("access.static.viewConfigDump.groups", "KUMA_ACCESS_STATIC_GET_CONFIG_DUMP_GROUPS"),

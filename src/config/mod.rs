@@ -186,6 +186,13 @@ pub struct PostgresConfig {
     pub min_reconnect_interval: Duration,
     pub max_reconnect_interval: Duration,
     pub tls: PostgresTlsConfig,
+    /// Kuma 2.5+: a replica that serves part of the REST API's reads.
+    pub read_replica: ReadReplicaConfig,
+    /// Kuma's rolling-upgrade switch: start on a database that a newer higuma or Kuma
+    /// already migrated (its extra columns have defaults, so the writes of this version
+    /// stay valid), instead of refusing it.
+    #[serde(rename = "tolerateNewerDBVersions")]
+    pub tolerate_newer_db_versions: bool,
 }
 
 impl Default for PostgresConfig {
@@ -207,7 +214,36 @@ impl Default for PostgresConfig {
             min_reconnect_interval: DEFAULT_POSTGRES_MIN_RECONNECT_INTERVAL,
             max_reconnect_interval: DEFAULT_POSTGRES_MAX_RECONNECT_INTERVAL,
             tls: PostgresTlsConfig::default(),
+            read_replica: ReadReplicaConfig::default(),
+            tolerate_newer_db_versions: DEFAULT_POSTGRES_TOLERATE_NEWER_DB_VERSIONS,
         }
+    }
+}
+
+/// Kuma's default: a database newer than this binary is refused, so an instance that
+/// was not upgraded cannot silently run on a schema it does not know.
+pub const DEFAULT_POSTGRES_TOLERATE_NEWER_DB_VERSIONS: bool = false;
+/// Kuma 2.5's default replica port (a replica usually runs on its own host, on 5432).
+pub const DEFAULT_READ_REPLICA_PORT: u16 = 5432;
+/// Kuma 2.5's default: when a replica is set, every API read goes to it.
+pub const DEFAULT_READ_REPLICA_RATIO: u32 = 100;
+
+/// `store.postgres.readReplica` (Kuma 2.5+). Credentials, database and TLS are the
+/// primary's. Unlike Kuma, only the REST API's plain GETs use it (`store::postgres::replica`
+/// says why).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ReadReplicaConfig {
+    /// Empty = no replica.
+    pub host: String,
+    pub port: u16,
+    /// Percentage (0-100) of API reads sent to the replica.
+    pub ratio: u32,
+}
+
+impl Default for ReadReplicaConfig {
+    fn default() -> Self {
+        ReadReplicaConfig { host: String::new(), port: DEFAULT_READ_REPLICA_PORT, ratio: DEFAULT_READ_REPLICA_RATIO }
     }
 }
 
@@ -317,6 +353,8 @@ pub const DEFAULT_XDS_NACK_BACKOFF: Duration = Duration::from_secs(5);
 /// Kuma's default; a disconnected proxy keeps its Dataplane this long so a quick reconnect
 /// (CP restart, network blip) does not flap the service's endpoints.
 pub const DEFAULT_XDS_DATAPLANE_DEREGISTRATION_DELAY: Duration = Duration::from_secs(10);
+/// Off, as in Kuma: reconnecting costs every stream a full resend, so it is opt-in.
+pub const DEFAULT_XDS_MAX_STREAM_AGE: Duration = Duration::ZERO;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
@@ -331,6 +369,11 @@ pub struct XdsServerConfig {
     /// Higuma extension: how many recent changes `/changes` keeps with their delivery
     /// status (memory only; read at start).
     pub change_history_size: u32,
+    /// Higuma extension: after about this long (gRPC adds ±10% jitter) a dataplane's
+    /// connection gets an HTTP/2 GOAWAY and is closed shortly after, so Envoy reconnects
+    /// through whatever balances the instances and streams spread again after an instance
+    /// joins. 0 = never (Kuma's behaviour: a stream stays where it landed).
+    pub max_stream_age: Duration,
 }
 
 impl Default for XdsServerConfig {
@@ -342,6 +385,7 @@ impl Default for XdsServerConfig {
             dataplane_deregistration_delay: DEFAULT_XDS_DATAPLANE_DEREGISTRATION_DELAY,
             event_push: true,
             change_history_size: DEFAULT_XDS_CHANGE_HISTORY_SIZE,
+            max_stream_age: DEFAULT_XDS_MAX_STREAM_AGE,
         }
     }
 }

@@ -131,6 +131,14 @@ impl Config {
             return Err(invalid(key, value, "store.postgres.tls.certPath and keyPath must be set together"));
         }
 
+        let replica = &pg.read_replica;
+        if replica.ratio > 100 {
+            return Err(invalid("store.postgres.readReplica.ratio", replica.ratio, "must be a percentage (0-100)"));
+        }
+        if !replica.host.is_empty() && replica.port == 0 {
+            return Err(invalid("store.postgres.readReplica.port", replica.port, "must be greater than 0"));
+        }
+
         if pg.password == super::DEFAULT_POSTGRES_PASSWORD {
             warnings
                 .push("store.postgres.password is the default \"kuma\"; set KUMA_STORE_POSTGRES_PASSWORD".to_owned());

@@ -1,11 +1,13 @@
 //! `higuma run`: builds the store and the servers from the config, creates the default mesh,
 //! applies reloads, and tears everything down in reverse order on shutdown.
 //!
-//! Start order: store (Postgres connected and migrated, or in-memory) → default mesh and
+//! Start order: store (Postgres connected and migrated, or in-memory) → leader election
+//! (Postgres; the memory store is its own leader) and, on the leader, the default mesh and
 //! token signing keys → reconciler → token checks → internal xDS (gRPC) and `/bootstrap`
 //! servers → the DP server's TLS front end on `dpServer.port` → REST API → diagnostics →
-//! ready. Stop order is the reverse of the servers, then the reconciler (which flushes
-//! dataplane status), then the store.
+//! leader-only jobs → ready. Stop order is the reverse of the servers, then the leader-only
+//! jobs and the election (releasing the lock, so another instance leads at once), then the
+//! reconciler (which flushes dataplane status), then the store.
 
 pub mod reload;
 
@@ -19,7 +21,10 @@ use crate::diagnostics::metrics::{PoolFigures, Sources};
 use crate::diagnostics::{DiagnosticsServer, Readiness};
 use crate::dpserver::bootstrap::BootstrapContext;
 use crate::dpserver::{DpServer, DpServerError, DpServerOptions, Peers};
-use crate::model::{rest, ResourceType, Spec};
+use crate::leader::defaults::DefaultsError;
+use crate::leader::election::{Election, Elector};
+use crate::leader::jobs::{Job, JobContext, Jobs};
+use crate::leader::Leadership;
 use crate::reconcile::{Reconciler, Settings};
 use crate::store::metered::MeteredStore;
 use crate::store::postgres::{PostgresError, PostgresStore};
@@ -48,6 +53,8 @@ pub enum DaemonError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     DpServer(#[from] DpServerError),
+    #[error(transparent)]
+    Defaults(#[from] DefaultsError),
 }
 
 /// The `--log-level` flag's value, the fallback when `general.logLevel` is empty.
@@ -69,6 +76,10 @@ pub struct Daemon {
     pub store: SharedStore,
     pub config: Arc<RwLock<Config>>,
     pub instance_id: String,
+    /// Whether this instance leads (always, on the memory store).
+    pub leadership: Arc<Leadership>,
+    elector: Option<Elector>,
+    jobs: Option<Jobs>,
     api: Option<ApiServer>,
     api_https: Option<ApiServer>,
     dp_server: Option<DpServer>,
@@ -85,6 +96,7 @@ impl Daemon {
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
         apply_log_level(&config);
         let mut pool: Option<Arc<dyn Fn() -> PoolFigures + Send + Sync>> = None;
+        let mut postgres: Option<Arc<PostgresStore>> = None;
         let backend: SharedStore = match config.store.r#type {
             StoreType::Memory => Arc::new(MemoryStore::new()),
             StoreType::Postgres => {
@@ -92,8 +104,15 @@ impl Daemon {
                 let stats = pg.clone();
                 pool = Some(Arc::new(move || {
                     let s = stats.pool_stats();
-                    PoolFigures { max: s.max, open: s.open, idle: s.idle }
+                    PoolFigures {
+                        max: s.max,
+                        open: s.open,
+                        idle: s.idle,
+                        queries: stats.queries().snapshot(),
+                        listening: stats.listening(),
+                    }
                 }));
+                postgres = Some(pg.clone());
                 log::info!(
                     "store: Postgres at {}:{}, database {:?}",
                     config.store.postgres.host,
@@ -105,14 +124,31 @@ impl Daemon {
         };
         let metered = Arc::new(MeteredStore::new(backend));
         let store: SharedStore = metered.clone();
-        if !config.defaults.skip_mesh_creation {
-            ensure_default_mesh_with(&store, config.defaults.create_mesh_routing_resources)?;
-        }
-        if api::authn::bootstrap(&store, &config)?.admin_token_created {
-            log::info!(
-                "api: bootstrap of the admin user token is enabled. To extract it run 'curl http://localhost:{}/global-secrets/admin-user-token | jq -r .data | base64 -d' on this host; use it with --auth-token. To disable it set KUMA_API_SERVER_AUTHN_TOKENS_BOOTSTRAP_ADMIN_TOKEN to false",
-                config.api_server.http.port
-            );
+        let instance_id = instance_id();
+        let (leadership, elector) = match &postgres {
+            None => (Arc::new(Leadership::sole()), None),
+            Some(pg) => {
+                let leadership = Arc::new(Leadership::default());
+                let mut election = Election::new(
+                    pg.leader_connector(&config.store.postgres)?,
+                    instance_id.clone(),
+                    leadership.clone(),
+                );
+                // One read now: a group's first instance leads at once and creates the
+                // defaults before it serves, as a single instance always did.
+                election.tick();
+                (leadership, Some(Elector::start(election)))
+            }
+        };
+        if leadership.is_leader() {
+            match crate::leader::defaults::ensure_all(&store, &config) {
+                Ok(_) => {}
+                // Only delays tokens for that mesh: the job retries, and issuing one creates the key.
+                Err(e @ (DefaultsError::SigningKey { .. } | DefaultsError::Meshes(_))) => log::warn!("tokens: {e}"),
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            log::info!("leader: another instance leads; the defaults are its job");
         }
         let https_tls = if config.api_server.https.enabled {
             let h = &config.api_server.https;
@@ -132,7 +168,6 @@ impl Daemon {
         } else {
             None
         };
-        ensure_signing_keys(&store);
         let dp = config.dp_server.clone();
         // Certificate problems are configuration errors: found before anything starts.
         let tls = if dp.tls_enabled {
@@ -153,7 +188,6 @@ impl Daemon {
                 dp.port
             );
         }
-        let instance_id = instance_id();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
         let reconciler = Arc::new(Reconciler::start(
             store.clone(),
@@ -173,7 +207,8 @@ impl Daemon {
         };
         let guards = Arc::new(Guards::new(peers.clone(), auth.clone(), dp_metrics.clone(), limits));
         // Internal: only the front end below connects here (others are refused by `Peers`).
-        let xds = XdsServer::start(INTERNAL_HOST, 0, dp.keepalive_time.0, hub, guards)?;
+        let xds =
+            XdsServer::start(INTERNAL_HOST, 0, dp.keepalive_time.0, config.xds_server.max_stream_age.0, hub, guards)?;
         let diag_addr = format!("{}:{}", config.diagnostics.interface, config.diagnostics.server_port);
         let api_addr = format!("{}:{}", config.api_server.http.interface, config.api_server.http.port);
         let api_enabled = config.api_server.http.enabled;
@@ -189,9 +224,21 @@ impl Daemon {
         }
         let bootstrap_limits = api::limits(&config);
         let config = Arc::new(RwLock::new(config));
-        let ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone())
+        let jobs: Vec<Box<dyn Job>> = vec![
+            Box::new(crate::leader::defaults::Defaults::default()),
+            Box::new(crate::leader::gc::Collector),
+            Box::new(crate::leader::finalizer::Finalizer::default()),
+        ];
+        let jobs = Jobs::start(
+            JobContext { store: store.clone(), config: config.clone(), leadership: leadership.clone() },
+            jobs,
+        );
+        let mut ctx = ApiContext::new(store.clone(), config.clone(), instance_id.clone())
             .with_xds(reconciler.clone())
             .with_changes(reconciler.changes());
+        if let Some(reads) = postgres.as_ref().and_then(crate::store::postgres::ReplicaReads::of) {
+            ctx = ctx.with_reads(Arc::new(reads));
+        }
         let bootstrap_ctx =
             BootstrapContext { store: store.clone(), config: config.clone(), tls: tls.clone(), auth: auth.clone() };
         let bootstrap = crate::http::Server::start(
@@ -251,6 +298,7 @@ impl Daemon {
             store_latency: metered.latency(),
             pool,
             dp_server: dp_metrics.clone(),
+            leadership: leadership.clone(),
         };
         let diagnostics = DiagnosticsServer::start(&diag_addr, config.clone(), readiness.clone(), sources)?;
         log::info!("diagnostics: listening on http://{}", diagnostics.local_addr());
@@ -264,6 +312,9 @@ impl Daemon {
             store,
             config,
             instance_id,
+            leadership,
+            elector,
+            jobs: Some(jobs),
             api,
             api_https,
             dp_server: Some(dp_server),
@@ -337,6 +388,12 @@ impl Daemon {
         if let Some(d) = self.diagnostics.take() {
             d.stop();
         }
+        if let Some(j) = self.jobs.take() {
+            j.stop();
+        }
+        if let Some(e) = self.elector.take() {
+            e.stop();
+        }
         if let Some(r) = self.reconciler.take() {
             match Arc::try_unwrap(r) {
                 Ok(r) => r.stop(),
@@ -356,38 +413,7 @@ pub fn ensure_default_mesh(store: &SharedStore) -> Result<(), DaemonError> {
 /// [`ensure_default_mesh`] with `defaults.createMeshRoutingResources`. An existing Mesh
 /// `default` is left alone, defaults included (Kuma creates them with the Mesh only).
 pub fn ensure_default_mesh_with(store: &SharedStore, create_routing_resources: bool) -> Result<(), DaemonError> {
-    let spec = rest::from_json(serde_json::json!({"type": ResourceType::Mesh.name(), "name": "default"}))
-        .map_err(|e| DaemonError::DefaultMesh(StoreError::Internal(e.to_string())))?
-        .spec;
-    match store.create("", "default", spec) {
-        Ok(mesh) => {
-            log::info!("created Mesh \"default\" (set defaults.skipMeshCreation to skip)");
-            if let Spec::Mesh(spec) = &mesh.spec {
-                crate::policies::defaults::ensure(&**store, "default", spec, create_routing_resources)?;
-            }
-            Ok(())
-        }
-        Err(StoreError::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(DaemonError::DefaultMesh(e)),
-    }
-}
-
-/// Creates the token signing key of every mesh that lacks one (meshes made before this
-/// version, or by another control plane), as Kuma's mesh defaults do. A failure only
-/// delays tokens for that mesh: issuing one creates the key too.
-fn ensure_signing_keys(store: &SharedStore) {
-    let meshes = match store.list(ResourceType::Mesh, None) {
-        Ok(m) => m,
-        Err(e) => {
-            log::warn!("tokens: cannot list meshes to check their signing keys: {e}");
-            return;
-        }
-    };
-    for m in meshes {
-        if let Err(e) = crate::tokens::keys::ensure_signing_key(&**store, &m.meta.name) {
-            log::warn!("tokens: cannot create the signing key of mesh {:?}: {e}", m.meta.name);
-        }
-    }
+    crate::leader::defaults::ensure_default_mesh(store, create_routing_resources).map(drop).map_err(DaemonError::from)
 }
 
 /// Where the internal servers behind the DP server listen.

@@ -17,6 +17,10 @@ pub struct PoolFigures {
     pub max: u32,
     pub open: u32,
     pub idle: u32,
+    /// Statements sent so far by the pool, the change listener and the leader election.
+    pub queries: (u64, u64, u64),
+    /// The change listener is connected (other instances' writes can arrive).
+    pub listening: bool,
 }
 
 /// Where the figures come from.
@@ -27,6 +31,8 @@ pub struct Sources {
     pub store_latency: prometheus::HistogramVec,
     pub pool: Option<Arc<dyn Fn() -> PoolFigures + Send + Sync>>,
     pub dp_server: Arc<crate::dpserver::Metrics>,
+    /// Drives Kuma's `leader` gauge.
+    pub leadership: Arc<crate::leader::Leadership>,
 }
 
 fn counters(r: &Registry, name: &str, help: &str, labels: &[&str], values: &[(&[&str], u64)]) {
@@ -58,6 +64,8 @@ pub fn render(s: &Sources) -> String {
         &["instance_id", "product", "version"],
         &[(&[&s.instance_id, "Higuma", env!("CARGO_PKG_VERSION")], 1)],
     );
+    // Kuma's gauge: 1 on the instance that runs the leader-only jobs.
+    gauges(&r, "leader", "1 while this instance is the leader", &[], &[(&[], i64::from(s.leadership.is_leader()))]);
     counters(
         &r,
         "xds_generation_total",
@@ -137,6 +145,21 @@ pub fn render(s: &Sources) -> String {
             ],
         );
         gauges(&r, "store_postgres_connections_max", "Postgres pool size limit", &[], &[(&[], p.max as i64)]);
+        let (pool_q, listener_q, leader_q) = p.queries;
+        counters(
+            &r,
+            "store_postgres_queries_total",
+            "Statements and connection checks sent to Postgres by this instance, by source",
+            &["source"],
+            &[(&["pool"], pool_q), (&["listener"], listener_q), (&["leader"], leader_q)],
+        );
+        gauges(
+            &r,
+            "store_postgres_listener_connected",
+            "1 while the change listener is connected (other instances' writes reach this one)",
+            &[],
+            &[(&[], i64::from(p.listening))],
+        );
     }
     gauges(
         &r,

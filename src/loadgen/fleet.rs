@@ -4,9 +4,9 @@
 //! nonce, and records per type when responses arrived. Responses are not decoded beyond
 //! version, nonce and type; the streams are driven by grpcio's completion queues.
 //!
-//! With a CA ([`Fleet::new`]'s `ca_pem`) each connection is TLS verified against it, as
-//! Envoy's bootstrap dials the DP server, and a stream may carry a dataplane token as the
-//! `authorization` metadata.
+//! With CAs ([`Fleet::new`]'s `cas`, one per target) each connection is TLS verified against
+//! its instance's CA, as Envoy's bootstrap dials the DP server, and a stream may carry a
+//! dataplane token as the `authorization` metadata.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +43,8 @@ impl DpStats {
 
 pub struct SimDataplane {
     pub node_id: String,
+    /// Index of the control-plane instance its stream went to.
+    pub instance: usize,
     pub eds_names: Vec<String>,
     pub stats: Arc<DpStats>,
     /// Dropping the client and sender closes the stream.
@@ -66,10 +68,14 @@ impl SimDataplane {
 
 pub struct Fleet {
     env: Arc<Environment>,
-    target: String,
-    /// The DP server's CA: TLS when set.
-    ca_pem: Option<Vec<u8>>,
-    multiplex: Option<grpcio::Channel>,
+    /// The control-plane instances; dataplane `i` of a fleet goes to `targets[i % len]`.
+    targets: Vec<String>,
+    /// Each target's DP server CA (same order): TLS when not empty.
+    cas: Vec<Vec<u8>>,
+    /// With multiplexing, one shared channel per target.
+    multiplex: Vec<grpcio::Channel>,
+    /// Streams opened so far, which picks the next one's target.
+    opened: std::sync::atomic::AtomicUsize,
     pub epoch: Instant,
 }
 
@@ -86,23 +92,39 @@ fn request(kind: ResourceKind, node: Option<&str>, version: &str, nonce: &str, n
 }
 
 impl Fleet {
-    pub fn new(target: &str, completion_queues: usize, multiplex: bool, ca_pem: Option<Vec<u8>>) -> Fleet {
+    /// A fleet spread round-robin over `targets` (at least one); with `cas` (one per
+    /// target) over TLS.
+    pub fn new(targets: &[String], completion_queues: usize, multiplex: bool, cas: Vec<Vec<u8>>) -> Fleet {
         let env = Arc::new(grpcio::EnvBuilder::new().cq_count(completion_queues).name_prefix("load-cq").build());
-        let mut fleet = Fleet { env, target: target.to_string(), ca_pem, multiplex: None, epoch: Instant::now() };
+        let mut fleet = Fleet {
+            env,
+            targets: targets.to_vec(),
+            cas,
+            multiplex: Vec::new(),
+            opened: Default::default(),
+            epoch: Instant::now(),
+        };
         if multiplex {
-            fleet.multiplex = Some(fleet.channel(ChannelBuilder::new(fleet.env.clone())));
+            fleet.multiplex =
+                (0..targets.len()).map(|i| fleet.channel(ChannelBuilder::new(fleet.env.clone()), i)).collect();
         }
         fleet
     }
 
-    fn channel(&self, builder: ChannelBuilder) -> grpcio::Channel {
-        match &self.ca_pem {
+    fn channel(&self, builder: ChannelBuilder, instance: usize) -> grpcio::Channel {
+        let target = self.targets.get(instance).map(String::as_str).unwrap_or_default();
+        match self.cas.get(instance) {
             Some(ca) => {
                 let creds = ChannelCredentialsBuilder::new().root_cert(ca.clone()).build();
-                builder.set_credentials(creds).connect(&self.target)
+                builder.set_credentials(creds).connect(target)
             }
-            None => builder.connect(&self.target),
+            None => builder.connect(target),
         }
+    }
+
+    /// How many control-plane instances the fleet is spread over.
+    pub fn instances(&self) -> usize {
+        self.targets.len().max(1)
     }
 
     pub fn now_nanos(&self) -> u64 {
@@ -112,16 +134,18 @@ impl Fleet {
     /// Opens one stream for `node_id`, with `token` as its dataplane token; returns at once,
     /// the stream runs on grpcio's threads.
     pub fn connect(&self, node_id: &str, eds_names: Vec<String>, token: Option<&str>) -> Arc<SimDataplane> {
-        let channel = match &self.multiplex {
+        let instance = self.opened.fetch_add(1, Ordering::Relaxed) % self.instances();
+        let channel = match self.multiplex.get(instance) {
             Some(c) => c.clone(),
             // A channel of its own with a private subchannel pool: its own TCP connection.
-            None => self.channel(ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true)),
+            None => self.channel(ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true), instance),
         };
         let client = AggregatedDiscoveryServiceClient::new(channel);
         let stats = Arc::new(DpStats::default());
         let (stop_tx, stop_rx) = futures::channel::oneshot::channel::<()>();
         let dp = Arc::new(SimDataplane {
             node_id: node_id.to_string(),
+            instance,
             eds_names: eds_names.clone(),
             stats: stats.clone(),
             handle: Mutex::new(None),

@@ -20,13 +20,18 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Target {
     /// `http://127.0.0.1:5681`
     pub api: String,
-    /// `127.0.0.1:5678`
-    pub xds: String,
+    /// `127.0.0.1:5678`, one per control-plane instance (the fleet is spread round-robin;
+    /// writes go to the first instance's `api`).
+    pub xds: Vec<String>,
+    /// Each instance's `/metrics` URL, for its own Postgres query counter.
+    pub metrics: Vec<String>,
+    /// The first instance's process (CPU and memory figures).
     pub pid: u32,
     /// Postgres transactions committed or rolled back so far in higuma's database, if any.
     pub pg_transactions: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
-    /// The DP server's CA when it speaks TLS: every simulated sidecar verifies it.
-    pub ca_pem: Option<Vec<u8>>,
+    /// Each instance's DP server CA (as `xds`) when it speaks TLS: every simulated sidecar
+    /// verifies its instance's; empty for plaintext.
+    pub cas: Vec<Vec<u8>>,
     /// The DP server checks dataplane tokens: each simulated sidecar gets its own from
     /// `POST /tokens/dataplane`, as an operator provisions a VM.
     pub tokens: bool,
@@ -74,6 +79,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// Per-instance rates between two counter readings (null where either is missing).
+fn per_second(before: &[Option<u64>], after: &[Option<u64>], seconds: f64) -> Value {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| match (b, a) {
+            (Some(b), Some(a)) if seconds > 0.0 => json!(a.saturating_sub(*b) as f64 / seconds),
+            _ => Value::Null,
+        })
+        .collect()
 }
 
 fn ms_stats(mut v: Vec<f64>) -> Value {
@@ -135,7 +152,7 @@ impl Bench {
                 consumers.entry(svc.clone()).or_default().push(i);
             }
         }
-        let fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex, target.ca_pem.clone());
+        let fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex, target.cas.clone());
         let seed = opts.topology.seed;
         Ok(Bench {
             target,
@@ -182,7 +199,7 @@ impl Bench {
         json!({
             "dataplanes": self.sims.len(),
             "configured": configured,
-            "tls": self.target.ca_pem.is_some(),
+            "tls": !self.target.cas.is_empty(),
             "tokens": self.target.tokens,
             "tokens_issued_s": self.tokens_s,
             "ramp_s": secs(self.opts.ramp),
@@ -206,11 +223,13 @@ impl Bench {
         std::thread::sleep(self.opts.settle);
         let (r0, b0) = self.totals();
         let tx0 = self.target.pg_transactions.as_ref().map(|f| f());
+        let q0 = self.queries_by_instance();
         let cp0 = self.cp();
         let me = procstat::read_self();
         let started = Instant::now();
         std::thread::sleep(self.opts.idle);
         let elapsed = started.elapsed().as_secs_f64();
+        let qps = per_second(&q0, &self.queries_by_instance(), elapsed);
         let cp1 = self.cp();
         let (r1, b1) = self.totals();
         let pg_qps = match (tx0, self.target.pg_transactions.as_ref()) {
@@ -225,6 +244,7 @@ impl Bench {
             "responses_sent": r1 - r0,
             "bytes_sent": b1 - b0,
             "pg_transactions_per_s": pg_qps,
+            "pg_queries_per_s_by_instance": qps,
             "loadgen_cpu_percent": (procstat::read_self().cpu_secs - me.cpu_secs) / elapsed * 100.0,
         })
     }
@@ -260,6 +280,7 @@ impl Bench {
     /// Scenario 3: changes that each affect one service (an instance appears or goes away).
     pub fn targeted(&mut self) -> Value {
         let mut latencies = Vec::new();
+        let mut cross = Vec::new();
         let (mut lost, mut spurious, mut affected_total, mut received_total) = (0usize, 0usize, 0usize, 0usize);
         let mut extra: Option<(String, String)> = None;
         for i in 0..self.opts.changes {
@@ -299,7 +320,22 @@ impl Bench {
                 continue;
             }
             match self.wait_for(&affected, ResourceKind::Endpoint, &before_eds, t0) {
-                Some(ms) => latencies.push(ms),
+                Some(ms) => {
+                    latencies.push(ms);
+                    // The write went to instance 0: the consumers on the others measure
+                    // how long a write takes to cross instances.
+                    let (remote, before): (Vec<usize>, Vec<u64>) = affected
+                        .iter()
+                        .zip(&before_eds)
+                        .filter(|(i, _)| self.sims[**i].instance != 0)
+                        .map(|(i, b)| (*i, *b))
+                        .unzip();
+                    if !remote.is_empty() {
+                        if let Some(ms) = self.arrived_kind(&remote, ResourceKind::Endpoint, &before, t0) {
+                            cross.push(ms);
+                        }
+                    }
+                }
                 None => lost += 1,
             }
             // Late pushes to anybody else would show up here.
@@ -321,6 +357,10 @@ impl Bench {
         v["affected_dataplanes"] = json!(affected_total);
         v["dataplanes_that_received"] = json!(received_total);
         v["spurious_pushes"] = json!(spurious);
+        v["instances"] = json!(self.fleet.instances());
+        if self.fleet.instances() > 1 {
+            v["cross_instance"] = ms_stats(cross);
+        }
         v
     }
 
@@ -431,6 +471,7 @@ impl Bench {
         }
         let period = Duration::from_secs_f64(1.0 / self.opts.churn_rate.max(1) as f64);
         let cp0 = self.cp();
+        let q0 = self.queries_by_instance();
         let started = Instant::now();
         let mut pending: Vec<Pending> = Vec::new();
         let mut latencies = Vec::new();
@@ -536,7 +577,28 @@ impl Bench {
         v["events_per_s"] = json!(events as f64 / elapsed);
         v["lost"] = json!(lost);
         v["cp_cpu_percent"] = json!((self.cp().cpu_secs - cp0.cpu_secs) / elapsed * 100.0);
+        v["pg_queries_per_s_by_instance"] = per_second(&q0, &self.queries_by_instance(), elapsed);
         v
+    }
+
+    /// Each instance's `store_postgres_queries_total` (every source summed); None for an
+    /// instance that did not answer or has no Postgres store.
+    fn queries_by_instance(&self) -> Vec<Option<u64>> {
+        self.target
+            .metrics
+            .iter()
+            .map(|url| {
+                let mut r = self.agent.get(url).call().ok()?;
+                let text = r.body_mut().read_to_string().ok()?;
+                let values: Vec<u64> = text
+                    .lines()
+                    .filter(|l| l.starts_with("store_postgres_queries_total{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .map(|v| v as u64)
+                    .collect();
+                (!values.is_empty()).then(|| values.iter().sum())
+            })
+            .collect()
     }
 
     /// Every simulated dataplane got its config and none lost a stream (smoke check).

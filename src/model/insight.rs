@@ -130,9 +130,16 @@ impl DataplaneInsightSpec {
     ///   the new subscription's `connectTime`, or now if it has none) and `sub` is appended;
     /// - then only the last `limit` subscriptions are kept. As in Kuma's code (and contrary to
     ///   the comment in Kuma's config file), `limit == 0` keeps none.
+    ///
+    /// Unlike Kuma, a subscription that is no longer listed (trimmed away) is not appended
+    /// again when it is closed or older than a listed one: that is the late write of an
+    /// instance the dataplane has left, which would otherwise close the live subscription of
+    /// the instance it moved to and show it offline (Kuma's "connected to another CP" case).
     pub fn upsert_subscription(&mut self, sub: DiscoverySubscription, limit: usize) {
         if let Some(existing) = self.subscriptions.iter_mut().find(|s| s.id == sub.id) {
             *existing = sub;
+        } else if sub.disconnect_time.is_some() || self.has_newer_than(&sub) {
+            return;
         } else {
             let when = sub.connect_time.clone().unwrap_or_else(|| super::rest::format_time(SystemTime::now()));
             for old in &mut self.subscriptions {
@@ -146,6 +153,16 @@ impl DataplaneInsightSpec {
             let excess = self.subscriptions.len() - limit;
             self.subscriptions.drain(..excess);
         }
+    }
+}
+
+impl DataplaneInsightSpec {
+    /// Whether a listed subscription connected after `sub` did.
+    fn has_newer_than(&self, sub: &DiscoverySubscription) -> bool {
+        let time =
+            |s: &DiscoverySubscription| s.connect_time.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        let Some(mine) = time(sub) else { return false };
+        self.subscriptions.iter().filter_map(time).any(|t| t > mine)
     }
 }
 
@@ -266,5 +283,23 @@ mod tests {
 
         spec.upsert_subscription(sub("d", "t4"), 0);
         assert!(spec.subscriptions.is_empty());
+    }
+
+    #[test]
+    fn a_late_write_of_the_instance_a_dataplane_left_keeps_it_online() {
+        let mut spec = DataplaneInsightSpec::default();
+        spec.upsert_subscription(sub("old-1", "2024-01-01T00:00:00Z"), 2);
+        spec.upsert_subscription(sub("old-2", "2024-01-01T00:01:00Z"), 2);
+        spec.upsert_subscription(sub("new", "2024-01-01T00:02:00Z"), 2);
+        assert_eq!(spec.subscriptions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["old-2", "new"]);
+        // old-1 was trimmed away; its instance closes it (or bumps its counters) late.
+        let mut closed = sub("old-1", "2024-01-01T00:00:00Z");
+        closed.disconnect_time = Some("2024-01-01T00:03:00Z".into());
+        spec.upsert_subscription(closed, 2);
+        let mut counters = sub("old-1", "2024-01-01T00:00:00Z");
+        counters.generation = 9;
+        spec.upsert_subscription(counters, 2);
+        assert_eq!(spec.subscriptions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["old-2", "new"]);
+        assert!(spec.is_online(), "{spec:?}");
     }
 }

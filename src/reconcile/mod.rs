@@ -91,10 +91,18 @@ pub struct Settings {
     pub event_push: bool,
     /// Changes kept for delivery tracking (read at start only).
     pub change_history: usize,
+    /// `metrics.dataplane.idleTimeout`: a live stream's subscription bumps its generation
+    /// every half of it, so the leader's finalizer can tell it from a dead instance's.
+    pub idle_timeout: Duration,
+    /// How long a closed stream still shows connected in its insight (zero: written at
+    /// once). On a store shared by several instances it is `dataplaneDeregistrationDelay`,
+    /// so a dataplane moving to another instance never shows offline meanwhile.
+    pub disconnect_delay: Duration,
 }
 
 impl Settings {
     pub fn from_config(c: &Config) -> Settings {
+        let shared_store = c.store.r#type == crate::config::StoreType::Postgres;
         Settings {
             refresh_interval: c.xds_server.dataplane_configuration_refresh_interval.0,
             nack_backoff: c.xds_server.nack_backoff.0,
@@ -103,6 +111,8 @@ impl Settings {
             subscription_limit: c.metrics.dataplane.subscription_limit as usize,
             event_push: c.xds_server.event_push,
             change_history: c.xds_server.change_history_size as usize,
+            idle_timeout: c.metrics.dataplane.idle_timeout.0,
+            disconnect_delay: if shared_store { c.xds_server.dataplane_deregistration_delay.0 } else { Duration::ZERO },
         }
     }
 }

@@ -2,11 +2,15 @@
 //! DataplaneInsight (connect/disconnect time, responses sent / ACKed / NACKed, in total and
 //! per type), written by one thread so that status never slows config delivery.
 //!
-//! Connects and disconnects are written on the next beat (a quarter second: the API shows a
-//! dataplane online or offline right away); counters at most once per
-//! `dataplaneStatusFlushInterval` per stream and only when they changed; stopping writes
-//! everything still pending. Each beat writes all that is due as one batch — a read and a
-//! write statement or two for thousands of dataplanes on Postgres, not two per dataplane.
+//! Connects are written on the next beat (a quarter second: the API shows a dataplane
+//! online right away); disconnects too, or after `disconnect_delay` on a store shared by
+//! several instances (a dataplane that moved on to another instance is never shown offline by
+//! the one it left); counters at most once per `dataplaneStatusFlushInterval` per stream and
+//! only when they changed; stopping writes everything still pending. A live stream bumps its
+//! subscription's `generation` every half `metrics.dataplane.idleTimeout`, which is how the
+//! leader's finalizer tells it from the stream of an instance that died. Each beat writes all
+//! that is due as one batch — a read and a write statement or two for thousands of
+//! dataplanes on Postgres, not two per dataplane.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -70,6 +74,11 @@ struct Tracked {
     handle: Arc<StreamHandle>,
     dataplane: ResourceKey,
     disconnected: Option<SystemTime>,
+    /// When the disconnect is to be written.
+    disconnect_due: Option<Instant>,
+    /// Kuma's subscription `generation`, bumped every half idle timeout while connected.
+    generation: u32,
+    bumped: Instant,
     written: Option<DiscoverySubscription>,
     /// The stream's activity counter when `written` was built.
     written_activity: u64,
@@ -93,11 +102,23 @@ impl Tracker {
                     Ok(StatusEvent::Connected(h)) => {
                         let Some(dp) = lock(&h.dataplane).clone() else { continue };
                         // Never written, so due on the next beat.
-                        self.streams.insert(h.id, Tracked { handle: h, dataplane: dp, disconnected: None, written: None, written_activity: u64::MAX, last_write: None });
+                        self.streams.insert(h.id, Tracked {
+                            handle: h,
+                            dataplane: dp,
+                            disconnected: None,
+                            disconnect_due: None,
+                            generation: 0,
+                            bumped: Instant::now(),
+                            written: None,
+                            written_activity: u64::MAX,
+                            last_write: None,
+                        });
                     }
                     Ok(StatusEvent::Disconnected(h, at)) => {
+                        let delay = self.settings.disconnect_delay;
                         if let Some(t) = self.streams.get_mut(&h.id) {
                             t.disconnected = Some(at);
+                            t.disconnect_due = Some(Instant::now() + delay);
                         }
                     }
                     Ok(StatusEvent::Settings(s)) => self.settings = s,
@@ -115,35 +136,48 @@ impl Tracker {
     /// ones when `all`). Closed streams are forgotten once written.
     fn flush_due(&mut self, all: bool) {
         let interval = self.settings.status_flush_interval;
+        let bump_every = self.settings.idle_timeout / 2;
+        let now = Instant::now();
+        for t in self.streams.values_mut() {
+            if t.disconnected.is_none() && !bump_every.is_zero() && t.bumped.elapsed() >= bump_every {
+                t.generation = t.generation.wrapping_add(1);
+                t.bumped = now;
+            }
+        }
+        let disconnect_due = |t: &Tracked| all || t.disconnect_due.is_some_and(|d| d <= now);
         let due: Vec<u64> = self
             .streams
             .iter()
             .filter(|(_, t)| {
                 t.last_write.is_none()
-                    || t.disconnected.is_some()
+                    || (t.disconnected.is_some() && disconnect_due(t))
+                    || t.written.as_ref().is_some_and(|w| w.generation != t.generation)
                     || (t.handle.activity.load(std::sync::atomic::Ordering::Relaxed) != t.written_activity
                         && (all || t.last_write.is_some_and(|w| w.elapsed() >= interval)))
             })
             .map(|(id, _)| *id)
             .collect();
         for chunk in due.chunks(BATCH_LIMIT) {
-            self.write(chunk);
+            self.write(chunk, now, all);
         }
-        self.streams.retain(|_, t| t.disconnected.is_none());
+        self.streams.retain(|_, t| t.disconnected.is_none() || !disconnect_due(t));
     }
 
-    fn subscription(&self, t: &Tracked) -> DiscoverySubscription {
+    fn subscription(&self, t: &Tracked, now: Instant, all: bool) -> DiscoverySubscription {
         let state = lock(&t.handle.state);
         let stats = |c: Counters| DiscoveryServiceStats {
             responses_sent: c.sent,
             responses_acknowledged: c.acked,
             responses_rejected: c.rejected,
         };
+        // Until the delayed disconnect is due, the stream still shows as connected.
+        let disconnected = t.disconnected.filter(|_| t.disconnect_due.is_some_and(|d| d <= now) || all);
         let mut sub = DiscoverySubscription {
             id: t.handle.subscription_id.clone(),
             control_plane_instance_id: self.instance_id.clone(),
             connect_time: Some(format_time(t.handle.connect_time)),
-            disconnect_time: t.disconnected.map(format_time),
+            disconnect_time: disconnected.map(format_time),
+            generation: t.generation,
             ..Default::default()
         };
         sub.status.total = stats(state.total());
@@ -155,13 +189,13 @@ impl Tracker {
     }
 
     /// Writes the status of `ids` in one batch (per insight: all its streams' subscriptions).
-    fn write(&mut self, ids: &[u64]) {
+    fn write(&mut self, ids: &[u64], now: Instant, all: bool) {
         // Insight key → (stream id, activity when read, subscription).
         let mut pending: BTreeMap<ResourceKey, Vec<(u64, u64, DiscoverySubscription)>> = BTreeMap::new();
         for &id in ids {
             let Some(t) = self.streams.get(&id) else { continue };
             let activity = t.handle.activity.load(std::sync::atomic::Ordering::Relaxed);
-            let mut sub = self.subscription(t);
+            let mut sub = self.subscription(t, now, all);
             if t.written.as_ref() == Some(&sub) {
                 if let Some(t) = self.streams.get_mut(&id) {
                     t.written_activity = activity;
@@ -172,7 +206,6 @@ impl Tracker {
             let key = ResourceKey::new(ResourceType::DataplaneInsight, &t.dataplane.mesh, &t.dataplane.name);
             pending.entry(key).or_default().push((id, activity, sub));
         }
-        let now = Instant::now();
         for &id in ids {
             if let Some(t) = self.streams.get_mut(&id) {
                 t.last_write = Some(now);

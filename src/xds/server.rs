@@ -148,6 +148,10 @@ impl Drop for DataplaneSlot {
     }
 }
 
+/// How long a stream past `xdsServer.maxStreamAge` may run on after its GOAWAY: Envoy
+/// opens its next stream at once, so a second only lets an in-flight response finish.
+const MAX_STREAM_AGE_GRACE: Duration = Duration::from_secs(1);
+
 pub struct XdsServer {
     server: Server,
     port: u16,
@@ -159,6 +163,7 @@ impl XdsServer {
         host: &str,
         port: u16,
         keepalive: Duration,
+        max_stream_age: Duration,
         hub: Arc<dyn StreamHub>,
         guards: Arc<Guards>,
     ) -> Result<XdsServer, XdsServerError> {
@@ -174,8 +179,18 @@ impl XdsServer {
             .keepalive_time(keepalive)
             .keepalive_timeout(keepalive)
             .keepalive_permit_without_calls(true)
-            .max_receive_message_len(max_message)
-            .build_args();
+            .max_receive_message_len(max_message);
+        // `xdsServer.maxStreamAge`: gRPC core sends GOAWAY after the age (±10% jitter, so
+        // reconnects spread out) and closes the connection after the grace; an ADS stream
+        // never ends by itself, so the grace is short.
+        let args = if max_stream_age.is_zero() {
+            args
+        } else {
+            let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+            args.raw_cfg_int(c"grpc.max_connection_age_ms".into(), ms(max_stream_age))
+                .raw_cfg_int(c"grpc.max_connection_age_grace_ms".into(), ms(MAX_STREAM_AGE_GRACE))
+        }
+        .build_args();
         let addr = super::generate::envoy_builders::join_host_port(host, port as u32);
         let bind_err = |reason: String| XdsServerError::Bind { addr: addr.clone(), reason };
         let mut server = ServerBuilder::new(env)

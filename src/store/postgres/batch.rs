@@ -30,6 +30,7 @@ impl PostgresStore {
         for (rtype, group) in by_type {
             let names: Vec<&str> = group.iter().map(|k| k.name.as_str()).collect();
             let meshes: Vec<&str> = group.iter().map(|k| k.mesh.as_str()).collect();
+            self.count(1);
             let rows = conn
                 .query(
                     "SELECT r.name, r.mesh, r.spec, r.version, r.creation_time, r.modification_time \
@@ -96,6 +97,7 @@ impl PostgresStore {
                 owners.push(owner_of(key));
                 pending.push(i);
             }
+            self.count(1);
             let rows = if create {
                 let owner_names: Vec<Option<&str>> =
                     owners.iter().map(|o| o.as_ref().map(|o| o.name.as_str())).collect();

@@ -28,6 +28,7 @@ use postgres::Client;
 use postgres_openssl::MakeTlsConnector;
 
 use super::errors::{ConnectError, PostgresError};
+use super::health::QueryCounts;
 use crate::config::{PostgresConfig, PostgresTlsConfig, TlsMode};
 
 /// `application_name` of the store's pooled connections (visible in `pg_stat_activity`).
@@ -58,6 +59,8 @@ pub(crate) struct Connector {
     pub(crate) timeout: Duration,
     /// Attempts given up on whose thread has not returned yet.
     hanging: Arc<AtomicUsize>,
+    /// Where the pool counts its connects and checkout checks.
+    queries: Option<Arc<QueryCounts>>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -89,7 +92,20 @@ impl Connector {
             addr: format!("{}:{}", cfg.host, cfg.port),
             timeout,
             hanging: Arc::new(AtomicUsize::new(0)),
+            queries: None,
         })
+    }
+
+    /// Counts the pool's connects and checkout checks into `queries`.
+    pub(crate) fn counting(mut self, queries: Arc<QueryCounts>) -> Connector {
+        self.queries = Some(queries);
+        self
+    }
+
+    fn count(&self) {
+        if let Some(q) = &self.queries {
+            QueryCounts::add(&q.pool, 1);
+        }
     }
 
     /// The same server with another `application_name` (and its own hanging-attempt budget).
@@ -97,6 +113,7 @@ impl Connector {
         let mut other = self.clone();
         other.config.application_name(application_name);
         other.hanging = Arc::new(AtomicUsize::new(0));
+        other.queries = None;
         other
     }
 
@@ -196,11 +213,13 @@ impl r2d2::ManageConnection for Manager {
     type Error = ConnectError;
 
     fn connect(&self) -> Result<Client, ConnectError> {
+        self.0.count();
         self.0.connect()
     }
 
     fn is_valid(&self, client: &mut Client) -> Result<(), ConnectError> {
         // Bounded, so a checkout never waits on a server that stopped answering.
+        self.0.count();
         Ok(client.is_valid(self.0.timeout)?)
     }
 

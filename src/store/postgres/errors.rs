@@ -19,7 +19,7 @@ pub enum PostgresError {
     NotMigrated { found: Option<i64>, expected: i64 },
     #[error(
         "database schema version {found} was written by a newer higuma or Kuma (this higuma knows up to \
-         {expected}): upgrade higuma"
+         {expected}): upgrade higuma, or set store.postgres.tolerateNewerDBVersions during a rolling upgrade"
     )]
     NewerSchema { found: i64, expected: i64 },
     #[error("Postgres TLS setup failed: {reason}")]

@@ -10,9 +10,13 @@
 //! gets exactly the changes committed after the marker, none from writes that had finished
 //! before `subscribe` was called.
 //!
-//! When the connection is lost the thread reconnects with exponential back-off between
-//! `minReconnectInterval` and `maxReconnectInterval` (lib/pq's listener does the same) and then
-//! publishes [`ChangeEvent::Resync`]: what changed while it was away is unknown.
+//! When the connection is lost the thread tries again at once, then with a back-off from
+//! 100 ms doubling to at most 500 ms (or `maxReconnectInterval`, if lower), and then publishes
+//! [`ChangeEvent::Resync`]: what changed while it was away is unknown. Kuma's lib/pq defaults
+//! (10 s doubling to 60 s) left an instance deaf to other instances' writes for up to a
+//! minute after a blip of a second, while it still reported ready; a failed attempt costs a
+//! refused TCP connect, so trying twice a second costs Postgres nothing. The thread also
+//! keeps the store's [`Health`]: listening or not, Postgres known down or not.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +30,7 @@ use serde::Deserialize;
 
 use super::connection::Connector;
 use super::errors::describe;
+use super::health::{Health, QueryCounts};
 use crate::model::{ResourceKey, ResourceType};
 use crate::store::{ChangeEvent, EventBus, Operation};
 
@@ -39,8 +44,15 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Notifications handled in one go before the stop signal is looked at again, so a steady
 /// stream of writes cannot delay shutdown indefinitely.
 const MAX_BATCH: usize = 1_000;
-/// Lower bound of the back-off so a zero `minReconnectInterval` cannot spin.
-const MIN_BACKOFF: Duration = Duration::from_millis(10);
+/// First wait between reconnect attempts (after an immediate first one).
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between reconnect attempts: bounds how long after Postgres answers again
+/// this instance hears other instances' writes (plus one connect and the resync).
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// A quiet connection is checked at least this often (`healthCheckInterval` when lower): a
+/// loss that closes nothing (a cut link) must show in readiness within seconds, not Kuma's
+/// 30 s; one empty query per 5 s per instance.
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Opens the listener's connection and subscribes to the channel.
 pub(crate) fn listen(connector: &Connector) -> Result<Client, String> {
@@ -77,7 +89,7 @@ impl PendingSubscriptions {
 /// Settings of the listener thread.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    pub(crate) min_backoff: Duration,
+    /// `maxReconnectInterval`: caps the back-off when below [`MAX_BACKOFF`].
     pub(crate) max_backoff: Duration,
     /// How often an otherwise quiet connection is checked, so a server that vanished without
     /// closing the socket is noticed.
@@ -101,9 +113,11 @@ impl Listener {
         events: Arc<EventBus>,
         pending: Arc<PendingSubscriptions>,
         settings: Settings,
+        health: Arc<Health>,
+        queries: Arc<QueryCounts>,
     ) -> Listener {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-        let worker = Worker { connector, events, pending, settings, stop: stop_rx };
+        let worker = Worker { connector, events, pending, settings, health, queries, stop: stop_rx };
         let handle = crate::threads::spawn(crate::threads::PG_LISTENER.to_string(), move || worker.run(client));
         Listener { stop: Some(stop_tx), handle: Some(handle) }
     }
@@ -131,6 +145,8 @@ struct Worker {
     events: Arc<EventBus>,
     pending: Arc<PendingSubscriptions>,
     settings: Settings,
+    health: Arc<Health>,
+    queries: Arc<QueryCounts>,
     stop: Receiver<()>,
 }
 
@@ -138,18 +154,35 @@ impl Worker {
     fn run(self, mut client: Client) {
         loop {
             let Some(reason) = self.wait(&mut client) else { return };
+            self.health.set_listening(false);
             log::warn!(
-                "postgres {}: the change listener lost its connection ({reason}); reconnecting",
+                "postgres {}: the change listener lost its connection ({reason}); writes made on other instances \
+                 cannot reach this instance until it reconnects",
                 self.connector.addr
             );
             drop(client);
+            let lost = Instant::now();
             client = match self.reconnect() {
                 Some(client) => client,
                 None => return,
             };
-            log::info!("postgres {}: the change listener is connected again", self.connector.addr);
+            if self.health.set_down(false) {
+                log::info!("postgres {}: answering again", self.connector.addr);
+            }
+            // Before readiness returns: the reconciler sees the resync before any request
+            // that /ready lets through.
             self.events.publish(ChangeEvent::Resync);
+            self.health.set_listening(true);
+            log::info!(
+                "postgres {}: the change listener is connected again after {:?}; resynchronizing",
+                self.connector.addr,
+                lost.elapsed()
+            );
         }
+    }
+
+    fn probe_interval(&self) -> Duration {
+        self.settings.health_check_interval.min(MAX_PROBE_INTERVAL)
     }
 
     fn stopping(&self) -> bool {
@@ -171,7 +204,9 @@ impl Worker {
             if client.is_closed() {
                 return Some("the server closed the connection".to_string());
             }
-            if last_check.elapsed() >= self.settings.health_check_interval {
+            // A failed pool checkout asks for a check now (see `Health`).
+            if self.health.take_probe_request() || last_check.elapsed() >= self.probe_interval() {
+                QueryCounts::add(&self.queries.listener, 1);
                 if let Err(e) = client.is_valid(self.connector.timeout) {
                     return Some(describe(&e));
                 }
@@ -205,24 +240,40 @@ impl Worker {
         Ok(())
     }
 
-    /// Reconnects with exponential back-off; `None` when asked to stop meanwhile.
+    /// Reconnects: at once, then with a short back-off (see the module docs); `None` when
+    /// asked to stop meanwhile. The first failure marks Postgres down.
     fn reconnect(&self) -> Option<Client> {
-        let max = self.settings.max_backoff.max(MIN_BACKOFF);
-        let mut delay = self.settings.min_backoff.clamp(MIN_BACKOFF, max);
+        let max = self.settings.max_backoff.clamp(MIN_BACKOFF, MAX_BACKOFF);
+        let mut delay = Duration::ZERO;
+        let mut attempts = 0u64;
         loop {
-            match self.stop.recv_timeout(delay) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return None,
+            if !delay.is_zero() {
+                match self.stop.recv_timeout(delay) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    _ => return None,
+                }
+            } else if self.stopping() {
+                return None;
             }
+            attempts += 1;
+            // The connect's start-up exchange and the LISTEN.
+            QueryCounts::add(&self.queries.listener, 1);
             match listen(&self.connector) {
                 Ok(client) => return Some(client),
                 Err(reason) => {
-                    log::warn!(
-                        "postgres {}: the change listener cannot reconnect ({reason}); next attempt in {:?}",
-                        self.connector.addr,
-                        (delay * 2).min(max)
-                    );
-                    delay = (delay * 2).min(max);
+                    if self.health.set_down(true) {
+                        log::warn!(
+                            "postgres {}: unreachable ({reason}); store calls answer 503 at once until it is back",
+                            self.connector.addr
+                        );
+                    } else if attempts.is_power_of_two() {
+                        // 1, 2, 4, 8... attempts: a line every few seconds, then rarer.
+                        log::warn!(
+                            "postgres {}: still unreachable after {attempts} attempts ({reason})",
+                            self.connector.addr
+                        );
+                    }
+                    delay = if delay.is_zero() { MIN_BACKOFF } else { (delay * 2).min(max) };
                 }
             }
         }

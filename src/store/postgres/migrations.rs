@@ -2,11 +2,18 @@
 //! migrate and use the same database: one row in `schema_migrations (version, dirty)`, the
 //! version being the number of the newest applied migration file.
 //!
-//! Higuma embeds one migration that creates Kuma 2.4's whole schema and carries the number
-//! of Kuma 2.4's last migration ([`SCHEMA_VERSION`]). A database that kuma-cp 2.4 migrated is
-//! therefore already current for higuma, and kuma-cp 2.4 accepts a database higuma migrated.
-//! A database left by a Kuma older than 2.4 cannot be brought forward by higuma (it would need
-//! Kuma's intermediate steps); `migrate up` says so.
+//! The first embedded migration creates Kuma 2.4's whole schema and carries the number of
+//! Kuma 2.4's last migration ([`KUMA_2_4_SCHEMA_VERSION`]), so a database kuma-cp 2.4 migrated
+//! is a database higuma can take forward. The later ones are Kuma's own steps up to the
+//! schema of Kuma's latest 2.x release ([`SCHEMA_VERSION`]: the `owner_fk_index`, `labels` and
+//! `status` columns), with Kuma's numbers: `higuma migrate up` takes a 2.4 database there, and
+//! a database kuma-cp 2.14 migrated is current for higuma. A database left by a Kuma older
+//! than 2.4 cannot be brought forward by higuma (it would need Kuma's intermediate steps);
+//! `migrate up` says so.
+//!
+//! `run` never migrates: the version must be exactly [`SCHEMA_VERSION`], or newer with
+//! `store.postgres.tolerateNewerDBVersions` (Kuma's rolling-upgrade switch: columns added
+//! later have defaults, so this version's named-column writes stay valid).
 
 use postgres::Client;
 
@@ -14,9 +21,12 @@ use super::connection::{Connector, MIGRATE_APPLICATION_NAME};
 use super::errors::PostgresError;
 use crate::config::PostgresConfig;
 
-/// The schema version this higuma reads and writes: Kuma 2.4's last migration,
-/// `1677096751_update_resources_name_limit`.
-pub const SCHEMA_VERSION: i64 = 1677096751;
+/// Kuma 2.4's last migration, `1677096751_update_resources_name_limit`.
+pub const KUMA_2_4_SCHEMA_VERSION: i64 = 1677096751;
+
+/// The schema version this higuma reads and writes: Kuma's `1710856785_add_status`, the
+/// newest migration of Kuma 2.x.
+pub const SCHEMA_VERSION: i64 = 1710856785;
 
 struct Migration {
     version: i64,
@@ -24,8 +34,12 @@ struct Migration {
 }
 
 /// In ascending version order; each one runs in its own transaction.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: SCHEMA_VERSION, sql: include_str!("migrations/1677096751_kuma_2_4_schema.up.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: KUMA_2_4_SCHEMA_VERSION, sql: include_str!("migrations/1677096751_kuma_2_4_schema.up.sql") },
+    Migration { version: 1693473198, sql: include_str!("migrations/1693473198_add_foreign_key_idx.up.sql") },
+    Migration { version: 1701180642, sql: include_str!("migrations/1701180642_add_labels.up.sql") },
+    Migration { version: SCHEMA_VERSION, sql: include_str!("migrations/1710856785_add_status.up.sql") },
+];
 
 /// Key of the session-level advisory lock held while migrating, so that two instances
 /// running `migrate up` at once apply each migration once. Advisory locks are per database,
@@ -74,9 +88,9 @@ fn apply_pending(client: &mut Client) -> Result<MigrateOutcome, PostgresError> {
         Some(SchemaState { version, .. }) if version < MIGRATIONS[0].version => {
             return Err(PostgresError::Query {
                 reason: format!(
-                    "the database is at Kuma schema version {version}, older than Kuma 2.4 ({SCHEMA_VERSION}); \
+                "the database is at Kuma schema version {version}, older than Kuma 2.4 ({KUMA_2_4_SCHEMA_VERSION}); \
                      migrate it with \"kuma-cp migrate up\" of Kuma 2.4 first"
-                ),
+            ),
             })
         }
         Some(state) => Some(state.version),
@@ -124,12 +138,19 @@ fn read_state(client: &mut Client) -> Result<Option<SchemaState>, PostgresError>
     }
 }
 
-/// Checks, at start-up, that the database is at exactly [`SCHEMA_VERSION`], as kuma-cp 2.4
-/// does: `run` never migrates.
-pub(crate) fn check_schema(client: &mut Client) -> Result<(), PostgresError> {
+/// Checks, at start-up, that the database is at exactly [`SCHEMA_VERSION`] (or newer, when
+/// `tolerate_newer`), as kuma-cp does: `run` never migrates.
+pub(crate) fn check_schema(client: &mut Client, tolerate_newer: bool) -> Result<(), PostgresError> {
     match read_state(client)? {
         None => Err(PostgresError::NotMigrated { found: None, expected: SCHEMA_VERSION }),
         Some(SchemaState { version, dirty: true }) => Err(dirty_error(version)),
+        Some(SchemaState { version, .. }) if version > SCHEMA_VERSION && tolerate_newer => {
+            log::warn!(
+                "postgres: the schema is at version {version}, newer than this higuma's {SCHEMA_VERSION}; \
+                 starting anyway (store.postgres.tolerateNewerDBVersions)"
+            );
+            Ok(())
+        }
         Some(SchemaState { version, .. }) if version > SCHEMA_VERSION => {
             Err(PostgresError::NewerSchema { found: version, expected: SCHEMA_VERSION })
         }

@@ -1,10 +1,13 @@
-//! The Postgres backend (`store.type: postgres`), sharing Kuma 2.4's schema so kuma-cp and
+//! The Postgres backend (`store.type: postgres`), sharing Kuma's schema (2.4 up to 2.14) so kuma-cp and
 //! higuma can use the same database.
 //!
 //! - `batch`: many reads or writes in a few statements (the status writer's flushes).
 //! - `connection`: `postgres::Config` and TLS from the config, bounded connects, the r2d2 pool.
 //! - `migrations`: the embedded schema, `migrate up`, the start-up version check.
 //! - `listener`: the `LISTEN resource_events` thread that produces the store's change events.
+//! - `replica`: `store.postgres.readReplica`, the pool and the view the REST API reads through.
+//! - `health`: what the listener knows about the database (listening; known down, when every
+//!   call fails at once), and the per-source query counters.
 //! - `errors`: [`PostgresError`] and the mapping of driver errors onto [`StoreError`].
 //!
 //! Semantics follow Kuma's Postgres store: versions start at 0, every update is a
@@ -16,8 +19,10 @@
 mod batch;
 mod connection;
 mod errors;
+mod health;
 mod listener;
 mod migrations;
+mod replica;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,10 +36,13 @@ pub use connection::{
     UNLIMITED_POOL_SIZE,
 };
 pub use errors::PostgresError;
-pub use migrations::{migrate_up, MigrateOutcome, SCHEMA_VERSION};
+pub use health::QueryCounts;
+pub use migrations::{migrate_up, MigrateOutcome, KUMA_2_4_SCHEMA_VERSION, SCHEMA_VERSION};
+pub use replica::{ReplicaReads, REPLICA_APPLICATION_NAME};
 
 use self::connection::{Connector, Pool};
 use self::errors::{pool_error, store_error};
+use self::health::Health;
 use self::listener::{Listener, PendingSubscriptions, SYNC_CHANNEL};
 use super::{owner_of, BatchWrite, ChangeEvent, EventBus, ResourceStore, Result, StoreError};
 use crate::config::PostgresConfig;
@@ -65,6 +73,10 @@ pub struct PostgresStore {
     /// Makes markers unique among the instances sharing the database.
     instance_id: u64,
     next_marker: AtomicU64,
+    health: Arc<Health>,
+    queries: Arc<QueryCounts>,
+    /// `store.postgres.readReplica`, when set (see [`ReplicaReads`]).
+    replica: Option<replica::Replica>,
     listener: Listener,
 }
 
@@ -72,14 +84,15 @@ impl PostgresStore {
     /// Connects (failing within connectionTimeout with an error naming host:port), checks the
     /// schema version, starts the listener thread.
     pub fn connect(cfg: &PostgresConfig) -> std::result::Result<PostgresStore, PostgresError> {
-        let connector = Connector::new(cfg, POOL_APPLICATION_NAME)?;
+        let queries = Arc::new(QueryCounts::default());
+        let connector = Connector::new(cfg, POOL_APPLICATION_NAME)?.counting(queries.clone());
         let listener_connector = connector.with_application_name(LISTENER_APPLICATION_NAME);
         let (addr, timeout) = (connector.addr.clone(), connector.timeout);
         // The listener's connection comes first: it reports the driver's reason at once
         // (refused, bad password), where a pool checkout would wait out the whole timeout
         // while r2d2 retries in the background.
         let mut listen_client = listener_connector.connect_or_report()?;
-        migrations::check_schema(&mut listen_client)?;
+        migrations::check_schema(&mut listen_client, cfg.tolerate_newer_db_versions)?;
         listener::subscribe(&mut listen_client).map_err(|e| PostgresError::query("LISTEN failed", &e))?;
         let pool = connection::pool(cfg, connector);
         // One checkout proves the pool's own settings work (e.g. its application_name).
@@ -90,18 +103,21 @@ impl PostgresStore {
         })?;
         let events = Arc::new(EventBus::default());
         let pending = Arc::new(PendingSubscriptions::default());
+        let health = Arc::new(Health::default());
         let listener = Listener::start(
             listen_client,
             listener_connector,
             events.clone(),
             pending.clone(),
             listener::Settings {
-                min_backoff: cfg.min_reconnect_interval.as_std(),
                 max_backoff: cfg.max_reconnect_interval.as_std(),
                 health_check_interval: cfg.health_check_interval.as_std(),
             },
+            health.clone(),
+            queries.clone(),
         );
         log::info!("connected to Postgres at {addr}, database {:?}", cfg.db_name);
+        let replica = replica::Replica::from_config(cfg, &queries)?;
         Ok(PostgresStore {
             pool,
             addr,
@@ -110,8 +126,33 @@ impl PostgresStore {
             pending,
             instance_id: fastrand::u64(..),
             next_marker: AtomicU64::new(0),
+            health,
+            queries,
+            replica,
             listener,
         })
+    }
+
+    /// Statements sent to Postgres so far, by source (`store_postgres_queries_total`).
+    pub fn queries(&self) -> Arc<QueryCounts> {
+        self.queries.clone()
+    }
+
+    /// Whether the change listener is connected: writes made on other instances reach this
+    /// one only while it is (`store_postgres_listener_connected`).
+    pub fn listening(&self) -> bool {
+        self.health.listening()
+    }
+
+    /// Whether Postgres is known to be down right now (every call fails at once meanwhile).
+    pub fn known_down(&self) -> bool {
+        self.health.down_since().is_some()
+    }
+
+    /// A connector for another component's own connections (leader election) to the same
+    /// server, counting its statements under `leader`.
+    pub fn leader_connector(&self, cfg: &PostgresConfig) -> std::result::Result<LeaderConnection, PostgresError> {
+        Ok(LeaderConnection { connector: Connector::new(cfg, LEADER_APPLICATION_NAME)?, queries: self.queries.clone() })
     }
 
     /// Pool figures for metrics: max size, open connections, idle connections.
@@ -120,11 +161,23 @@ impl PostgresStore {
         PoolStats { max: self.pool.max_size(), open: state.connections, idle: state.idle_connections }
     }
 
-    /// A cheap liveness check bounded by the connection timeout, for /ready: a checkout and
-    /// an empty query (what `SELECT 1` would prove, with a time limit the driver enforces).
+    /// The readiness check: Postgres answers (a checkout, which the pool validates with an
+    /// empty query bounded by the connection timeout) and the change listener is connected,
+    /// without which writes made on other instances would not reach this instance's
+    /// dataplanes.
     pub fn ping(&self) -> Result<()> {
-        let mut conn = self.conn()?;
-        conn.is_valid(self.timeout).map_err(|e| store_error(&self.addr, &e))
+        drop(self.conn()?);
+        if !self.health.listening() {
+            return Err(StoreError::Unavailable(format!(
+                "postgres {}: the change listener is reconnecting; changes made on other instances cannot arrive",
+                self.addr
+            )));
+        }
+        Ok(())
+    }
+
+    fn count(&self, statements: u64) {
+        QueryCounts::add(&self.queries.pool, statements);
     }
 
     /// Whether the pooled connection used for this call is encrypted; for the TLS tests.
@@ -137,8 +190,20 @@ impl PostgresStore {
         row.try_get(0).map_err(|e| StoreError::Internal(format!("postgres {}: pg_stat_ssl: {e}", self.addr)))
     }
 
+    /// A pooled connection; fails at once while Postgres is known to be down (a checkout
+    /// would wait out the whole connection timeout). A failed checkout has the listener
+    /// check its own connection, which decides whether Postgres is down.
     fn conn(&self) -> Result<r2d2::PooledConnection<connection::Manager>> {
-        self.pool.get_timeout(self.timeout).map_err(|e| pool_error(&self.addr, &e))
+        if let Some(since) = self.health.down_since() {
+            return Err(StoreError::Unavailable(format!(
+                "postgres {}: not answering since {since}; retried in the background",
+                self.addr
+            )));
+        }
+        self.pool.get_timeout(self.timeout).map_err(|e| {
+            self.health.request_probe();
+            pool_error(&self.addr, &e)
+        })
     }
 
     fn internal(&self, what: String) -> StoreError {
@@ -183,40 +248,13 @@ fn now_micros() -> SystemTime {
 
 impl ResourceStore for PostgresStore {
     fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>> {
-        let row = self
-            .conn()?
-            .query_opt(
-                "SELECT spec, version, creation_time, modification_time FROM resources \
-                 WHERE name = $1 AND mesh = $2 AND type = $3",
-                &[&key.name, &key.mesh, &key.rtype.name()],
-            )
-            .map_err(|e| store_error(&self.addr, &e))?;
-        match row {
-            Some(row) => self.decode(key, &row, 0),
-            None => Err(StoreError::NotFound(key.clone())),
-        }
+        let mut conn = self.conn()?;
+        self.get_on(&mut conn, &self.addr, key)
     }
 
     fn list(&self, rtype: ResourceType, mesh: Option<&str>) -> Result<Vec<Arc<Resource>>> {
-        // Byte order (COLLATE "C"), as the memory store sorts, whatever the database's
-        // collation. Filtering on a known type name skips rows of types higuma does not know.
-        const COLUMNS: &str = "SELECT name, mesh, spec, version, creation_time, modification_time FROM resources";
-        const ORDER: &str = "ORDER BY mesh COLLATE \"C\", name COLLATE \"C\"";
         let mut conn = self.conn()?;
-        let rows = match mesh {
-            Some(mesh) => {
-                conn.query(&format!("{COLUMNS} WHERE type = $1 AND mesh = $2 {ORDER}"), &[&rtype.name(), &mesh])
-            }
-            None => conn.query(&format!("{COLUMNS} WHERE type = $1 {ORDER}"), &[&rtype.name()]),
-        }
-        .map_err(|e| store_error(&self.addr, &e))?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get(0).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
-                let mesh: String = row.try_get(1).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
-                self.decode(&ResourceKey { rtype, mesh, name }, row, 2)
-            })
-            .collect()
+        self.list_on(&mut conn, &self.addr, rtype, mesh)
     }
 
     fn create(&self, mesh: &str, name: &str, spec: Spec) -> Result<Arc<Resource>> {
@@ -230,7 +268,9 @@ impl ResourceStore for PostgresStore {
         };
         // Named columns, unlike Kuma's positional VALUES, so columns later Kuma versions add
         // (labels, status: both with defaults) do not break higuma on a shared database.
-        let inserted = self.conn()?.execute(
+        let mut conn = self.conn()?;
+        self.count(1);
+        let inserted = conn.execute(
             "INSERT INTO resources (name, mesh, type, version, spec, creation_time, modification_time, \
              owner_name, owner_mesh, owner_type) VALUES ($1, $2, $3, 0, $4, $5, $5, $6, $7, $8)",
             &[&key.name, &key.mesh, &key.rtype.name(), &spec_text, &now, &owner_name, &owner_mesh, &owner_type],
@@ -264,6 +304,7 @@ impl ResourceStore for PostgresStore {
             return Err(self.missing_or_conflict(&mut conn, key));
         };
         // GREATEST keeps modification >= creation should the clock step back.
+        self.count(1);
         let row = conn
             .query_opt(
                 "UPDATE resources SET spec = $1, version = version + 1, \
@@ -292,8 +333,9 @@ impl ResourceStore for PostgresStore {
 
     fn delete(&self, key: &ResourceKey) -> Result<()> {
         // Owned rows go with it through ON DELETE CASCADE; the trigger notifies each of them.
-        let deleted = self
-            .conn()?
+        let mut conn = self.conn()?;
+        self.count(1);
+        let deleted = conn
             .execute(
                 "DELETE FROM resources WHERE name = $1 AND mesh = $2 AND type = $3",
                 &[&key.name, &key.mesh, &key.rtype.name()],
@@ -317,6 +359,7 @@ impl ResourceStore for PostgresStore {
         let sent = self
             .conn()
             .and_then(|mut conn| {
+                self.count(1);
                 conn.execute("SELECT pg_notify($1, $2)", &[&SYNC_CHANNEL, &marker])
                     .map_err(|e| store_error(&self.addr, &e))
             })
@@ -349,9 +392,55 @@ impl ResourceStore for PostgresStore {
 }
 
 impl PostgresStore {
+    /// `get` on `conn` (the primary's or the replica's, at `addr`).
+    fn get_on(&self, conn: &mut postgres::Client, addr: &str, key: &ResourceKey) -> Result<Arc<Resource>> {
+        self.count(1);
+        let row = conn
+            .query_opt(
+                "SELECT spec, version, creation_time, modification_time FROM resources \
+                 WHERE name = $1 AND mesh = $2 AND type = $3",
+                &[&key.name, &key.mesh, &key.rtype.name()],
+            )
+            .map_err(|e| store_error(addr, &e))?;
+        match row {
+            Some(row) => self.decode(key, &row, 0),
+            None => Err(StoreError::NotFound(key.clone())),
+        }
+    }
+
+    /// `list` on `conn` (the primary's or the replica's, at `addr`).
+    fn list_on(
+        &self,
+        conn: &mut postgres::Client,
+        addr: &str,
+        rtype: ResourceType,
+        mesh: Option<&str>,
+    ) -> Result<Vec<Arc<Resource>>> {
+        // Byte order (COLLATE "C"), as the memory store sorts, whatever the database's
+        // collation. Filtering on a known type name skips rows of types higuma does not know.
+        const COLUMNS: &str = "SELECT name, mesh, spec, version, creation_time, modification_time FROM resources";
+        const ORDER: &str = "ORDER BY mesh COLLATE \"C\", name COLLATE \"C\"";
+        self.count(1);
+        let rows = match mesh {
+            Some(mesh) => {
+                conn.query(&format!("{COLUMNS} WHERE type = $1 AND mesh = $2 {ORDER}"), &[&rtype.name(), &mesh])
+            }
+            None => conn.query(&format!("{COLUMNS} WHERE type = $1 {ORDER}"), &[&rtype.name()]),
+        }
+        .map_err(|e| store_error(addr, &e))?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
+                let mesh: String = row.try_get(1).map_err(|e| self.internal(format!("a {rtype} row: {e}")))?;
+                self.decode(&ResourceKey { rtype, mesh, name }, row, 2)
+            })
+            .collect()
+    }
+
     /// After a compare-and-swap matched no row: `Conflict` if the resource exists (another
     /// writer moved its version), else `NotFound`.
     fn missing_or_conflict(&self, conn: &mut postgres::Client, key: &ResourceKey) -> StoreError {
+        self.count(1);
         match conn.query_opt(
             "SELECT 1 FROM resources WHERE name = $1 AND mesh = $2 AND type = $3",
             &[&key.name, &key.mesh, &key.rtype.name()],
@@ -360,5 +449,39 @@ impl PostgresStore {
             Ok(None) => StoreError::NotFound(key.clone()),
             Err(e) => store_error(&self.addr, &e),
         }
+    }
+}
+
+/// `application_name` of the leader election's connection.
+pub const LEADER_APPLICATION_NAME: &str = "higuma-leader";
+
+/// Opens the leader election's own connections (outside the pool, so a busy pool never
+/// delays a heartbeat) and counts their statements.
+#[derive(Clone, Debug)]
+pub struct LeaderConnection {
+    connector: Connector,
+    queries: Arc<QueryCounts>,
+}
+
+impl LeaderConnection {
+    /// One connection, within the connection timeout; the error names the server.
+    pub fn connect(&self) -> std::result::Result<postgres::Client, String> {
+        QueryCounts::add(&self.queries.leader, 1);
+        self.connector.connect().map_err(|e| format!("postgres {}: {e}", self.connector.addr))
+    }
+
+    /// Counts `n` statements sent on a connection from [`connect`](Self::connect).
+    pub fn count(&self, n: u64) {
+        QueryCounts::add(&self.queries.leader, n);
+    }
+
+    /// `host:port`, for log lines.
+    pub fn addr(&self) -> &str {
+        &self.connector.addr
+    }
+
+    /// The connection timeout, which bounds each statement's wait too.
+    pub fn timeout(&self) -> Duration {
+        self.connector.timeout
     }
 }

@@ -25,8 +25,9 @@ CREATE TABLE resources (
 -- CREATE INDEX IF NOT EXISTS under the same name, so that migration stays a no-op here.
 CREATE INDEX owner_fk_index ON resources (owner_type, owner_mesh, owner_name);
 
--- Kuma's leader election (pglock) table; higuma does not use it, kuma-cp sharing the
--- database does.
+-- Kuma's leader election (pglock) table, lock `kuma-cp-lock`: higuma elects its leader
+-- with the same lock and lease, so kuma-cp and higuma instances sharing the database agree
+-- on one leader.
 CREATE TABLE locks (
     name                  varchar(255) PRIMARY KEY,
     record_version_number bigint,
