@@ -44,6 +44,7 @@ pub mod http;
 pub mod loadgen;
 pub mod logsafe;
 pub mod model;
+pub mod mtls;
 pub mod policies;
 pub mod reconcile;
 pub mod store;
