@@ -230,6 +230,7 @@ impl MeshSpec {
             check_reference(&mut errors, "mtls.enabledBackend", &mtls.enabled_backend, &names);
             for (i, b) in mtls.backends.iter().enumerate() {
                 check_type(&mut errors, &format!("mtls.backends[{i}].type"), &b.type_, &MTLS_BACKEND_TYPES);
+                crate::mtls::backend::validate(b, i, &mut errors);
                 if let Some(mode) = &b.mode {
                     if !MTLS_MODES.contains(&mode.as_str()) {
                         errors.add(

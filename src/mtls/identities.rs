@@ -267,6 +267,12 @@ impl Identities {
         })
     }
 
+    /// The readiness mark of `dp`'s current certificate, if it has one.
+    pub fn mark_of(&self, dp: &ResourceKey) -> Option<String> {
+        let st = lock(&self.state);
+        st.dps.get(dp)?.current.as_ref().map(|c| Self::mark(&c.plan))
+    }
+
     /// The readiness mark of a plan's issuer (see [`IDENTITY_MARK_PREFIX`]).
     pub fn mark(plan: &IdentityPlan) -> String {
         match &plan.issuer {
@@ -434,27 +440,11 @@ pub fn trust_secret(name: &str, bundle_pem: &[u8]) -> Arc<EncodedResource> {
     EncodedResource::encode(ResourceKind::Secret, name, &s)
 }
 
-/// A store as a reader (`dyn ResourceStore` does not upcast).
-struct Reader<'a>(&'a dyn crate::store::ResourceStore);
-
-impl crate::store::ResourceReader for Reader<'_> {
-    fn get(&self, key: &ResourceKey) -> crate::store::Result<Arc<crate::model::Resource>> {
-        self.0.get(key)
-    }
-    fn list(
-        &self,
-        rtype: crate::model::ResourceType,
-        mesh: Option<&str>,
-    ) -> crate::store::Result<Vec<Arc<crate::model::Resource>>> {
-        self.0.list(rtype, mesh)
-    }
-}
-
 /// Loads the CA of `issuer`; a generated CA that is missing is created (create-if-absent:
 /// the Mesh or MeshIdentity write normally made it already).
 fn load_ca(store: &SharedStore, mesh: &str, issuer: &Issuer) -> Result<CaMaterial, MtlsError> {
     let store: &dyn crate::store::ResourceStore = store.as_ref();
-    let reader = Reader(store);
+    let reader = super::Reader(store);
     let reader: &dyn crate::store::ResourceReader = &reader;
     match issuer {
         Issuer::Builtin { backend, conf } => match ca::load_builtin(reader, mesh, backend) {
@@ -563,7 +553,7 @@ mod tests {
         let uris: Vec<String> =
             cert.subject_alt_names().unwrap().iter().filter_map(|n| n.uri().map(str::to_string)).collect();
         assert_eq!(uris[0], "spiffe://default/backend");
-        let ca = ca::load_builtin(&Reader(store.as_ref()), "default", "ca-1").unwrap();
+        let ca = ca::load_builtin(&crate::mtls::Reader(store.as_ref()), "default", "ca-1").unwrap();
         assert!(cert.verify(&ca.cert.public_key().unwrap()).unwrap(), "signed by the mesh CA in the store");
         // 3.9 s of 5: not due yet.
         clock.advance(Duration::from_millis(3900));

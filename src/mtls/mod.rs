@@ -38,3 +38,19 @@ pub enum MtlsError {
         source: openssl::error::ErrorStack,
     },
 }
+
+/// A store as a reader (`dyn ResourceStore` does not upcast to `dyn ResourceReader`).
+pub struct Reader<'a>(pub &'a dyn crate::store::ResourceStore);
+
+impl crate::store::ResourceReader for Reader<'_> {
+    fn get(&self, key: &crate::model::ResourceKey) -> crate::store::Result<std::sync::Arc<crate::model::Resource>> {
+        self.0.get(key)
+    }
+    fn list(
+        &self,
+        rtype: crate::model::ResourceType,
+        mesh: Option<&str>,
+    ) -> crate::store::Result<Vec<std::sync::Arc<crate::model::Resource>>> {
+        self.0.list(rtype, mesh)
+    }
+}
