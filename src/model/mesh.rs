@@ -443,7 +443,11 @@ mtls:
             "\"statsd\"",
         );
         for t in MTLS_BACKEND_TYPES {
-            assert!(from_json(mesh(json!({"mtls": {"backends": [{"name": "a", "type": t}]}}))).is_ok(), "{t}");
+            // A provided CA must say where its cert and key are (Kuma's provided plugin).
+            let conf =
+                if t == "provided" { json!({"cert": {"secret": "c"}, "key": {"secret": "k"}}) } else { json!({}) };
+            let m = mesh(json!({"mtls": {"backends": [{"name": "a", "type": t, "conf": conf}]}}));
+            assert!(from_json(m).is_ok(), "{t}");
         }
     }
 
