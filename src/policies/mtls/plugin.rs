@@ -98,3 +98,48 @@ impl Plugin for MtlsPlugin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policies::core::testing::check_golden;
+
+    const DIR: &str = "src/policies/mtls/testdata";
+
+    #[test]
+    fn strict_listeners_and_clusters() {
+        check_golden(DIR, "strict", "web-1");
+    }
+
+    #[test]
+    fn permissive_listeners_and_clusters_before_readiness() {
+        check_golden(DIR, "permissive", "web-1");
+    }
+
+    #[test]
+    fn meshtls_mode_versions_and_ciphers() {
+        check_golden(DIR, "meshtls", "web-1");
+    }
+
+    /// PERMISSIVE clients switch a service to TLS once every dataplane of it is TLS-ready
+    /// (its Envoy ACKed its certificate), and a mark from another backend does not count.
+    #[test]
+    fn permissive_clients_switch_per_service_once_ready() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(DIR);
+        let input = std::fs::read_to_string(dir.join("permissive.input.yaml")).unwrap();
+        let f = crate::policies::timeout::testing::Fixture::new(&input);
+        let tls_of = |ctx: &crate::xds::context::MeshContext, service: &str| {
+            let store_dp = ctx.dataplanes.get("web-1").unwrap().clone();
+            let crate::model::Spec::Dataplane(spec) = &store_dp.spec else { unreachable!() };
+            let r = ctx.resolve(&store_dp, spec);
+            r.clusters.iter().find(|c| c.service == service).unwrap().conf.tls.clone()
+        };
+        assert!(tls_of(&f.ctx, "backend").is_none());
+        let stale = f.ctx.with_tls_ready("backend-1", "some-old-backend").unwrap();
+        assert!(tls_of(&stale, "backend").is_none(), "a mark of another CA does not count");
+        let ready = f.ctx.with_tls_ready("backend-1", "ca-1").unwrap();
+        let tls = tls_of(&ready, "backend").expect("TLS once backend-1 is ready");
+        assert_eq!(tls.sni, "backend{mesh=default}");
+        assert!(tls_of(&ready, "db").is_none(), "db is not ready yet");
+        assert!(ready.with_tls_ready("backend-1", "ca-1").is_none(), "known already");
+    }
+}
