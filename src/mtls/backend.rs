@@ -134,7 +134,7 @@ pub fn dp_cert_lifetime(b: &CertificateAuthorityBackend) -> Duration {
 /// `i`, which need nothing beyond the Mesh.
 pub fn validate(b: &CertificateAuthorityBackend, i: usize, errors: &mut ValidationError) {
     if let Some(exp) = dp_cert_expiration(b) {
-        if !exp.as_str().is_some_and(|s| parse_kuma_duration(s).is_some()) {
+        if exp.as_str().is_none_or(|s| parse_kuma_duration(s).is_none()) {
             // Kuma's path, lower-case `dpcert` and no backend index included (sic).
             errors.add("mtls.dpcert.rotation.expiration", format!("has to be a valid format, got {exp}"));
         }
