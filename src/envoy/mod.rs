@@ -31,6 +31,7 @@
 //! | [`bootstrap`] | `envoy.config.bootstrap.v3` | `Bootstrap`, `Admin` |
 //! | [`percent`], [`range`], [`http`], [`semantic_version`] | `envoy.type.v3` | `Percent`, `FractionalPercent`, `Int64Range`, `CodecClientType` |
 //! | [`string`], [`regex`] | `envoy.type.matcher.v3` | `StringMatcher`, `RegexMatcher` |
+//! | [`rbac`], [`network_rbac`] | `envoy.config.rbac.v3`, `envoy.extensions.filters.network.rbac.v3` | `RBAC`, `Policy`, `Principal`, the network filter's `RBAC` |
 //!
 //! Well-known types (`Any`, `Duration`, `Struct`, wrappers) are rust-protobuf's
 //! own, re-exported here as [`wkt`]. The gRPC glue for the Aggregated

@@ -137,6 +137,10 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     // ---- access logs (TrafficLog, MeshAccessLog) -----------------------------------------------
     &traffic_log::plugin::TrafficLogPlugin,
     &mesh_access_log::plugin::MeshAccessLogPlugin,
+    // ---- permissions (TrafficPermission, MeshTrafficPermission) --------------------------------
+    // Last, so the RBAC filter TrafficPermission's hook inserts is the first network filter.
+    &traffic_permission::plugin::TrafficPermissionPlugin,
+    &mesh_traffic_permission::plugin::MeshTrafficPermissionPlugin,
 ];
 
 /// The policy types some plugin reads; a change of any other type affects no dataplane's

@@ -312,4 +312,9 @@ pub struct InboundConf {
     // ---- access logs ---------------------------------------------------------------------------
     /// MeshAccessLog's `from`.
     pub access_logs: Vec<AccessLog>,
+
+    // ---- permissions ---------------------------------------------------------------------------
+    /// TrafficPermission, then MeshTrafficPermission on the inbounds it selects; `None` (mTLS
+    /// off): no RBAC filter.
+    pub rbac: Option<crate::policies::traffic_permission::rbac::InboundRbac>,
 }
