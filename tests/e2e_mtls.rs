@@ -17,6 +17,12 @@ use serde_json::{json, Value};
 #[test]
 fn mesh_mtls_secures_real_traffic() {
     let mut mesh = Mesh::start(&[]);
+    // With mTLS on, Kuma 2.6+ denies what no permission allows: these cases are about TLS,
+    // so everything is allowed (permissions have their own e2e test).
+    mesh.put(&json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "allow-all", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]
+    }}));
     let backend = Backend::start(&mut mesh, "backend");
     turning_mtls_on_through_permissive_fails_no_request(&mesh, &backend);
     strict_mtls_presents_the_spiffe_certificate_and_refuses_plaintext(&mesh, &backend);

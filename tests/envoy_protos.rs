@@ -797,6 +797,38 @@ fn mesh_tls_secrets() -> Vec<higuma::envoy::tls_secret::Secret> {
     ]
 }
 
+/// An inbound TCP listener behind the network RBAC filter as TrafficPermission and
+/// MeshTrafficPermission shape it (the plugins' own builder), with every principal kind
+/// higuma emits and shadow rules.
+fn rbac_listener() -> Listener {
+    use higuma::policies::traffic_permission::rbac::{network_filter, InboundRbac, Principal, RbacPolicy};
+    let not = |p: Principal| Principal::Not(Box::new(p));
+    let exact = |s: &str| Principal::Exact(s.to_string());
+    let rbac = InboundRbac {
+        stat_prefix: "inbound_127_0_0_1_18084.".to_string(),
+        allow: Some(RbacPolicy {
+            name: "MeshTrafficPermission".to_string(),
+            principals: vec![
+                Principal::And(vec![
+                    not(Principal::Or(vec![exact("spiffe://default/legacy"), exact("kuma://version/v1")])),
+                    Principal::Prefix("spiffe://default/".to_string()),
+                ]),
+                Principal::Any,
+            ],
+        }),
+        shadow_deny: Some(RbacPolicy {
+            name: "MeshTrafficPermission".to_string(),
+            principals: vec![exact("spiffe://default/batch")],
+        }),
+    };
+    let mut tp = TcpProxy::new();
+    tp.stat_prefix = "localhost_18084".to_string();
+    tp.set_cluster("backend".to_string());
+    let mut l = listener_with_filter("inbound:127.0.0.1:18084", 18084, "envoy.filters.network.tcp_proxy", to_any(&tp));
+    l.filter_chains[0].filters.insert(0, network_filter(&rbac));
+    l
+}
+
 fn bootstrap() -> Bootstrap {
     let mut node = Node::new();
     node.id = "default.backend-01".to_string();
@@ -829,8 +861,14 @@ fn bootstrap() -> Bootstrap {
         resilience_cluster("resilience", 8082),
         mesh_tls_cluster(),
     ];
-    statics.listeners =
-        vec![http_listener(), tcp_listener(), inbound_policies_listener(), tcp_logging_listener(), mesh_tls_listener()];
+    statics.listeners = vec![
+        http_listener(),
+        tcp_listener(),
+        inbound_policies_listener(),
+        tcp_logging_listener(),
+        mesh_tls_listener(),
+        rbac_listener(),
+    ];
     statics.secrets = mesh_tls_secrets();
 
     let mut b = Bootstrap::new();
@@ -1051,6 +1089,7 @@ fn all_files() -> Vec<FileDescriptor> {
         tls_common::file_descriptor().clone(),
         tls_secret::file_descriptor().clone(),
         tls_inspector::file_descriptor().clone(),
+        network_rbac::file_descriptor().clone(),
     ]
 }
 
@@ -1305,6 +1344,17 @@ fn envoy_reads_every_field_under_our_name() {
                   /route_config/virtual_hosts/0/routes/1/route";
     assert_eq!(theirs.pointer(&format!("{action}/timeout")), Some(&json!("15s")));
     assert_eq!(theirs.pointer(&format!("{action}/idle_timeout")), Some(&json!("60s")));
+    // The RBAC filter was read as such: the negated principal set and the shadow rules.
+    // Listener 5: after the mesh TLS one.
+    let rbac = "/static_resources/listeners/5/filter_chains/0/filters/0/typed_config";
+    let principal =
+        format!("{rbac}/rules/policies/MeshTrafficPermission/principals/0/and_ids/ids/0/not_id/or_ids/ids/1");
+    assert_eq!(
+        theirs.pointer(&format!("{principal}/authenticated/principal_name/exact")),
+        Some(&json!("kuma://version/v1")),
+        "{theirs:#}"
+    );
+    assert_eq!(theirs.pointer(&format!("{rbac}/shadow_rules/action")), Some(&json!("DENY")));
     let mut swapped = ours.clone();
     let route = swapped.pointer_mut(action).unwrap();
     let timeout = route["timeout"].take();

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::{ApiContext, ApiError, Reply, Request};
 use crate::model::{rest, validate_name, Resource, ResourceKey, ResourceType, Spec, ValidationError};
 use crate::policies::defaults::{self, DefaultsError};
+use crate::policies::traffic_permission::mtls as permissions;
 use crate::store::StoreError;
 
 /// Kuma's page size defaults (`pkg/api-server/pagination.go`).
@@ -134,8 +135,15 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
     }
     match current {
         Some(current) => {
+            let mtls = match (&current.spec, &envelope.spec) {
+                (Spec::Mesh(old), Spec::Mesh(new)) => permissions::turns_mtls_on(Some(old), new),
+                _ => false,
+            };
             let updated = ctx.store.update(&key, envelope.spec, current.meta.version)?;
             ensure_identity_ca(ctx, &updated);
+            if mtls {
+                warn_if_unpermitted(ctx, name);
+            }
             Ok(Reply::empty(200))
         }
         None => {
@@ -159,6 +167,9 @@ fn put(ctx: &ApiContext, req: &Request, rtype: ResourceType, mesh: &str, name: &
                 if let Err(e) = crate::tokens::keys::ensure_signing_key(&*ctx.store, name) {
                     log::warn!("tokens: cannot create the signing key of mesh {name:?}: {e}");
                 }
+                if permissions::turns_mtls_on(None, mesh) {
+                    warn_if_unpermitted(ctx, name);
+                }
             }
             Ok(Reply::empty(201))
         }
@@ -179,6 +190,16 @@ fn ensure_identity_ca(ctx: &ApiContext, r: &Resource) {
         if let Err(e) = crate::mtls::manager::ensure_identity_ca(&*ctx.store, &r.meta.mesh, &r.meta.name, spec) {
             log::warn!("mtls: cannot create the CA of MeshIdentity {:?} in mesh {:?}: {e}", r.meta.name, r.meta.mesh);
         }
+    }
+}
+
+/// Kuma 2.6+ denies all traffic in a mesh with mTLS on and no permission; say so when it
+/// happens (see `policies::traffic_permission::mtls`).
+fn warn_if_unpermitted(ctx: &ApiContext, mesh: &str) {
+    match permissions::missing_permission_warning(&*ctx.store, mesh) {
+        Ok(Some(w)) => log::warn!("{w}"),
+        Ok(None) => {}
+        Err(e) => log::warn!("mesh {mesh:?} turned mTLS on; its permissions could not be listed: {e}"),
     }
 }
 

@@ -33,6 +33,7 @@
 //! | [`string`], [`regex`] | `envoy.type.matcher.v3` | `StringMatcher`, `RegexMatcher` |
 //! | [`tls`], [`tls_common`], [`tls_secret`] | `envoy.extensions.transport_sockets.tls.v3` | `UpstreamTlsContext`, `DownstreamTlsContext`, `CommonTlsContext`, `Secret`, `SdsSecretConfig` |
 //! | [`tls_inspector`] | `envoy.extensions.filters.listener.tls_inspector.v3` | `TlsInspector` |
+//! | [`rbac`], [`network_rbac`] | `envoy.config.rbac.v3`, `envoy.extensions.filters.network.rbac.v3` | `RBAC`, `Policy`, `Principal`, the network filter's `RBAC` |
 //!
 //! Well-known types (`Any`, `Duration`, `Struct`, wrappers) are rust-protobuf's
 //! own, re-exported here as [`wkt`]. The gRPC glue for the Aggregated

@@ -149,6 +149,10 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     // ---- mesh TLS (Mesh.mtls and MeshIdentity, then MeshTLS) -----------------------------------
     &mtls::plugin::MtlsPlugin,
     &mesh_tls::plugin::MeshTlsPlugin,
+    // ---- permissions (TrafficPermission, MeshTrafficPermission) --------------------------------
+    // Last, so the RBAC filter TrafficPermission's hook inserts is the first network filter.
+    &traffic_permission::plugin::TrafficPermissionPlugin,
+    &mesh_traffic_permission::plugin::MeshTrafficPermissionPlugin,
 ];
 
 /// The policy types some plugin reads; a change of any other type affects no dataplane's

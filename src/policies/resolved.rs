@@ -320,4 +320,9 @@ pub struct InboundConf {
     /// Mesh mTLS (Mesh.mtls or a MeshIdentity), then MeshTLS's mode, versions and ciphers;
     /// `None`: plaintext only.
     pub tls: Option<crate::policies::mtls::conf::ServerTls>,
+
+    // ---- permissions ---------------------------------------------------------------------------
+    /// TrafficPermission, then MeshTrafficPermission on the inbounds it selects; `None` (mTLS
+    /// off): no RBAC filter.
+    pub rbac: Option<crate::policies::traffic_permission::rbac::InboundRbac>,
 }

@@ -35,6 +35,8 @@ fn all_files() -> Vec<FileDescriptor> {
         crate::envoy::tls_secret::file_descriptor().clone(),
         crate::envoy::tls::file_descriptor().clone(),
         crate::envoy::tls_inspector::file_descriptor().clone(),
+        // The inbound RBAC filter (TrafficPermission, MeshTrafficPermission).
+        crate::envoy::network_rbac::file_descriptor().clone(),
     ];
     let mut seen: Vec<FileDescriptor> = Vec::new();
     let mut stack = roots.to_vec();
