@@ -620,7 +620,7 @@ impl Dispatcher {
                 return false;
             }
             let set = requested(&snapshot, &state, kind);
-            state.decide(kind, set.version(), now) != SendDecision::Skip
+            !withheld(kind, &set) && state.decide(kind, set.version(), now) != SendDecision::Skip
         })
     }
 
@@ -1034,6 +1034,13 @@ fn requested<'a>(snapshot: &'a Snapshot, state: &StreamState, kind: ResourceKind
     }
 }
 
+/// An SDS answer without any of the secrets Envoy named is not sent: Envoy rejects one
+/// ("Missing SDS resources"), and a certificate still being issued arrives in a moment, its
+/// issuance making the dataplane due again.
+fn withheld(kind: ResourceKind, set: &ResourceSet) -> bool {
+    kind == ResourceKind::Secret && set.is_empty()
+}
+
 /// Sends every type whose content Envoy lacks, in ADS order.
 fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &Snapshot) {
     let mut state = lock(&stream.state);
@@ -1043,6 +1050,9 @@ fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &S
             continue;
         }
         let set = requested(snapshot, &state, kind);
+        if withheld(kind, &set) {
+            continue;
+        }
         let version = set.version();
         match state.decide(kind, version, now) {
             SendDecision::Send => {
