@@ -264,3 +264,100 @@ pub fn plan(
         verify_service_id: true,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{rest, Spec};
+
+    fn spec_of(v: serde_json::Value) -> Spec {
+        rest::from_json(v).unwrap().spec
+    }
+
+    fn dp(tags: serde_json::Value) -> DataplaneSpec {
+        let Spec::Dataplane(d) = spec_of(serde_json::json!({"type": "Dataplane", "mesh": "default", "name": "x",
+            "networking": {"address": "10.0.0.1", "inbound": [{"port": 1, "servicePort": 2, "tags": tags}]}}))
+        else {
+            unreachable!()
+        };
+        d
+    }
+
+    fn policies(docs: &[serde_json::Value]) -> PolicySet {
+        let store = crate::store::MemoryStore::new();
+        use crate::store::ResourceStore;
+        store.create("", "default", Spec::Mesh(MeshSpec::default())).unwrap();
+        for d in docs {
+            let env = rest::from_json(d.clone()).unwrap();
+            store.create("default", &env.name, env.spec).unwrap();
+        }
+        crate::xds::context::MeshContext::build(&store, "default", None).unwrap().policies.as_ref().clone()
+    }
+
+    fn identity(name: &str, labels: serde_json::Value, path: Option<&str>) -> serde_json::Value {
+        let mut spec = serde_json::json!({"selector": {"dataplane": {"matchLabels": labels}},
+            "provider": {"type": "Bundled", "bundled": {"autogenerate": {"enabled": true}}}});
+        if let Some(p) = path {
+            spec["spiffeID"] = serde_json::json!({"path": p});
+        }
+        serde_json::json!({"type": "MeshIdentity", "mesh": "default", "name": name, "spec": spec})
+    }
+
+    #[test]
+    fn mesh_mtls_plans_kumas_sans_names_and_mode() {
+        let Spec::Mesh(m) = spec_of(
+            serde_json::json!({"type": "Mesh", "name": "default", "mtls": {"enabledBackend": "ca-1",
+            "backends": [{"name": "ca-1", "type": "builtin", "mode": "PERMISSIVE", "dpCert": {"rotation": {"expiration": "1h"}}}]}}),
+        ) else {
+            unreachable!()
+        };
+        let p = plan(
+            "default",
+            &m,
+            &PolicySet::default(),
+            &dp(serde_json::json!({"kuma.io/service": "web", "version": "v1"})),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.uris, ["spiffe://default/web", "kuma://kuma.io/service/web", "kuma://version/v1"]);
+        assert_eq!(
+            (p.identity_sds.as_str(), p.trust_sds.as_str()),
+            ("identity_cert:secret:default", "mesh_ca:secret:default")
+        );
+        assert_eq!(p.lifetime, Duration::from_secs(3600));
+        assert_eq!(p.mode, Mode::Permissive);
+        assert!(!p.clients_always_tls && p.verify_service_id);
+        assert_eq!(p.issuer.backend(), "ca-1");
+        assert!(plan(
+            "default",
+            &MeshSpec::default(),
+            &PolicySet::default(),
+            &dp(serde_json::json!({"kuma.io/service": "web"}))
+        )
+        .unwrap()
+        .is_none());
+    }
+
+    #[test]
+    fn the_most_specific_mesh_identity_wins_and_templates_make_the_spiffe_id() {
+        let set = policies(&[
+            identity("all", serde_json::json!({}), None),
+            identity("web-only", serde_json::json!({"app": "web"}), Some("/ns/{{ .Mesh }}/{{ label \"app\" }}")),
+        ]);
+        let web = dp(serde_json::json!({"kuma.io/service": "web", "app": "web", "kuma.io/workload": "w"}));
+        let p = plan("default", &MeshSpec::default(), &set, &web).unwrap().unwrap();
+        assert_eq!(p.issuer.backend(), "web-only");
+        assert_eq!(p.uris, ["spiffe://default.default.mesh.local/ns/default/web"]);
+        assert_eq!(p.identity_sds, "kri_mid_default_default__web-only_");
+        assert_eq!(p.mode, Mode::Strict);
+        // The other identity's CA is trusted too (mesh trust creation), so both talk.
+        assert!(p.trusted_issuers.iter().any(|i| i.backend() == "all"), "{:?}", p.trusted_issuers);
+        let other = dp(serde_json::json!({"kuma.io/service": "db", "kuma.io/workload": "db"}));
+        let p = plan("default", &MeshSpec::default(), &set, &other).unwrap().unwrap();
+        assert_eq!(p.issuer.backend(), "all");
+        assert_eq!(p.uris, ["spiffe://default.default.mesh.local/workload/db"]);
+        // The default path needs the workload tag.
+        let no_workload = dp(serde_json::json!({"kuma.io/service": "db"}));
+        assert!(matches!(plan("default", &MeshSpec::default(), &set, &no_workload), Err(PlanError::Template { .. })));
+    }
+}

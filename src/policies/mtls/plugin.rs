@@ -116,6 +116,11 @@ mod tests {
     }
 
     #[test]
+    fn mesh_identity_listeners_and_clusters() {
+        check_golden(DIR, "mesh-identity", "web-1");
+    }
+
+    #[test]
     fn meshtls_mode_versions_and_ciphers() {
         check_golden(DIR, "meshtls", "web-1");
     }
