@@ -154,7 +154,7 @@ impl Identities {
         let (ids, rx) = Self::unstarted(store, clock);
         for i in 0..ISSUER_THREADS {
             let (weak, rx) = (Arc::downgrade(&ids), rx.clone());
-            crate::threads::spawn(format!("mtls-issuer-{i}"), move || {
+            crate::threads::spawn(format!("{}-{i}", crate::threads::MTLS_ISSUER), move || {
                 while let Ok(Some(job)) = rx.recv() {
                     let Some(ids) = weak.upgrade() else { return };
                     ids.issue(job);
@@ -162,7 +162,7 @@ impl Identities {
             });
         }
         let weak = Arc::downgrade(&ids);
-        crate::threads::spawn("mtls-scan".to_string(), move || loop {
+        crate::threads::spawn(crate::threads::MTLS_SCAN.to_string(), move || loop {
             std::thread::sleep(SCAN_INTERVAL);
             let Some(ids) = weak.upgrade() else { return };
             if ids.stopping.load(std::sync::atomic::Ordering::Relaxed) {
