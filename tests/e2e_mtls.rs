@@ -196,7 +196,14 @@ fn strict_mtls_presents_the_spiffe_certificate_and_refuses_plaintext(mesh: &Mesh
     assert!(uris.iter().any(|u| u == "kuma://kuma.io/service/backend"), "and Kuma's tag URIs: {uris:?}");
     // A plaintext client straight to the inbound gets no HTTP answer in STRICT.
     assert_eq!(get(b.inbound, "/").status, 0, "STRICT refuses plaintext");
-    let _ = mesh;
+    // The inspect API names the secrets it sent, and carries no key material.
+    let (status, xds) = call("GET", &mesh.cp.url("/meshes/default/dataplanes/backend-1/xds"), None);
+    assert_eq!(status, 200, "{xds}");
+    let text = xds.to_string();
+    assert!(text.contains("identity_cert:secret:default"), "{text}");
+    for leak in ["PRIVATE KEY", "inlineBytes", "inline_bytes", "privateKey", "private_key"] {
+        assert!(!text.contains(leak), "inspect shows {leak}");
+    }
 }
 
 /// A 3 s certificate lifetime: re-issued every ~2.4 s while web sends requests; no request
