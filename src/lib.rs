@@ -47,6 +47,7 @@ pub mod leader;
 pub mod loadgen;
 pub mod logsafe;
 pub mod model;
+pub mod mtls;
 pub mod policies;
 pub mod reconcile;
 pub mod store;

@@ -21,6 +21,10 @@ pub const TLS_RELOAD: &str = "tls-reload";
 pub const DP_BOOTSTRAP: &str = "dp-boot";
 /// Writes DataplaneInsight status.
 pub const XDS_STATUS: &str = "xds-status";
+/// Workload certificate issuance (mesh mTLS), `mtls-issuer-N`.
+pub const MTLS_ISSUER: &str = "mtls-issuer";
+/// Re-queues workload certificates that come due.
+pub const MTLS_SCAN: &str = "mtls-scan";
 /// Threads of the diagnostics server (health, metrics, profiles).
 pub const DIAGNOSTICS: &str = "diagnostics";
 /// Threads of the REST API's bounded pool (plain HTTP).

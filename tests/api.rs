@@ -493,6 +493,35 @@ fn mesh_traffic_permission_round_trips_and_a_bad_action_is_400_storing_nothing()
     assert_eq!(api.snapshot(), before, "nothing stored or changed");
 }
 
+#[test]
+fn mesh_traffic_permission_rules_round_trip_and_bad_ones_are_400_naming_the_field() {
+    let api = Api::start();
+    let rules = |allow: Value| {
+        json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "r",
+               "spec": {"targetRef": {"kind": "Mesh"}, "rules": [{"default": {"allow": allow}}]}})
+        .to_string()
+    };
+    let good = rules(json!([{"spiffeID": {"type": "Prefix", "value": "spiffe://default/"}}]));
+    assert_eq!(api.put("/meshes/default/meshtrafficpermissions/r", &good).0, 201);
+    let (_, got) = api.get("/meshes/default/meshtrafficpermissions/r");
+    assert_eq!(got["spec"]["rules"][0]["default"]["allow"][0]["spiffeID"]["value"], "spiffe://default/");
+
+    let before = api.snapshot();
+    let bad = rules(json!([{"spiffeID": {"type": "Exact", "value": "spiffe://default/web/"}}]));
+    let (status, body) = api.put("/meshes/default/meshtrafficpermissions/r", &bad);
+    assert_eq!(assert_error(status, &body, 400), ["spec.rules[0].default.allow[0].spiffeID.value"]);
+    assert!(body["invalid_parameters"][0]["reason"].as_str().unwrap().contains("spiffe://default/web/"), "{body}");
+    let bad = rules(json!([{"spiffeID": {"type": "Glob", "value": "spiffe://default/web"}}]));
+    let (status, body) = api.put("/meshes/default/meshtrafficpermissions/r2", &bad.replace("\"r\"", "\"r2\""));
+    assert_eq!(assert_error(status, &body, 400), ["spec.rules[0].default.allow[0].spiffeID.type"]);
+    let both = json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "r",
+        "spec": {"rules": [{"default": {"allow": [{"spiffeID": {"type": "Exact", "value": "spiffe://default/web"}}]}}],
+                 "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}});
+    let (status, body) = api.put("/meshes/default/meshtrafficpermissions/r", &both.to_string());
+    assert_eq!(assert_error(status, &body, 400), ["spec"]);
+    assert_eq!(api.snapshot(), before, "nothing stored or changed");
+}
+
 fn names_of(api: &Api, t: ResourceType, mesh: &str) -> Vec<String> {
     api.store.list(t, Some(mesh)).unwrap().iter().map(|r| r.meta.name.clone()).collect()
 }

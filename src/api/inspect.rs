@@ -4,8 +4,8 @@
 //!
 //! Matching runs on the engine the reconciler uses: a [`MeshContext`] built from the store,
 //! with the mesh's policies of *every* type (the reconciler's contexts hold only the types
-//! some plugin enforces; MeshTrafficPermission, say, is matched and shown before it is
-//! enforced), and `policies::core`'s selection and rules.
+//! some plugin enforces, so a type stored before its plugin exists is still shown), and
+//! `policies::core`'s selection and rules.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

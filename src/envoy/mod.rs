@@ -31,6 +31,9 @@
 //! | [`bootstrap`] | `envoy.config.bootstrap.v3` | `Bootstrap`, `Admin` |
 //! | [`percent`], [`range`], [`http`], [`semantic_version`] | `envoy.type.v3` | `Percent`, `FractionalPercent`, `Int64Range`, `CodecClientType` |
 //! | [`string`], [`regex`] | `envoy.type.matcher.v3` | `StringMatcher`, `RegexMatcher` |
+//! | [`tls`], [`tls_common`], [`tls_secret`] | `envoy.extensions.transport_sockets.tls.v3` | `UpstreamTlsContext`, `DownstreamTlsContext`, `CommonTlsContext`, `Secret`, `SdsSecretConfig` |
+//! | [`tls_inspector`] | `envoy.extensions.filters.listener.tls_inspector.v3` | `TlsInspector` |
+//! | [`rbac`], [`network_rbac`] | `envoy.config.rbac.v3`, `envoy.extensions.filters.network.rbac.v3` | `RBAC`, `Policy`, `Principal`, the network filter's `RBAC` |
 //!
 //! Well-known types (`Any`, `Duration`, `Struct`, wrappers) are rust-protobuf's
 //! own, re-exported here as [`wkt`]. The gRPC glue for the Aggregated
@@ -70,8 +73,7 @@ pub const CLUSTER_TYPE_URL: &str = "type.googleapis.com/envoy.config.cluster.v3.
 pub const ENDPOINT_TYPE_URL: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 /// RDS resources: [`route::RouteConfiguration`].
 pub const ROUTE_TYPE_URL: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-/// SDS resources (`envoy.extensions.transport_sockets.tls.v3.Secret`; the
-/// message itself is not declared in `proto/` yet).
+/// SDS resources: [`tls_secret::Secret`].
 pub const SECRET_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// Every type URL higuma serves over ADS.

@@ -8,6 +8,7 @@ use super::cluster::Cluster;
 use super::http_connection_manager::HttpConnectionManager;
 use super::listener_components::Filter;
 use super::tcp_proxy::TcpProxy;
+use super::tls::DownstreamTlsContext;
 use crate::model::dataplane::Protocol;
 
 /// An outbound listener's filters: an HTTP connection manager (with its inline route config)
@@ -28,4 +29,18 @@ pub struct InboundListener {
     pub hcm: Option<HttpConnectionManager>,
     pub tcp: Option<TcpProxy>,
     pub local_cluster: Cluster,
+    /// How the listener takes connections: plaintext unless mesh TLS is on.
+    pub transport: InboundTransport,
+}
+
+/// An inbound's transport (reference §1.5).
+#[derive(Clone, Debug, Default)]
+pub enum InboundTransport {
+    #[default]
+    Plaintext,
+    /// One filter chain with this TLS context: mesh TLS only.
+    Strict(DownstreamTlsContext),
+    /// A TLS inspector and three chains: plaintext, the application's own TLS (passed
+    /// through), and mesh TLS (ALPN `kuma`) with this context.
+    Permissive(DownstreamTlsContext),
 }

@@ -644,7 +644,7 @@ pub fn encode_floor(topology: &Topology) -> Value {
                 ResourceKind::Listener => {
                     crate::envoy::listener::Listener::parse_from_bytes(&any.value).ok().map(|m| Box::new(m) as _)
                 }
-                ResourceKind::Route => None,
+                ResourceKind::Route | ResourceKind::Secret => None,
             };
             msgs.extend(decoded);
         }

@@ -230,6 +230,7 @@ impl MeshSpec {
             check_reference(&mut errors, "mtls.enabledBackend", &mtls.enabled_backend, &names);
             for (i, b) in mtls.backends.iter().enumerate() {
                 check_type(&mut errors, &format!("mtls.backends[{i}].type"), &b.type_, &MTLS_BACKEND_TYPES);
+                crate::mtls::backend::validate(b, i, &mut errors);
                 if let Some(mode) = &b.mode {
                     if !MTLS_MODES.contains(&mode.as_str()) {
                         errors.add(
@@ -442,7 +443,11 @@ mtls:
             "\"statsd\"",
         );
         for t in MTLS_BACKEND_TYPES {
-            assert!(from_json(mesh(json!({"mtls": {"backends": [{"name": "a", "type": t}]}}))).is_ok(), "{t}");
+            // A provided CA must say where its cert and key are (Kuma's provided plugin).
+            let conf =
+                if t == "provided" { json!({"cert": {"secret": "c"}, "key": {"secret": "k"}}) } else { json!({}) };
+            let m = mesh(json!({"mtls": {"backends": [{"name": "a", "type": t, "conf": conf}]}}));
+            assert!(from_json(m).is_ok(), "{t}");
         }
     }
 

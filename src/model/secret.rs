@@ -48,7 +48,7 @@ impl super::SpecType for SecretSpec {
 
 /// Bytes written as standard base64 (protojson's `bytes`); reading also accepts the
 /// URL-safe alphabet, as protojson does.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Bytes(pub Vec<u8>);
 
 impl std::fmt::Debug for Bytes {

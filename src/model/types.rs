@@ -252,6 +252,11 @@ resource_types! {
     // ---- targetRef policies: permissions (MeshTrafficPermission) ------------------------------
     MeshTrafficPermission => ("MeshTrafficPermission", "meshtrafficpermissions", ["meshtrafficpermission"], Mesh, Spec, TargetRefPolicy, p::mesh_traffic_permission::api::MeshTrafficPermissionSpec),
 
+    // ---- targetRef-style: mesh identity (MeshTLS; MeshIdentity and MeshTrust, not policies in Kuma)
+    MeshTls => ("MeshTLS", "meshtlses", ["meshtls"], Mesh, Spec, TargetRefPolicy, p::mesh_tls::api::MeshTlsSpec),
+    MeshIdentity => ("MeshIdentity", "meshidentities", ["meshidentity", "mid"], Mesh, Spec, Core, p::mesh_identity::api::MeshIdentitySpec),
+    MeshTrust => ("MeshTrust", "meshtrusts", ["meshtrust", "mtrust"], Mesh, Spec, Core, p::mesh_trust::api::MeshTrustSpec),
+
 }
 
 impl ResourceType {

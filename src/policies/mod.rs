@@ -52,6 +52,12 @@ pub mod traffic_log;
 pub mod mesh_traffic_permission;
 pub mod traffic_permission;
 
+// ---- mesh identity and TLS (Mesh.mtls, MeshIdentity, MeshTrust, MeshTLS) -----------------------
+pub mod mesh_identity;
+pub mod mesh_tls;
+pub mod mesh_trust;
+pub mod mtls;
+
 use std::collections::BTreeMap;
 
 use crate::envoy::cluster::Cluster;
@@ -74,6 +80,9 @@ pub struct ResolveCx<'a> {
     pub dataplane: &'a DataplaneSpec,
     /// The protocol of a service of the mesh, from its endpoints (TCP when unknown).
     pub protocol_of: &'a dyn Fn(&str) -> Protocol,
+    /// Whether every dataplane of a service serves mesh TLS already (its Envoy acknowledged
+    /// a certificate and TLS-accepting listeners); PERMISSIVE clients switch to TLS then.
+    pub tls_ready: &'a dyn Fn(&str) -> bool,
 }
 
 /// One policy type (or one concern) of the engine.
@@ -137,6 +146,13 @@ pub static PLUGINS: &[&dyn Plugin] = &[
     // ---- access logs (TrafficLog, MeshAccessLog) -----------------------------------------------
     &traffic_log::plugin::TrafficLogPlugin,
     &mesh_access_log::plugin::MeshAccessLogPlugin,
+    // ---- mesh TLS (Mesh.mtls and MeshIdentity, then MeshTLS) -----------------------------------
+    &mtls::plugin::MtlsPlugin,
+    &mesh_tls::plugin::MeshTlsPlugin,
+    // ---- permissions (TrafficPermission, MeshTrafficPermission) --------------------------------
+    // Last, so the RBAC filter TrafficPermission's hook inserts is the first network filter.
+    &traffic_permission::plugin::TrafficPermissionPlugin,
+    &mesh_traffic_permission::plugin::MeshTrafficPermissionPlugin,
 ];
 
 /// The policy types some plugin reads; a change of any other type affects no dataplane's

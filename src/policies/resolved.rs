@@ -273,6 +273,10 @@ pub struct ClusterConf {
     // ---- load balancing ------------------------------------------------------------------------
     /// TrafficRoute's `loadBalancer`, overridden by MeshLoadBalancingStrategy.
     pub load_balancer: crate::policies::mesh_load_balancing_strategy::plugin::LoadBalancer,
+    // ---- mesh TLS ------------------------------------------------------------------------------
+    /// Mesh mTLS (Mesh.mtls or a MeshIdentity), then MeshTLS's versions and ciphers; `None`:
+    /// plaintext.
+    pub tls: Option<crate::policies::mtls::conf::ClientTls>,
 }
 
 /// How an outbound listener differs between consumers: one field per concern.
@@ -312,4 +316,13 @@ pub struct InboundConf {
     // ---- access logs ---------------------------------------------------------------------------
     /// MeshAccessLog's `from`.
     pub access_logs: Vec<AccessLog>,
+    // ---- mesh TLS ------------------------------------------------------------------------------
+    /// Mesh mTLS (Mesh.mtls or a MeshIdentity), then MeshTLS's mode, versions and ciphers;
+    /// `None`: plaintext only.
+    pub tls: Option<crate::policies::mtls::conf::ServerTls>,
+
+    // ---- permissions ---------------------------------------------------------------------------
+    /// TrafficPermission, then MeshTrafficPermission on the inbounds it selects; `None` (mTLS
+    /// off): no RBAC filter.
+    pub rbac: Option<crate::policies::traffic_permission::rbac::InboundRbac>,
 }

@@ -118,10 +118,24 @@ impl Settings {
 }
 
 enum Event {
-    Open { id: u64, peer: String, tx: ResponseSender },
-    Request { id: u64, req: Box<DiscoveryRequest> },
-    Close { id: u64 },
-    RetryAt { dp: ResourceKey, at: Instant },
+    Open {
+        id: u64,
+        peer: String,
+        tx: ResponseSender,
+    },
+    Request {
+        id: u64,
+        req: Box<DiscoveryRequest>,
+    },
+    Close {
+        id: u64,
+    },
+    RetryAt {
+        dp: ResourceKey,
+        at: Instant,
+    },
+    /// A dataplane's workload certificate was (re)issued: its job runs again.
+    Due(ResourceKey),
     Settings(Settings),
     Stop,
 }
@@ -210,6 +224,8 @@ struct Shared {
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     chain: Vec<Box<dyn Generator>>,
+    /// Workload certificates of the connected dataplanes (mesh mTLS).
+    identities: Arc<crate::mtls::identities::Identities>,
     dataplanes: Mutex<BTreeMap<ResourceKey, Arc<DpEntry>>>,
     meshes: Mutex<HashMap<String, MeshSlot>>,
     /// Dataplanes whose last job could not build their config (store unreachable): the next
@@ -251,7 +267,20 @@ impl Reconciler {
         // Unbounded, yet bounded in practice: a dataplane is queued at most once at a time.
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         let metrics = Arc::new(Metrics::default());
-        let status = StatusWriter::start(store.clone(), instance_id.clone(), settings.clone(), metrics.clone());
+        let identities = crate::mtls::identities::Identities::start(store.clone(), clock.clone());
+        {
+            let inbox = inbox_tx.clone();
+            identities.set_notify(move |dp| {
+                let _ = inbox.send(Event::Due(dp.clone()));
+            });
+        }
+        let status = StatusWriter::start(
+            store.clone(),
+            instance_id.clone(),
+            settings.clone(),
+            metrics.clone(),
+            identities.clone(),
+        );
         let changes = Arc::new(ChangeLog::new(settings.change_history, clock.clone()));
         let shared = Arc::new(Shared {
             reader: CachedReader::new(store.clone(), settings.cache_ttl, clock.clone()),
@@ -260,6 +289,7 @@ impl Reconciler {
             metrics,
             clock,
             chain: generate::default_chain(),
+            identities,
             dataplanes: Mutex::new(BTreeMap::new()),
             meshes: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashSet::new()),
@@ -334,6 +364,7 @@ impl Reconciler {
         if let Some(s) = self.status.take() {
             s.stop();
         }
+        self.shared.identities.stop();
     }
 }
 
@@ -544,6 +575,7 @@ impl Dispatcher {
             Event::Request { id, req } => self.on_request(id, req),
             Event::Close { id } => self.on_close(id),
             Event::RetryAt { dp, at } => self.wheel.schedule_earliest(dp, at),
+            Event::Due(dp) => self.dispatch(&dp),
             Event::Settings(s) => {
                 self.shared.reader.set_ttl(s.cache_ttl);
                 // A shorter interval takes effect at once, not after the old one ran out.
@@ -609,6 +641,9 @@ impl Dispatcher {
                 Metrics::inc(&m.acks[kind.index()]);
                 m.delivery_ms.observe(after.as_secs_f64() * 1000.0);
                 log::debug!("xds: {}.{} ACKed {kind} version {version}", dp.mesh, dp.name);
+                if *kind == ResourceKind::Secret {
+                    self.on_secrets_acked(&dp);
+                }
             }
             RequestOutcome::Nack { kind, version, detail } => {
                 Metrics::inc(&m.nacks[kind.index()]);
@@ -665,7 +700,7 @@ impl Dispatcher {
                 return false;
             }
             let set = requested(&snapshot, &state, kind);
-            state.decide(kind, set.version(), now) != SendDecision::Skip
+            !withheld(kind, &set) && state.decide(kind, set.version(), now) != SendDecision::Skip
         })
     }
 
@@ -708,6 +743,7 @@ impl Dispatcher {
                 dps.remove(&dp);
                 self.wheel.cancel(&dp);
                 gone = Some(entry.clone());
+                self.shared.identities.forget(&dp);
             }
         }
         drop(dps);
@@ -991,6 +1027,38 @@ impl Dispatcher {
         Some(affected.into_iter().filter(|n| !(op == Operation::Delete && *n == key.name)).collect())
     }
 
+    /// The dataplane's Envoy took its certificate (SDS ACKed; Envoy asks for secrets only
+    /// once a listener or cluster references them, and starts those listeners with them):
+    /// it serves mesh TLS now. Where clients switch to TLS by readiness (PERMISSIVE, or
+    /// MeshIdentity), the consumers of its services are due.
+    fn on_secrets_acked(&mut self, dp: &ResourceKey) {
+        let Some(mark) = self.shared.identities.mark_of(dp) else { return };
+        let building = lock(&self.shared.mesh_build);
+        let mut meshes = lock(&self.shared.meshes);
+        let Some(slot) = meshes.get_mut(&dp.mesh) else { return };
+        let Some(ctx) = slot.ctx.clone() else { return };
+        let Some(next) = ctx.with_tls_ready(&dp.name, &mark) else { return };
+        let matters = next.tls_readiness_matters();
+        let services: Vec<String> = match next.dataplanes.get(&dp.name).map(|r| &r.spec) {
+            Some(Spec::Dataplane(spec)) => {
+                spec.tags_of_inbounds().filter_map(|t| t.get(crate::model::selector::SERVICE_TAG).cloned()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let consumers: Vec<String> =
+            services.iter().filter_map(|s| next.consumers.get(s)).flat_map(|c| c.iter().cloned()).collect();
+        slot.ctx = Some(Arc::new(next));
+        drop(meshes);
+        drop(building);
+        log::debug!("xds: {}.{} serves mesh TLS from {mark:?}", dp.mesh, dp.name);
+        if matters {
+            let push = self.settings().event_push;
+            for name in consumers {
+                self.push_or_owe(ResourceKey::new(ResourceType::Dataplane, &dp.mesh, name), push);
+            }
+        }
+    }
+
     /// Runs `key`'s job now, or at the next sweep when event push is off.
     fn push_or_owe(&mut self, key: ResourceKey, push: bool) {
         if push {
@@ -1068,13 +1136,26 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
         return;
     };
     gen.waiting_logged = false;
-    let input = input_hash(&ctx, &dp);
+    // The certificate is asked for, never waited for: a missing one is issued off this
+    // thread and its arrival makes this dataplane due again.
+    let issued = match (&ctx.mesh.spec, &dp.spec) {
+        (Spec::Mesh(m), Spec::Dataplane(d)) => {
+            let plan = crate::mtls::plan::plan(&key.mesh, m, &ctx.policies, d).ok().flatten();
+            shared.identities.current(key, plan.as_ref())
+        }
+        _ => None,
+    };
+    let mut input = input_hash(&ctx, &dp);
+    if let Some(i) = &issued {
+        input = input.rotate_left(1) ^ i.id;
+    }
     let snapshot = if gen.input_hash == Some(input) && gen.snapshot.is_some() {
         Metrics::inc(&shared.metrics.generation_skipped);
         gen.snapshot.clone()
     } else {
         let started = Instant::now();
-        match generate::generate(&shared.chain, &ctx, &dp) {
+        let secrets = issued.as_ref().map(|i| i.secrets.clone()).unwrap_or_default();
+        match generate::generate_with(&shared.chain, &ctx, &dp, secrets) {
             Ok(s) => {
                 let took = started.elapsed();
                 shared.metrics.generation_nanos.fetch_add(took.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -1141,9 +1222,13 @@ fn input_hash(ctx: &MeshContext, dp: &crate::model::Resource) -> u64 {
     ctx.policy_hash.hash(&mut h);
     // Content, not the version, which restarts when the Dataplane is re-created.
     dp.content_hash().hash(&mut h);
+    let readiness = ctx.tls_readiness_matters();
     if let Spec::Dataplane(spec) = &dp.spec {
         for service in ctx.services_read_by(spec) {
             ctx.services.get(&service).map(|s| s.hash).unwrap_or(0).hash(&mut h);
+            if readiness {
+                ctx.service_tls_ready(&service).hash(&mut h);
+            }
             service.hash(&mut h);
         }
     }
@@ -1208,6 +1293,13 @@ fn requested<'a>(snapshot: &'a Snapshot, state: &StreamState, kind: ResourceKind
     }
 }
 
+/// An SDS answer without any of the secrets Envoy named is not sent: Envoy rejects one
+/// ("Missing SDS resources"), and a certificate still being issued arrives in a moment, its
+/// issuance making the dataplane due again.
+fn withheld(kind: ResourceKind, set: &ResourceSet) -> bool {
+    kind == ResourceKind::Secret && set.is_empty()
+}
+
 /// Sends every type whose content Envoy lacks, in ADS order; says whether it sent any.
 fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &Snapshot) -> bool {
     let mut state = lock(&stream.state);
@@ -1218,6 +1310,9 @@ fn flush(shared: &Shared, key: &ResourceKey, stream: &StreamHandle, snapshot: &S
             continue;
         }
         let set = requested(snapshot, &state, kind);
+        if withheld(kind, &set) {
+            continue;
+        }
         let version = set.version();
         match state.decide(kind, version, now) {
             SendDecision::Send => {

@@ -23,6 +23,7 @@ use super::{lock, Metrics, Settings, StreamHandle};
 use crate::model::insight::{DataplaneInsightSpec, DiscoveryServiceStats, DiscoverySubscription};
 use crate::model::rest::format_time;
 use crate::model::{ResourceKey, ResourceType, Spec};
+use crate::mtls::identities::{CertInfo, Identities};
 use crate::store::{BatchWrite, SharedStore, StoreError};
 use crate::threads;
 use crate::xds::resource_kind::ResourceKind;
@@ -49,10 +50,16 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
-    pub fn start(store: SharedStore, instance_id: String, settings: Settings, metrics: Arc<Metrics>) -> StatusWriter {
+    pub fn start(
+        store: SharedStore,
+        instance_id: String,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        identities: Arc<Identities>,
+    ) -> StatusWriter {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = threads::spawn(threads::XDS_STATUS.to_string(), move || {
-            Tracker { store, instance_id, settings, metrics, streams: HashMap::new() }.run(rx)
+            Tracker { store, instance_id, settings, metrics, identities, streams: HashMap::new() }.run(rx)
         });
         StatusWriter { tx, thread: Some(thread) }
     }
@@ -90,6 +97,8 @@ struct Tracker {
     instance_id: String,
     settings: Settings,
     metrics: Arc<Metrics>,
+    /// Where the insight's `mTLS` comes from.
+    identities: Arc<Identities>,
     streams: HashMap<u64, Tracked>,
 }
 
@@ -212,11 +221,18 @@ impl Tracker {
             }
         }
         let limit = self.settings.subscription_limit;
+        let mtls: BTreeMap<ResourceKey, Option<serde_json::Value>> = pending
+            .keys()
+            .map(|k| {
+                let dp = ResourceKey::new(ResourceType::Dataplane, &k.mesh, &k.name);
+                (k.clone(), self.identities.info(&dp).as_ref().map(mtls_json))
+            })
+            .collect();
         for _ in 0..CAS_ATTEMPTS {
             if pending.is_empty() {
                 return;
             }
-            let outcomes = match upsert_batch(&self.store, &pending, limit) {
+            let outcomes = match upsert_batch(&self.store, &pending, &mtls, limit) {
                 Ok(o) => o,
                 Err(e) => {
                     self.metrics
@@ -262,9 +278,21 @@ impl Tracker {
 
 /// One read and one write round for a batch of insights: each gets its streams'
 /// subscriptions put in, created when missing. Outcomes in the order of `pending`.
+/// Kuma's `DataplaneInsight.MTLS` of a certificate.
+fn mtls_json(c: &CertInfo) -> serde_json::Value {
+    serde_json::json!({
+        "certificateExpirationTime": format_time(c.expiration),
+        "lastCertificateRegeneration": format_time(c.last_generated),
+        "certificateRegenerations": c.regenerations,
+        "issuedBackend": c.issued_backend,
+        "supportedBackends": [c.issued_backend],
+    })
+}
+
 fn upsert_batch(
     store: &SharedStore,
     pending: &BTreeMap<ResourceKey, Vec<(u64, u64, DiscoverySubscription)>>,
+    mtls: &BTreeMap<ResourceKey, Option<serde_json::Value>>,
     limit: usize,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let keys: Vec<ResourceKey> = pending.keys().cloned().collect();
@@ -279,6 +307,11 @@ fn upsert_batch(
             };
             for (_, _, sub) in subs {
                 spec.upsert_subscription(sub.clone(), limit);
+            }
+            // Only a dataplane served here has its certificate known here; another
+            // instance's record is left as it is.
+            if let Some(Some(m)) = mtls.get(key) {
+                spec.m_tls = Some(m.clone());
             }
             let spec = Spec::DataplaneInsight(spec);
             match current {

@@ -177,6 +177,11 @@ pub struct MeshContext {
     pub policy_hash: u64,
     /// Encoded listeners and clusters, shared by the successive contexts of the mesh.
     pub encodings: Arc<Encodings>,
+    /// Dataplanes whose Envoy acknowledged a certificate and TLS-accepting listeners, with
+    /// the backend (or MeshIdentity) that issued it: PERMISSIVE clients switch to TLS towards
+    /// a service once all its dataplanes are here. Kept across rebuilds while the mesh has
+    /// identities; emptied when it has none, so turning mTLS on again starts from scratch.
+    pub tls_ready: imbl::HashMap<String, Arc<str>>,
 }
 
 fn dataplane_spec(r: &Resource) -> Option<&DataplaneSpec> {
@@ -202,6 +207,23 @@ fn policy_hash(mesh: &Resource, set: &PolicySet) -> u64 {
     mesh.content_hash().hash(&mut h);
     set.content_hash(&policies::enforced_types()).hash(&mut h);
     h.finish()
+}
+
+/// The readiness marks a rebuilt context keeps: the previous ones while the mesh can have
+/// identities, none once it cannot (mTLS turned off, the last MeshIdentity deleted).
+fn carried_tls_ready(
+    previous: Option<&MeshContext>,
+    mesh: &Resource,
+    set: &PolicySet,
+) -> imbl::HashMap<String, Arc<str>> {
+    let has = match &mesh.spec {
+        Spec::Mesh(m) => crate::mtls::plan::mesh_has_identities(m, set),
+        _ => false,
+    };
+    match previous {
+        Some(p) if has => p.tls_ready.clone(),
+        _ => imbl::HashMap::new(),
+    }
 }
 
 /// The endpoints one dataplane contributes, by service.
@@ -261,16 +283,21 @@ impl MeshContext {
             };
             services.insert(name.clone(), service);
         }
+        let tls_ready = carried_tls_ready(previous, &mesh_res, &set);
+        let dataplanes: imbl::HashMap<String, Arc<Resource>> =
+            dataplanes.into_iter().map(|d| (d.meta.name.clone(), d)).collect();
+        let tls_ready = tls_ready.into_iter().filter(|(name, _)| dataplanes.contains_key(name)).collect();
         Ok(MeshContext {
             policy_hash: policy_hash(&mesh_res, &set),
             route_targets: Arc::new(RouteTargets::of(&set)),
             mesh: mesh_res,
-            dataplanes: dataplanes.into_iter().map(|d| (d.meta.name.clone(), d)).collect(),
+            dataplanes,
             services,
             consumers: consumers.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
             policies: Arc::new(set),
             build: next_build(),
             encodings: previous.map(|p| p.encodings.clone()).unwrap_or_default(),
+            tls_ready,
         })
     }
 
@@ -283,6 +310,7 @@ impl MeshContext {
         Ok(MeshContext {
             policy_hash: policy_hash(&mesh_res, &set),
             route_targets: Arc::new(RouteTargets::of(&set)),
+            tls_ready: carried_tls_ready(Some(self), &mesh_res, &set),
             mesh: mesh_res,
             dataplanes: self.dataplanes.clone(),
             services: self.services.clone(),
@@ -305,6 +333,7 @@ impl MeshContext {
         Some(MeshContext {
             policy_hash: policy_hash(&self.mesh, &set),
             route_targets: Arc::new(RouteTargets::of(&set)),
+            tls_ready: carried_tls_ready(Some(self), &self.mesh, &set),
             mesh: self.mesh.clone(),
             dataplanes: self.dataplanes.clone(),
             services: self.services.clone(),
@@ -416,8 +445,13 @@ impl MeshContext {
         for svc in new_out.difference(&old_out) {
             Arc::make_mut(consumers.entry(svc.clone()).or_default()).insert(name.to_string());
         }
+        let mut tls_ready = self.tls_ready.clone();
+        if new.is_none() {
+            tls_ready.remove(name);
+        }
         let next = MeshContext {
             mesh: self.mesh.clone(),
+            tls_ready,
             dataplanes,
             services,
             consumers,
@@ -452,6 +486,7 @@ impl MeshContext {
             _ => &fallback,
         };
         let protocol_of = |s: &str| self.protocol_of(s);
+        let tls_ready = |s: &str| self.service_tls_ready(s);
         policies::resolve(&policies::ResolveCx {
             mesh_name: &self.mesh.meta.name,
             mesh: mesh_spec,
@@ -459,6 +494,59 @@ impl MeshContext {
             name: &dp.meta.name,
             dataplane: spec,
             protocol_of: &protocol_of,
+            tls_ready: &tls_ready,
+        })
+    }
+
+    fn mesh_spec(&self) -> Option<&crate::model::mesh::MeshSpec> {
+        match &self.mesh.spec {
+            Spec::Mesh(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Whether TLS readiness can change any client's config in this mesh (PERMISSIVE
+    /// Mesh.mtls, or MeshIdentities): otherwise a readiness change is no change.
+    pub fn tls_readiness_matters(&self) -> bool {
+        self.mesh_spec().is_some_and(|m| crate::mtls::plan::readiness_matters(m, &self.policies))
+    }
+
+    /// Whether every dataplane serving `service` has acknowledged mesh TLS (see
+    /// [`tls_ready`](Self::tls_ready)); a mark from a backend other than the Mesh's enabled
+    /// one does not count (it predates a change of CA). A service nobody serves is not ready.
+    pub fn service_tls_ready(&self, service: &str) -> bool {
+        if self.tls_ready.is_empty() {
+            return false;
+        }
+        let enabled = self.mesh_spec().and_then(|m| m.mtls_backend()).map(|b| b.name.as_str());
+        let Some(s) = self.services.get(service) else { return false };
+        !s.endpoints.is_empty()
+            && s.endpoints.iter().all(|e| {
+                self.tls_ready.get(&e.dataplane).is_some_and(|backend| {
+                    backend.starts_with(crate::mtls::identities::IDENTITY_MARK_PREFIX) || Some(&**backend) == enabled
+                })
+            })
+    }
+
+    /// The next context after dataplane `name`'s Envoy acknowledged mesh TLS from `backend`;
+    /// `None` when that was known already.
+    pub fn with_tls_ready(&self, name: &str, backend: &str) -> Option<MeshContext> {
+        if self.tls_ready.get(name).is_some_and(|b| &**b == backend) || !self.dataplanes.contains_key(name) {
+            return None;
+        }
+        let mut tls_ready = self.tls_ready.clone();
+        tls_ready.insert(name.to_string(), Arc::from(backend));
+        Some(MeshContext {
+            mesh: self.mesh.clone(),
+            dataplanes: self.dataplanes.clone(),
+            services: self.services.clone(),
+            consumers: self.consumers.clone(),
+            policies: self.policies.clone(),
+            route_targets: self.route_targets.clone(),
+            build: self.build,
+            policy_hash: self.policy_hash,
+            encodings: self.encodings.clone(),
+            tls_ready,
         })
     }
 

@@ -31,6 +31,12 @@ fn all_files() -> Vec<FileDescriptor> {
         crate::envoy::http_local_rate_limit::file_descriptor().clone(),
         crate::envoy::network_local_rate_limit::file_descriptor().clone(),
         crate::envoy::access_log_file::file_descriptor().clone(),
+        // SDS secrets, TLS transport sockets and the TLS inspector (mesh mTLS).
+        crate::envoy::tls_secret::file_descriptor().clone(),
+        crate::envoy::tls::file_descriptor().clone(),
+        crate::envoy::tls_inspector::file_descriptor().clone(),
+        // The inbound RBAC filter (TrafficPermission, MeshTrafficPermission).
+        crate::envoy::network_rbac::file_descriptor().clone(),
     ];
     let mut seen: Vec<FileDescriptor> = Vec::new();
     let mut stack = roots.to_vec();

@@ -100,6 +100,7 @@ pub fn with_cx<T>(input: &str, dataplane: &str, f: impl FnOnce(&crate::policies:
         name: dataplane,
         dataplane: dp,
         protocol_of: &protocol_of,
+        tls_ready: &|_| false,
     })
 }
 

@@ -56,6 +56,7 @@ impl Fixture {
             name,
             dataplane: spec,
             protocol_of: &protocol_of,
+            tls_ready: &|_| false,
         };
         plugin.resolve(&cx, proxy);
     }

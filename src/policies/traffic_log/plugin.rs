@@ -137,6 +137,7 @@ mod tests {
             name: "web-1",
             dataplane: &dp,
             protocol_of: &protocol_of,
+            tls_ready: &|_| false,
         };
         TrafficLogPlugin.resolve(&cx, &mut out);
         let logged: Vec<usize> = out.outbounds.iter().map(|o| o.conf.access_logs.len()).collect();

@@ -21,8 +21,8 @@ use crate::envoy::http_connection_manager::{HttpConnectionManager, HttpFilter};
 use crate::envoy::http_protocol_options::http_protocol_options::ExplicitHttpConfig;
 use crate::envoy::http_protocol_options::HttpProtocolOptions;
 use crate::envoy::listener::Listener;
-use crate::envoy::listener_components::{Filter, FilterChain};
-use crate::envoy::parts::{InboundListener, OutboundListener};
+use crate::envoy::listener_components::{Filter, FilterChain, FilterChainMatch, ListenerFilter};
+use crate::envoy::parts::{InboundListener, InboundTransport, OutboundListener};
 use crate::envoy::protocol::Http2ProtocolOptions;
 use crate::envoy::regex::{regex_matcher::GoogleRE2, RegexMatchAndSubstitute, RegexMatcher};
 use crate::envoy::route::RouteConfiguration;
@@ -63,8 +63,9 @@ fn ads_config_source() -> ConfigSource {
     cs
 }
 
-/// Upstream HTTP/2 for protocols that need it end to end (http2, gRPC).
-fn set_http2(cluster: &mut Cluster) {
+/// Upstream HTTP/2 for protocols that need it end to end (http2, gRPC), and for every
+/// cluster under mesh TLS.
+pub fn set_http2(cluster: &mut Cluster) {
     let mut explicit = ExplicitHttpConfig::new();
     explicit.set_http2_protocol_options(Http2ProtocolOptions::new());
     let mut opts = HttpProtocolOptions::new();
@@ -148,7 +149,7 @@ pub fn outbound_listener(k: &OutboundKey) -> Arc<EncodedResource> {
         &k.address,
         k.port,
         crate::envoy::base::TrafficDirection::OUTBOUND,
-        filter_of(&parts.hcm, &parts.tcp),
+        vec![chain(vec![filter_of(&parts.hcm, &parts.tcp)])],
         Vec::new(),
     )
 }
@@ -194,14 +195,47 @@ impl InboundKey {
 pub fn inbound_listener(k: &InboundKey) -> Arc<EncodedResource> {
     let parts = k.parts();
     let name = format!("inbound:{}", join_host_port(&k.address, k.port));
-    listener(
-        &name,
-        &k.address,
-        k.port,
-        crate::envoy::base::TrafficDirection::INBOUND,
-        filter_of(&parts.hcm, &parts.tcp),
-        parts.network_filters,
-    )
+    let mut filters = parts.network_filters;
+    filters.push(filter_of(&parts.hcm, &parts.tcp));
+    let (chains, listener_filters) = inbound_chains(filters, parts.transport);
+    listener(&name, &k.address, k.port, crate::envoy::base::TrafficDirection::INBOUND, chains, listener_filters)
+}
+
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+
+/// An inbound's filter chains and listener filters by its transport (reference §1.5):
+/// plaintext, STRICT (one chain with the TLS context), or PERMISSIVE (the TLS inspector and
+/// three chains: plaintext, the application's own TLS passed through, and mesh TLS told
+/// apart by ALPN `kuma`). Every chain carries the same filters.
+fn inbound_chains(filters: Vec<Filter>, transport: InboundTransport) -> (Vec<FilterChain>, Vec<ListenerFilter>) {
+    use crate::policies::mtls::conf::{transport_socket, KUMA_ALPN};
+    let matching = |transport: &str, alpn: &[&str]| {
+        let mut m = FilterChainMatch::new();
+        m.transport_protocol = transport.to_string();
+        m.application_protocols = alpn.iter().map(|s| s.to_string()).collect();
+        MessageField::some(m)
+    };
+    match transport {
+        InboundTransport::Plaintext => (vec![chain(filters)], Vec::new()),
+        InboundTransport::Strict(tls) => {
+            let mut c = chain(filters);
+            c.transport_socket = MessageField::some(transport_socket(&tls));
+            (vec![c], Vec::new())
+        }
+        InboundTransport::Permissive(tls) => {
+            let mut raw = chain(filters.clone());
+            raw.filter_chain_match = matching("raw_buffer", &[]);
+            let mut app_tls = chain(filters.clone());
+            app_tls.filter_chain_match = matching("tls", &[]);
+            let mut mesh_tls = chain(filters);
+            mesh_tls.filter_chain_match = matching("tls", &[KUMA_ALPN]);
+            mesh_tls.transport_socket = MessageField::some(transport_socket(&tls));
+            let mut inspector = ListenerFilter::new();
+            inspector.name = TLS_INSPECTOR.to_string();
+            inspector.set_typed_config(any(&crate::envoy::tls_inspector::TlsInspector::new()));
+            (vec![raw, app_tls, mesh_tls], vec![inspector])
+        }
+    }
 }
 
 pub fn inbound_cluster(k: &InboundKey) -> Arc<EncodedResource> {
@@ -433,22 +467,26 @@ fn filter_of(hcm: &Option<HttpConnectionManager>, tcp: &Option<TcpProxy>) -> Fil
     f
 }
 
+fn chain(filters: Vec<Filter>) -> FilterChain {
+    let mut c = FilterChain::new();
+    c.filters = filters;
+    c
+}
+
 fn listener(
     name: &str,
     address: &str,
     port: u32,
     direction: crate::envoy::base::TrafficDirection,
-    terminal: Filter,
-    before: Vec<Filter>,
+    chains: Vec<FilterChain>,
+    listener_filters: Vec<ListenerFilter>,
 ) -> Arc<EncodedResource> {
-    let mut chain = FilterChain::new();
-    chain.filters = before;
-    chain.filters.push(terminal);
     let mut l = Listener::new();
     l.name = name.to_string();
     l.address = MessageField::some(socket_address(address, port));
     l.traffic_direction = EnumOrUnknown::new(direction);
-    l.filter_chains.push(chain);
+    l.filter_chains = chains;
+    l.listener_filters = listener_filters;
     EncodedResource::encode(ResourceKind::Listener, name, &l)
 }
 

@@ -55,12 +55,23 @@ pub fn generate(
     mesh: &MeshContext,
     dataplane: &Resource,
 ) -> Result<Snapshot, GenerateError> {
+    generate_with(chain, mesh, dataplane, Vec::new())
+}
+
+/// [`generate`], with `extra` resources made elsewhere (the dataplane's SDS secrets, issued
+/// off the workers' path by `crate::mtls::identities`).
+pub fn generate_with(
+    chain: &[Box<dyn Generator>],
+    mesh: &MeshContext,
+    dataplane: &Resource,
+    extra: Vec<Arc<EncodedResource>>,
+) -> Result<Snapshot, GenerateError> {
     let crate::model::Spec::Dataplane(spec) = &dataplane.spec else {
         return Err(GenerateError::NotADataplane(dataplane.key().to_string()));
     };
     let resolved = mesh.resolve(dataplane, spec);
     let ctx = ProxyContext { mesh, dataplane, spec, resolved: &resolved };
-    let mut out = Vec::new();
+    let mut out = extra;
     for g in chain {
         g.generate(&ctx, &mut out)?;
     }
