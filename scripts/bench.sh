@@ -31,18 +31,33 @@ for n in $SIZES; do
         done
     done
 done
-# Variants at N = 10,000 on Postgres with push on, each one change from the plain run:
-#   secure      Kuma's Universal defaults on the DP server (TLS with the generated
-#               certificate, a dataplane token per dataplane checked on every request)
-#   policy-mix  the realistic policy set (mesh-wide MeshTimeout/MeshRetry/MeshCircuitBreaker,
-#               MeshHealthCheck on 10 % and MeshHTTPRoute on 5 % of services)
-for variant in ${VARIANTS-secure policy-mix}; do
+# Variants at N = 10,000 on Postgres with push on, each a change from the plain run:
+#   secure       Kuma's Universal defaults on the DP server (TLS with the generated
+#                certificate, a dataplane token per dataplane checked on every request)
+#   mtls         secure, plus mesh mTLS (builtin CA, certificates over SDS, an allow-all
+#                MeshTrafficPermission): adds the permission change and the rotation wave
+#   policy-mix   the realistic policy set (mesh-wide MeshTimeout/MeshRetry/MeshCircuitBreaker,
+#                MeshHealthCheck on 10 % and MeshHTTPRoute on 5 % of services)
+#   3-instances  the fleet spread over three higuma instances on the one Postgres: queries/s
+#                per instance at idle and under churn, cross-instance propagation
+variant_flags() {
+    case "$1" in
+        secure) echo "--secure" ;;
+        mtls) echo "--secure --mtls" ;;
+        policy-mix) echo "--policy-mix" ;;
+        3-instances) echo "--cp-instances 3" ;;
+        *) echo "unknown variant $1" >&2; return 1 ;;
+    esac
+}
+for variant in ${VARIANTS-secure mtls policy-mix 3-instances}; do
+    flags="$(variant_flags "$variant")"
     out="$results/10000-postgres-push-true-$variant.json"
-    echo "==> N=10000 store=postgres push=true --$variant -> $out"
+    echo "==> N=10000 store=postgres push=true $flags -> $out"
+    # shellcheck disable=SC2086 # the flags are words
     ./target/release/higuma-load run --store postgres --push true \
         --services 1000 --instances 10 --outbounds 10 --seed 1 \
         --ramp "${RAMP:-5}" --idle "${IDLE:-60}" --changes 50 --churn "${CHURN:-60}" --churn-rate 100 \
-        "--$variant" --out "$out"
+        $flags --out "$out"
 done
 # Idle at N = 10,000 with a 300 s keepalive instead of Kuma's 15 s: how much of idle CPU is
 # the HTTP/2 PINGs (reported in the analysis, not in the matrix).
@@ -51,14 +66,6 @@ if [ -z "${SKIP_KEEPALIVE_RUN:-}" ]; then
     KUMA_DP_SERVER_KEEPALIVE_TIME=300s ./target/release/higuma-load run --store postgres --push true \
         --services 1000 --instances 10 --outbounds 10 --seed 1 --ramp "${RAMP:-5}" --idle "${IDLE:-60}" \
         --changes 0 --churn 0 --out "$results/keepalive/10000-postgres-push-true-keepalive-300s.json"
-fi
-# Several instances (issue 14): N = 10,000 spread over three higuma instances on one Postgres;
-# per-instance Postgres queries/s at idle and under churn, cross-instance propagation.
-if [ -z "${SKIP_MULTI_RUN:-}" ]; then
-    mkdir -p "$results/multi"
-    ./target/release/higuma-load run --store postgres --push true --cp-instances 3 \
-        --services 1000 --instances 10 --outbounds 10 --seed 1 --ramp "${RAMP:-5}" --idle "${IDLE:-60}" \
-        --changes 50 --churn "${CHURN:-60}" --churn-rate 100 --out "$results/multi/10000-postgres-3-instances.json"
 fi
 {
     cat bench/intro.md

@@ -200,9 +200,9 @@ fn a_write_reaching_three_dataplanes_one_of_which_nacks() {
     assert!(metrics.lines().any(|l| l == "xds_changes_undelivered 0"), "nothing left in flight");
 }
 
-/// An identical re-PUT, a type no plugin reads and a dataplane nobody consumes: each has a
-/// change id, and the change says it affected nothing. A refused write has no id and no
-/// change.
+/// An identical re-PUT, a permission in a mesh without mTLS (RBAC needs mesh TLS) and a
+/// dataplane nobody consumes: each has a change id, and the change says it affected
+/// nothing. A refused write has no id and no change.
 #[test]
 fn writes_that_change_nothing_say_zero_affected() {
     let cp = Cp::start();

@@ -54,15 +54,23 @@ fn harness_smoke_at_200_dataplanes_with_the_policy_mix() {
     assert_eq!(r["cold"]["tls"], false, "{}", r["cold"]);
 }
 
-/// Kuma's defaults on the DP server: every simulated sidecar verifies the generated
-/// certificate and presents its own dataplane token, joiners in the churn too.
+/// Kuma's defaults on the DP server (every simulated sidecar verifies the generated
+/// certificate and presents its own dataplane token, joiners in the churn too) and mesh
+/// mTLS: every sidecar is configured only once its certificate arrived over SDS, a
+/// permission change reaches only the instances of its service, a rotation wave reaches all.
 #[test]
-fn harness_smoke_at_200_dataplanes_over_tls_with_tokens() {
-    let r = smoke(&["--secure"]);
+fn harness_smoke_at_200_dataplanes_over_tls_with_tokens_and_mtls() {
+    let r = smoke(&["--secure", "--mtls"]);
     assert_eq!(r["config"]["secure"], true);
     assert_eq!(r["cold"]["tls"], true, "{}", r["cold"]);
     assert_eq!(r["cold"]["tokens"], true, "{}", r["cold"]);
     assert!(r["cold"]["tokens_issued_s"].as_f64().unwrap() > 0.0, "{}", r["cold"]);
+    let p = &r["targeted_permission"];
+    assert_eq!(p["lost"], 0, "{p}");
+    assert_eq!(p["spurious_pushes"], 0, "{p}");
+    assert!(p["affected_dataplanes"].as_u64().unwrap() > 0, "{p}");
+    assert_eq!(r["rotation_wave"]["dataplanes"], 200, "{}", r["rotation_wave"]);
+    assert!(r["rotation_wave"]["all_rotated_ms"].is_number(), "{}", r["rotation_wave"]);
 }
 
 /// `--cp-instances 3`: the fleet spread over three higuma instances on one Postgres (the

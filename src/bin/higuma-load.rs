@@ -77,6 +77,12 @@ enum Cmd {
         /// `KUMA_DP_SERVER_TLS_ENABLED=false` and `..._AUTHN_DP_PROXY_TYPE=none`.
         #[arg(long)]
         secure: bool,
+        /// Mesh mTLS (builtin CA) and an allow-all MeshTrafficPermission before the fleet
+        /// connects: each simulated sidecar asks for its certificate over SDS, and the run
+        /// adds a permission change on one service (3c) and a rotation wave (4b). Needs
+        /// `--secure`: higuma serves private keys over TLS only.
+        #[arg(long, requires = "secure")]
+        mtls: bool,
         /// higuma instances on the one Postgres (needs `--store postgres` when above 1): the
         /// fleet is spread round-robin over them, writes go to the first, and the results
         /// add each instance's Postgres queries per second (idle, churn) and the time for a
@@ -221,6 +227,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         multiplex,
         policy_mix,
         secure,
+        mtls,
         cp_instances,
         higuma,
         out,
@@ -351,6 +358,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         multiplex: *multiplex,
         completion_queues: (*completion_queues).max(1),
         policy_mix: *policy_mix,
+        mtls: *mtls,
     };
     let started = Instant::now();
     eprintln!("creating {} dataplanes", topology.size());
@@ -369,6 +377,17 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
     eprintln!("targeted policy changes");
     let targeted_policy = bench.targeted_policy();
     eprintln!("{targeted_policy}");
+    let (targeted_permission, rotation_wave) = if *mtls {
+        eprintln!("targeted permission changes");
+        let p = bench.targeted_permission();
+        eprintln!("{p}");
+        eprintln!("rotation wave");
+        let r = bench.rotation_wave();
+        eprintln!("{r}");
+        (p, r)
+    } else {
+        (Value::Null, Value::Null)
+    };
     eprintln!("mesh-wide change");
     let mesh_wide = bench.mesh_wide();
     eprintln!("{mesh_wide}");
@@ -395,13 +414,15 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
             "dataplanes": topology.size(),
             "services": services, "instances": instances, "outbounds": outbounds, "seed": seed,
             "refresh_interval_s": 1, "multiplex": multiplex, "policy_mix": policy_mix,
-            "secure": secure, "cp_instances": cp_instances,
+            "secure": secure, "mtls": mtls, "cp_instances": cp_instances,
         },
         "setup_s": setup_s,
         "cold": cold,
         "idle": idle_r,
         "targeted": targeted,
         "targeted_policy": targeted_policy,
+        "targeted_permission": targeted_permission,
+        "rotation_wave": rotation_wave,
         "mesh_wide": mesh_wide,
         "churn": churn_r,
         "floor": floor,
@@ -409,14 +430,18 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
     });
     std::fs::write(out, serde_json::to_string_pretty(&result)?)?;
     if *check {
-        let spurious = result["targeted"]["spurious_pushes"].as_u64().unwrap_or(1)
-            + result["targeted_policy"]["spurious_pushes"].as_u64().unwrap_or(1);
-        let lost =
-            result["targeted"]["lost"].as_u64().unwrap_or(1) + result["targeted_policy"]["lost"].as_u64().unwrap_or(1);
-        if !configured || spurious != 0 || lost != 0 || result["mesh_wide"]["all_acked_ms"].is_null() {
+        let mut scenarios = vec!["targeted", "targeted_policy"];
+        if *mtls {
+            scenarios.push("targeted_permission");
+        }
+        let sum = |field: &str| -> u64 { scenarios.iter().map(|s| result[*s][field].as_u64().unwrap_or(1)).sum() };
+        let (spurious, lost) = (sum("spurious_pushes"), sum("lost"));
+        let rotated = !*mtls || !result["rotation_wave"]["all_rotated_ms"].is_null();
+        if !configured || spurious != 0 || lost != 0 || result["mesh_wide"]["all_acked_ms"].is_null() || !rotated {
             bail!(
-                "check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={}",
-                result["mesh_wide"]
+                "check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={} rotation={}",
+                result["mesh_wide"],
+                result["rotation_wave"]
             );
         }
     }
@@ -433,11 +458,15 @@ fn f(v: &Value, digits: usize) -> String {
 /// What a run changed from the plain one: TLS + tokens, the policy mix, multiplexing.
 fn variant(r: &Value) -> String {
     let c = &r["config"];
-    let flags: Vec<&str> = [("secure", "TLS + tokens"), ("policy_mix", "policy mix"), ("multiplex", "multiplexed")]
-        .into_iter()
-        .filter(|(key, _)| c[*key].as_bool().unwrap_or(false))
-        .map(|(_, label)| label)
-        .collect();
+    let mut flags: Vec<String> =
+        [("secure", "TLS + tokens"), ("mtls", "mTLS"), ("policy_mix", "policy mix"), ("multiplex", "multiplexed")]
+            .into_iter()
+            .filter(|(key, _)| c[*key].as_bool().unwrap_or(false))
+            .map(|(_, label)| label.to_string())
+            .collect();
+    if let Some(n) = c["cp_instances"].as_u64().filter(|n| *n > 1) {
+        flags.push(format!("{n} instances"));
+    }
     if flags.is_empty() {
         "plain".into()
     } else {
@@ -559,6 +588,36 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
         );
     }
     out += &header(
+        "3c. Targeted permission (mTLS: a MeshTrafficPermission on one service → its instances' listeners ACKed)",
+        &["changes", "p50 (ms)", "p99 (ms)", "max (ms)", "affected", "spurious", "lost"],
+    );
+    for r in runs.iter().filter(|r| !r["targeted_permission"].is_null()) {
+        let c = &r["targeted_permission"];
+        out += &row(
+            r,
+            vec![
+                c["changes"].to_string(),
+                f(&c["p50_ms"], 1),
+                f(&c["p99_ms"], 1),
+                f(&c["max_ms"], 1),
+                c["affected_dataplanes"].to_string(),
+                c["spurious_pushes"].to_string(),
+                c["lost"].to_string(),
+            ],
+        );
+    }
+    out += &header(
+        "4b. Rotation wave (mTLS: the Mesh's certificate lifetime changes → every dataplane's new certificate ACKed)",
+        &["dataplanes", "all rotated (ms)", "higuma CPU (s)", "higuma RSS after (MB)"],
+    );
+    for r in runs.iter().filter(|r| !r["rotation_wave"].is_null()) {
+        let c = &r["rotation_wave"];
+        out += &row(
+            r,
+            vec![c["dataplanes"].to_string(), f(&c["all_rotated_ms"], 0), f(&c["cp_cpu_s"], 2), f(&c["cp_rss_mb"], 0)],
+        );
+    }
+    out += &header(
         "4. Mesh-wide change (every dataplane's clusters)",
         &["dataplanes", "all ACKed (ms)", "encode floor (ms)", "× floor", "higuma CPU (s)"],
     );
@@ -619,6 +678,36 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
             ],
         );
     }
+    out += &header(
+        "7. Several instances on one Postgres (writes on the first instance)",
+        &[
+            "instances",
+            "idle Postgres queries/s per instance",
+            "churn Postgres queries/s per instance",
+            "cross-instance p50 (ms)",
+            "cross-instance p99 (ms)",
+        ],
+    );
+    let per_instance = |v: &Value| -> String {
+        let list: Vec<String> = v.as_array().into_iter().flatten().map(|q| f(q, 1)).collect();
+        if list.is_empty() {
+            "n/a".into()
+        } else {
+            list.join(" / ")
+        }
+    };
+    for r in runs.iter().filter(|r| r["config"]["cp_instances"].as_u64().is_some_and(|n| n > 1)) {
+        out += &row(
+            r,
+            vec![
+                r["config"]["cp_instances"].to_string(),
+                per_instance(&r["idle"]["pg_queries_per_s_by_instance"]),
+                per_instance(&r["churn"]["pg_queries_per_s_by_instance"]),
+                f(&r["targeted"]["cross_instance"]["p50_ms"], 1),
+                f(&r["targeted"]["cross_instance"]["p99_ms"], 1),
+            ],
+        );
+    }
     out += &targets(&runs);
     if let Some(first) = runs.first() {
         // Runs of a subset (`VARIANTS=secure ./scripts/bench.sh`) sit next to older ones.
@@ -648,7 +737,8 @@ fn targets(runs: &[Value]) -> String {
     let Some(r) = runs.iter().filter(at_10k).find(|r| variant(r) == "plain") else {
         return "\n### Targets\n\nNo plain run at N = 10,000 on Postgres with push on.\n".into();
     };
-    let secure = runs.iter().filter(at_10k).find(|r| r["config"]["secure"] == true);
+    let secure = runs.iter().filter(at_10k).find(|r| variant(r) == "TLS + tokens");
+    let mtls = runs.iter().filter(at_10k).find(|r| r["config"]["mtls"] == true);
     let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let floor = num(&r["floor"]["encode_floor_ms"]);
     let mesh = num(&r["mesh_wide"]["all_acked_ms"]);
@@ -703,6 +793,23 @@ fn targets(runs: &[Value]) -> String {
             "cold with TLS + tokens: all configured ≤ 10 s",
             format!("{:.2} s ({})", num(&s["cold"]["all_configured_s"]), variant(s)),
             num(&s["cold"]["all_configured_s"]) <= 10.0,
+        ));
+    }
+    if let Some(m) = mtls {
+        rows.push((
+            "cold with mTLS (issuance included): all configured ≤ 10 s",
+            format!("{:.2} s ({})", num(&m["cold"]["all_configured_s"]), variant(m)),
+            num(&m["cold"]["all_configured_s"]) <= 10.0,
+        ));
+        rows.push((
+            "cold with mTLS: higuma peak RSS ≤ 500 MB",
+            format!("{:.0} MB", num(&m["cold"]["cp_peak_rss_mb"])),
+            num(&m["cold"]["cp_peak_rss_mb"]) <= 500.0,
+        ));
+        rows.push((
+            "permission change: zero spurious pushes",
+            m["targeted_permission"]["spurious_pushes"].to_string(),
+            m["targeted_permission"]["spurious_pushes"] == 0,
         ));
     }
     let mut out =

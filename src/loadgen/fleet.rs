@@ -46,18 +46,23 @@ pub struct SimDataplane {
     /// Index of the control-plane instance its stream went to.
     pub instance: usize,
     pub eds_names: Vec<String>,
+    /// The SDS secrets it asks for once clusters arrive (mesh mTLS), as Envoy asks for the
+    /// secrets its listeners and clusters name.
+    pub sds_names: Vec<String>,
     pub stats: Arc<DpStats>,
     /// Dropping the client and sender closes the stream.
     handle: Mutex<Option<(AggregatedDiscoveryServiceClient, futures::channel::oneshot::Sender<()>)>>,
 }
 
 impl SimDataplane {
-    /// Configured = CDS and LDS received, and EDS too when it has outbounds.
+    /// Configured = CDS and LDS received, EDS too when it has outbounds, and its
+    /// certificate (SDS) when the mesh has mTLS.
     pub fn configured(&self) -> bool {
         let s = &self.stats;
         s.count(ResourceKind::Cluster) > 0
             && s.count(ResourceKind::Listener) > 0
             && (self.eds_names.is_empty() || s.count(ResourceKind::Endpoint) > 0)
+            && (self.sds_names.is_empty() || s.count(ResourceKind::Secret) > 0)
     }
 
     pub fn close(&self) {
@@ -74,6 +79,8 @@ pub struct Fleet {
     cas: Vec<Vec<u8>>,
     /// With multiplexing, one shared channel per target.
     multiplex: Vec<grpcio::Channel>,
+    /// Secrets every dataplane asks for (empty: no mesh mTLS).
+    sds_names: Vec<String>,
     /// Streams opened so far, which picks the next one's target.
     opened: std::sync::atomic::AtomicUsize,
     pub epoch: Instant,
@@ -100,6 +107,7 @@ impl Fleet {
             env,
             targets: targets.to_vec(),
             cas,
+            sds_names: Vec::new(),
             multiplex: Vec::new(),
             opened: Default::default(),
             epoch: Instant::now(),
@@ -120,6 +128,13 @@ impl Fleet {
             }
             None => builder.connect(target),
         }
+    }
+
+    /// Every dataplane connected from now on asks for these SDS secrets once its clusters
+    /// arrive (the mesh's identity certificate and CA bundle, when it has mTLS).
+    pub fn with_secrets(mut self, names: Vec<String>) -> Fleet {
+        self.sds_names = names;
+        self
     }
 
     /// How many control-plane instances the fleet is spread over.
@@ -147,6 +162,7 @@ impl Fleet {
             node_id: node_id.to_string(),
             instance,
             eds_names: eds_names.clone(),
+            sds_names: self.sds_names.clone(),
             stats: stats.clone(),
             handle: Mutex::new(None),
         });
@@ -163,6 +179,7 @@ impl Fleet {
         };
         let node = node_id.to_string();
         let epoch = self.epoch;
+        let sds_names = self.sds_names.clone();
         client.spawn(async move {
             let first = [
                 (request(ResourceKind::Cluster, Some(&node), "", "", &[]), WriteFlags::default()),
@@ -185,15 +202,27 @@ impl Fleet {
                 stats.responses[kind.index()].fetch_add(1, Ordering::Relaxed);
                 stats.last_at[kind.index()].store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 stats.bytes.fetch_add(protobuf::Message::compute_size(&resp), Ordering::Relaxed);
-                let names: &[String] = if kind == ResourceKind::Endpoint { &eds_names } else { &[] };
+                let names: &[String] = match kind {
+                    ResourceKind::Endpoint => &eds_names,
+                    ResourceKind::Secret => &sds_names,
+                    _ => &[],
+                };
                 let ack = request(kind, None, &resp.version_info, &resp.nonce, names);
                 if tx.send((ack, WriteFlags::default())).await.is_err() {
                     break;
                 }
-                if kind == ResourceKind::Cluster && !eds_subscribed && !eds_names.is_empty() {
+                if kind == ResourceKind::Cluster && !eds_subscribed {
                     eds_subscribed = true;
-                    let sub = request(ResourceKind::Endpoint, None, "", "", &eds_names);
-                    if tx.send((sub, WriteFlags::default())).await.is_err() {
+                    let subs = [(ResourceKind::Endpoint, &eds_names), (ResourceKind::Secret, &sds_names)];
+                    let mut closed = false;
+                    for (kind, names) in subs.into_iter().filter(|(_, names)| !names.is_empty()) {
+                        let sub = request(kind, None, "", "", names);
+                        if tx.send((sub, WriteFlags::default())).await.is_err() {
+                            closed = true;
+                            break;
+                        }
+                    }
+                    if closed {
                         break;
                     }
                 }

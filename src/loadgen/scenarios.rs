@@ -51,6 +51,9 @@ pub struct Options {
     pub completion_queues: usize,
     /// Apply the realistic policy mix ([`Topology::policy_mix`]) before the fleet connects.
     pub policy_mix: bool,
+    /// Mesh mTLS (builtin CA, Kuma's default mode) and an allow-all MeshTrafficPermission
+    /// before the fleet connects: every dataplane also waits for its certificate over SDS.
+    pub mtls: bool,
 }
 
 pub struct Bench {
@@ -112,6 +115,13 @@ impl Bench {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
+        if opts.mtls {
+            put(&agent, &target.api, "/meshes/default", &mtls_mesh(None))?;
+            let allow = json!({"type": "MeshTrafficPermission", "mesh": "default", "name": "allow-all",
+                "spec": {"targetRef": {"kind": "Mesh"},
+                         "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]}});
+            put(&agent, &target.api, &policy_path(&allow), &allow)?;
+        }
         let chunks: Vec<Vec<DataplaneDef>> = defs.chunks(defs.len().div_ceil(4).max(1)).map(|c| c.to_vec()).collect();
         let tokens_busy = std::sync::atomic::AtomicU64::new(0);
         let results: Vec<Result<Vec<Option<String>>, String>> = std::thread::scope(|s| {
@@ -152,7 +162,11 @@ impl Bench {
                 consumers.entry(svc.clone()).or_default().push(i);
             }
         }
-        let fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex, target.cas.clone());
+        let mut fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex, target.cas.clone());
+        if opts.mtls {
+            use crate::mtls::names;
+            fleet = fleet.with_secrets(vec![names::identity_cert_sds("default"), names::mesh_ca_sds("default")]);
+        }
         let seed = opts.topology.seed;
         Ok(Bench {
             target,
@@ -417,6 +431,77 @@ impl Bench {
         v
     }
 
+    /// Scenario 3c (mesh mTLS): a MeshTrafficPermission on one service, denying then
+    /// allowing the mesh in turn; only that service's own instances (its providers, whose
+    /// inbound listeners carry the RBAC filter) may receive anything.
+    pub fn targeted_permission(&mut self) -> Value {
+        let mut latencies = Vec::new();
+        let (mut lost, mut spurious, mut affected_total) = (0usize, 0usize, 0usize);
+        let mut denied: std::collections::HashSet<String> = Default::default();
+        for i in 0..self.opts.changes {
+            let service = service_name(self.rng.usize(..self.opts.topology.services));
+            let affected: Vec<usize> = (0..self.defs.len()).filter(|j| self.defs[*j].service == service).collect();
+            let before_lds: Vec<u64> =
+                affected.iter().map(|j| self.sims[*j].stats.count(ResourceKind::Listener)).collect();
+            let before_all: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
+            // One policy per service whose action flips on every write, so a repeat pick of
+            // a service changes something too.
+            let action = if denied.insert(service.clone()) {
+                "Deny"
+            } else {
+                denied.remove(&service);
+                "AllowWithShadowDeny"
+            };
+            let policy = json!({"type": "MeshTrafficPermission", "mesh": "default", "name": format!("bench-mtp-{service}"),
+                "spec": {"targetRef": {"kind": "MeshService", "name": service},
+                         "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]}});
+            let result = put(&self.agent, &self.target.api, &policy_path(&policy), &policy);
+            let t0 = self.fleet.now_nanos();
+            if let Err(e) = result {
+                log::error!("permission change {i} failed: {e}");
+                lost += 1;
+                continue;
+            }
+            match self.wait_for(&affected, ResourceKind::Listener, &before_lds, t0) {
+                Some(ms) => latencies.push(ms),
+                None => lost += 1,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let affected_set: std::collections::HashSet<usize> = affected.iter().copied().collect();
+            spurious += self
+                .sims
+                .iter()
+                .enumerate()
+                .filter(|(j, s)| s.stats.total() > before_all[*j] && !affected_set.contains(j))
+                .count();
+            affected_total += affected.len();
+        }
+        let mut v = ms_stats(latencies);
+        v["changes"] = json!(self.opts.changes);
+        v["lost"] = json!(lost);
+        v["affected_dataplanes"] = json!(affected_total);
+        v["spurious_pushes"] = json!(spurious);
+        v
+    }
+
+    /// Scenario 4b (mesh mTLS): a rotation wave. The Mesh's certificate lifetime changes,
+    /// so every dataplane's certificate is issued again; time until every one of them has
+    /// its new certificate over SDS, and higuma's CPU over the wave.
+    pub fn rotation_wave(&self) -> Value {
+        let watch: Vec<usize> = (0..self.sims.len()).collect();
+        let before: Vec<u64> = watch.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Secret)).collect();
+        let cp0 = self.cp();
+        let result = put(&self.agent, &self.target.api, "/meshes/default", &mtls_mesh(Some("23h")));
+        let t0 = self.fleet.now_nanos();
+        let latency = result.ok().and_then(|_| self.wait_for(&watch, ResourceKind::Secret, &before, t0));
+        json!({
+            "dataplanes": watch.len(),
+            "all_rotated_ms": latency,
+            "cp_cpu_s": self.cp().cpu_secs - cp0.cpu_secs,
+            "cp_rss_mb": self.cp().rss_bytes as f64 / 1048576.0,
+        })
+    }
+
     /// Scenario 4: one change every dataplane's config depends on: a mesh-wide MeshTimeout
     /// whose name sorts before the default `mesh-timeout-all-default`, so on equal targetRef
     /// kinds it wins (Kuma 2.6+: the smallest name wins) and every cluster's connect timeout
@@ -675,6 +760,16 @@ pub fn encode_floor(topology: &Topology) -> Value {
 }
 
 /// The REST path of a policy given as its envelope.
+/// Mesh `default` with a builtin CA in Kuma's default mode, its certificates living
+/// `expiration` (Kuma's default when `None`).
+fn mtls_mesh(expiration: Option<&str>) -> Value {
+    let mut backend = json!({"name": "ca-1", "type": "builtin"});
+    if let Some(e) = expiration {
+        backend["dpCert"] = json!({"rotation": {"expiration": e}});
+    }
+    json!({"type": "Mesh", "name": "default", "mtls": {"enabledBackend": "ca-1", "backends": [backend]}})
+}
+
 fn policy_path(p: &Value) -> String {
     let t = p["type"].as_str().unwrap_or("");
     let ws = crate::model::ResourceType::from_name(t).map(|t| t.ws_path()).unwrap_or("unknown");

@@ -358,7 +358,8 @@ impl MeshContext {
             let Some(spec) = self.dataplanes.get(name).and_then(|d| dataplane_spec(d)) else { continue };
             let hit = |ctx: &MeshContext, p: Option<&Resource>| {
                 p.is_some_and(|p| {
-                    policies::core::reach::affects(&ctx.policies, p, spec, &|svc| ctx.consumes(spec, svc))
+                    ctx.enforces(p)
+                        && policies::core::reach::affects(&ctx.policies, p, spec, &|svc| ctx.consumes(spec, svc))
                 })
             };
             if hit(previous, old) || hit(self, new) {
@@ -366,6 +367,15 @@ impl MeshContext {
             }
         }
         out
+    }
+
+    /// Whether `policy` can shape anything in this mesh as it is: permissions are RBAC on
+    /// mesh-TLS inbounds, so without the Mesh's mTLS their plugins emit nothing and a write
+    /// of one reaches nobody (Kuma regenerates anyway; nothing would change).
+    fn enforces(&self, policy: &Resource) -> bool {
+        let permission =
+            matches!(policy.rtype(), ResourceType::TrafficPermission | ResourceType::MeshTrafficPermission);
+        !permission || matches!(&self.mesh.spec, Spec::Mesh(m) if m.mtls_enabled())
     }
 
     /// Whether `dp` can have a cluster of `service`: an outbound to it, or an outbound whose
