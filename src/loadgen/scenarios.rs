@@ -381,19 +381,14 @@ impl Bench {
     /// Scenario 3b: a MeshTimeout on one service at a time; only that service's consumers may
     /// receive anything (their clusters' connect timeout changes).
     pub fn targeted_policy(&mut self) -> Value {
-        let mut latencies = Vec::new();
-        let (mut lost, mut spurious, mut affected_total) = (0usize, 0usize, 0usize);
-        for i in 0..self.opts.changes {
+        self.targeted_writes(ResourceKind::Cluster, |bench, i| {
             let service = loop {
-                let s = service_name(self.rng.usize(..self.opts.topology.services));
-                if self.consumers.get(&s).is_some_and(|c| !c.is_empty()) {
+                let s = service_name(bench.rng.usize(..bench.opts.topology.services));
+                if bench.consumers.get(&s).is_some_and(|c| !c.is_empty()) {
                     break s;
                 }
             };
-            let affected = self.consumers.get(&service).cloned().unwrap_or_default();
-            let before_cds: Vec<u64> =
-                affected.iter().map(|i| self.sims[*i].stats.count(ResourceKind::Cluster)).collect();
-            let before_all: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
+            let affected = bench.consumers.get(&service).cloned().unwrap_or_default();
             // One policy per service, updated when the service comes up again: a second
             // policy with an equal targetRef would lose to the first on name order (the
             // smallest name wins) and change nothing. The timeout is new on every change.
@@ -402,48 +397,18 @@ impl Bench {
                 "targetRef": {"kind": "Mesh"},
                 "to": [{"targetRef": {"kind": "MeshService", "name": service},
                         "default": {"connectionTimeout": format!("{}s", 7 + i)}}]}});
-            let result = put(&self.agent, &self.target.api, &policy_path(&policy), &policy);
-            let t0 = self.fleet.now_nanos();
-            if let Err(e) = result {
-                log::error!("policy change {i} failed: {e}");
-                lost += 1;
-                continue;
-            }
-            match self.wait_for(&affected, ResourceKind::Cluster, &before_cds, t0) {
-                Some(ms) => latencies.push(ms),
-                None => lost += 1,
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            let affected_set: std::collections::HashSet<usize> = affected.iter().copied().collect();
-            spurious += self
-                .sims
-                .iter()
-                .enumerate()
-                .filter(|(j, s)| s.stats.total() > before_all[*j] && !affected_set.contains(j))
-                .count();
-            affected_total += affected.len();
-        }
-        let mut v = ms_stats(latencies);
-        v["changes"] = json!(self.opts.changes);
-        v["lost"] = json!(lost);
-        v["affected_dataplanes"] = json!(affected_total);
-        v["spurious_pushes"] = json!(spurious);
-        v
+            (affected, policy)
+        })
     }
 
     /// Scenario 3c (mesh mTLS): a MeshTrafficPermission on one service, denying then
     /// allowing the mesh in turn; only that service's own instances (its providers, whose
     /// inbound listeners carry the RBAC filter) may receive anything.
     pub fn targeted_permission(&mut self) -> Value {
-        let mut latencies = Vec::new();
-        let (mut lost, mut spurious, mut affected_total) = (0usize, 0usize, 0usize);
         let mut denied: std::collections::HashSet<String> = Default::default();
-        for i in 0..self.opts.changes {
-            let service = service_name(self.rng.usize(..self.opts.topology.services));
-            let affected: Vec<usize> = (0..self.defs.len()).filter(|j| self.defs[*j].service == service).collect();
-            let before_lds: Vec<u64> =
-                affected.iter().map(|j| self.sims[*j].stats.count(ResourceKind::Listener)).collect();
-            let before_all: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
+        self.targeted_writes(ResourceKind::Listener, |bench, _| {
+            let service = service_name(bench.rng.usize(..bench.opts.topology.services));
+            let affected: Vec<usize> = (0..bench.defs.len()).filter(|j| bench.defs[*j].service == service).collect();
             // One policy per service whose action flips on every write, so a repeat pick of
             // a service changes something too.
             let action = if denied.insert(service.clone()) {
@@ -455,14 +420,31 @@ impl Bench {
             let policy = json!({"type": "MeshTrafficPermission", "mesh": "default", "name": format!("bench-mtp-{service}"),
                 "spec": {"targetRef": {"kind": "MeshService", "name": service},
                          "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]}});
+            (affected, policy)
+        })
+    }
+
+    /// `changes` policy writes, each of which must reach its `affected` dataplanes (their
+    /// `kind` ACKed) and nobody else; `next(bench, i)` picks write `i` and who it affects.
+    fn targeted_writes(
+        &mut self,
+        kind: ResourceKind,
+        mut next: impl FnMut(&mut Bench, usize) -> (Vec<usize>, Value),
+    ) -> Value {
+        let mut latencies = Vec::new();
+        let (mut lost, mut spurious, mut affected_total) = (0usize, 0usize, 0usize);
+        for i in 0..self.opts.changes {
+            let (affected, policy) = next(self, i);
+            let before: Vec<u64> = affected.iter().map(|j| self.sims[*j].stats.count(kind)).collect();
+            let before_all: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
             let result = put(&self.agent, &self.target.api, &policy_path(&policy), &policy);
             let t0 = self.fleet.now_nanos();
             if let Err(e) = result {
-                log::error!("permission change {i} failed: {e}");
+                log::error!("policy change {i} failed: {e}");
                 lost += 1;
                 continue;
             }
-            match self.wait_for(&affected, ResourceKind::Listener, &before_lds, t0) {
+            match self.wait_for(&affected, kind, &before, t0) {
                 Some(ms) => latencies.push(ms),
                 None => lost += 1,
             }
