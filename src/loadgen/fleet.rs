@@ -1,5 +1,5 @@
 //! Simulated dataplanes: one ADS stream each, over its own HTTP/2 connection by default
-//! (like Envoy; `multiplex` shares connections). Each stream subscribes to CDS and LDS, asks
+//! (like Envoy; `connections` shares a few among all streams). Each stream subscribes to CDS and LDS, asks
 //! for the endpoints of its outbound services once clusters arrive, ACKs every response by
 //! nonce, and records per type when responses arrived. Responses are not decoded beyond
 //! version, nonce and type; the streams are driven by grpcio's completion queues.
@@ -77,8 +77,8 @@ pub struct Fleet {
     targets: Vec<String>,
     /// Each target's DP server CA (same order): TLS when not empty.
     cas: Vec<Vec<u8>>,
-    /// With multiplexing, one shared channel per target.
-    multiplex: Vec<grpcio::Channel>,
+    /// With shared connections, per target the channels its streams take in turn.
+    shared: Vec<Vec<grpcio::Channel>>,
     /// Secrets every dataplane asks for (empty: no mesh mTLS).
     sds_names: Vec<String>,
     /// Streams opened so far, which picks the next one's target.
@@ -100,22 +100,23 @@ fn request(kind: ResourceKind, node: Option<&str>, version: &str, nonce: &str, n
 
 impl Fleet {
     /// A fleet spread round-robin over `targets` (at least one); with `cas` (one per
-    /// target) over TLS.
-    pub fn new(targets: &[String], completion_queues: usize, multiplex: bool, cas: Vec<Vec<u8>>) -> Fleet {
+    /// target) over TLS. `connections` per target carry all its streams in turn (0: every
+    /// stream on a connection of its own, as Envoy does).
+    pub fn new(targets: &[String], completion_queues: usize, connections: usize, cas: Vec<Vec<u8>>) -> Fleet {
         let env = Arc::new(grpcio::EnvBuilder::new().cq_count(completion_queues).name_prefix("load-cq").build());
         let mut fleet = Fleet {
             env,
             targets: targets.to_vec(),
             cas,
             sds_names: Vec::new(),
-            multiplex: Vec::new(),
+            shared: Vec::new(),
             opened: Default::default(),
             epoch: Instant::now(),
         };
-        if multiplex {
-            fleet.multiplex =
-                (0..targets.len()).map(|i| fleet.channel(ChannelBuilder::new(fleet.env.clone()), i)).collect();
-        }
+        // A private subchannel pool each, or channels to one target share one connection.
+        let own =
+            |fleet: &Fleet, i| fleet.channel(ChannelBuilder::new(fleet.env.clone()).use_local_subchannel_pool(true), i);
+        fleet.shared = (0..targets.len()).map(|i| (0..connections).map(|_| own(&fleet, i)).collect()).collect();
         fleet
     }
 
@@ -149,9 +150,11 @@ impl Fleet {
     /// Opens one stream for `node_id`, with `token` as its dataplane token; returns at once,
     /// the stream runs on grpcio's threads.
     pub fn connect(&self, node_id: &str, eds_names: Vec<String>, token: Option<&str>) -> Arc<SimDataplane> {
-        let instance = self.opened.fetch_add(1, Ordering::Relaxed) % self.instances();
-        let channel = match self.multiplex.get(instance) {
-            Some(c) => c.clone(),
+        let opened = self.opened.fetch_add(1, Ordering::Relaxed);
+        let instance = opened % self.instances();
+        let shared = self.shared.get(instance).filter(|c| !c.is_empty());
+        let channel = match shared {
+            Some(channels) => channels[(opened / self.instances()) % channels.len()].clone(),
             // A channel of its own with a private subchannel pool: its own TCP connection.
             None => self.channel(ChannelBuilder::new(self.env.clone()).use_local_subchannel_pool(true), instance),
         };
@@ -166,7 +169,10 @@ impl Fleet {
             stats: stats.clone(),
             handle: Mutex::new(None),
         });
-        let mut call = CallOption::default();
+        // As Envoy retries its ADS stream: a stream started while its connection is still
+        // connecting (or its TLS handshake timed out on a loaded server and gRPC reconnects)
+        // waits for the connection instead of failing at once and never being served.
+        let mut call = CallOption::default().wait_for_ready(true);
         if let Some(token) = token {
             let mut headers = MetadataBuilder::new();
             if headers.add_str(TOKEN_METADATA, token).is_ok() {

@@ -47,7 +47,8 @@ pub struct Options {
     pub changes: usize,
     pub churn: Duration,
     pub churn_rate: u32,
-    pub multiplex: bool,
+    /// Connections per instance all streams share (0: one per stream, as Envoy).
+    pub connections: usize,
     pub completion_queues: usize,
     /// Apply the realistic policy mix ([`Topology::policy_mix`]) before the fleet connects.
     pub policy_mix: bool,
@@ -162,7 +163,7 @@ impl Bench {
                 consumers.entry(svc.clone()).or_default().push(i);
             }
         }
-        let mut fleet = Fleet::new(&target.xds, opts.completion_queues, opts.multiplex, target.cas.clone());
+        let mut fleet = Fleet::new(&target.xds, opts.completion_queues, opts.connections, target.cas.clone());
         if opts.mtls {
             use crate::mtls::names;
             fleet = fleet.with_secrets(vec![names::identity_cert_sds("default"), names::mesh_ca_sds("default")]);
