@@ -126,8 +126,8 @@ fn status_is_flushed_on_sigterm() {
         .expect("the insight row");
     let spec: serde_json::Value = serde_json::from_str(&row.get::<_, String>(0)).unwrap();
     let sub = &spec["subscriptions"][0];
-    assert!(sub["disconnectTime"].is_string(), "{spec}");
-    assert_eq!(sub["status"]["total"]["responsesAcknowledged"], "2", "{spec}");
+    assert!(sub["disconnectTime"].is_string(), "{spec}\n{}", d.log_text());
+    assert_eq!(sub["status"]["total"]["responsesAcknowledged"], "2", "{spec}\n{}", d.log_text());
 }
 
 #[test]

@@ -394,15 +394,35 @@ impl Daemon {
         if let Some(e) = self.elector.take() {
             e.stop();
         }
-        if let Some(r) = self.reconciler.take() {
-            match Arc::try_unwrap(r) {
-                Ok(r) => r.stop(),
-                Err(_) => log::warn!("xds: reconciler still referenced at shutdown; status may not be flushed"),
+        if let Some(mut r) = self.reconciler.take() {
+            // Threads of the servers stopped above (gRPC's completion queues, API workers)
+            // drop their clones as they finish; wait for them rather than skip the final
+            // status flush.
+            let deadline = std::time::Instant::now() + RECONCILER_RELEASE_WAIT;
+            loop {
+                match Arc::try_unwrap(r) {
+                    Ok(r) => {
+                        r.stop();
+                        break;
+                    }
+                    Err(shared) if std::time::Instant::now() < deadline => {
+                        r = shared;
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(_) => {
+                        log::warn!("xds: reconciler still referenced at shutdown; status may not be flushed");
+                        break;
+                    }
+                }
             }
         }
         log::info!("higuma stopped");
     }
 }
+
+/// How long shutdown waits for the last clones of the reconciler to be dropped before it
+/// gives up on the final status flush (threads finishing in-flight requests hold them).
+const RECONCILER_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Creates Mesh `default` unless it exists, as kuma-cp does at start, with its default
 /// policies (Kuma's `defaults.createMeshRoutingResources` off).

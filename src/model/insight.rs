@@ -138,8 +138,13 @@ impl DataplaneInsightSpec {
     pub fn upsert_subscription(&mut self, sub: DiscoverySubscription, limit: usize) {
         if let Some(existing) = self.subscriptions.iter_mut().find(|s| s.id == sub.id) {
             *existing = sub;
-        } else if sub.disconnect_time.is_some() || self.has_newer_than(&sub) {
+        } else if self.has_newer_than(&sub) {
             return;
+        } else if sub.disconnect_time.is_some() {
+            // A stream that closed before its first write (the final flush at shutdown
+            // writes it) is still a record of the connection; being closed, it closes no
+            // other subscription.
+            self.subscriptions.push(sub);
         } else {
             let when = sub.connect_time.clone().unwrap_or_else(|| super::rest::format_time(SystemTime::now()));
             for old in &mut self.subscriptions {
@@ -195,6 +200,25 @@ mod tests {
 
     fn sub(id: &str, connect: &str) -> DiscoverySubscription {
         DiscoverySubscription { id: id.into(), connect_time: Some(connect.into()), ..Default::default() }
+    }
+
+    /// A stream that closed before its first write is recorded (shutdown's final flush
+    /// writes it), closing nobody else's; one older than a listed subscription is not.
+    #[test]
+    fn a_stream_first_written_closed_is_recorded_unless_a_newer_one_is_listed() {
+        let mut spec = DataplaneInsightSpec::default();
+        let mut closed = sub("a", "2026-01-01T00:00:00Z");
+        closed.disconnect_time = Some("2026-01-01T00:00:05Z".into());
+        spec.upsert_subscription(closed.clone(), 5);
+        assert_eq!(spec.subscriptions, vec![closed.clone()]);
+
+        let live = sub("b", "2026-01-01T00:01:00Z");
+        spec.upsert_subscription(live.clone(), 5);
+        let mut late = sub("c", "2026-01-01T00:00:30Z");
+        late.disconnect_time = Some("2026-01-01T00:00:40Z".into());
+        spec.upsert_subscription(late, 5);
+        assert_eq!(spec.subscriptions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(spec.subscriptions[1].disconnect_time.is_none(), "the live one stays open");
     }
 
     #[test]
