@@ -477,11 +477,12 @@ impl Bench {
         let result = put(&self.agent, &self.target.api, "/meshes/default", &mtls_mesh(Some("23h")));
         let t0 = self.fleet.now_nanos();
         let latency = result.ok().and_then(|_| self.wait_for(&watch, ResourceKind::Secret, &before, t0));
+        let cp1 = self.cp();
         json!({
             "dataplanes": watch.len(),
             "all_rotated_ms": latency,
-            "cp_cpu_s": self.cp().cpu_secs - cp0.cpu_secs,
-            "cp_rss_mb": self.cp().rss_bytes as f64 / 1048576.0,
+            "cp_cpu_s": cp1.cpu_secs - cp0.cpu_secs,
+            "cp_rss_mb": cp1.rss_bytes as f64 / 1048576.0,
         })
     }
 
