@@ -2,6 +2,10 @@
 
 mod cli;
 
+// Why jemalloc: Cargo.toml, next to the dependency.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     cli::main()
 }

@@ -775,8 +775,9 @@ fn mesh_tls_secrets() -> Vec<higuma::envoy::tls_secret::Secret> {
     };
     let (ca_pem, ca_key) = higuma::mtls::ca::generate_root(&spec, SystemTime::now()).unwrap();
     let ca = higuma::mtls::ca::parse_pair(&ca_pem, &ca_key).unwrap();
+    let signer = higuma::mtls::issuer::Signer::for_ca(&ca, SystemTime::now(), Duration::from_secs(3600)).unwrap();
     let leaf = higuma::mtls::issuer::issue(
-        &ca,
+        &signer,
         &["spiffe://default/backend".to_string()],
         Duration::from_secs(3600),
         SystemTime::now(),
@@ -790,7 +791,7 @@ fn mesh_tls_secrets() -> Vec<higuma::envoy::tls_secret::Secret> {
     vec![
         decode(higuma::mtls::identities::identity_secret(
             "identity_cert:secret:default",
-            &leaf.cert_pem,
+            &[leaf.cert_pem.as_slice(), signer.chain_pem.as_slice()].concat(),
             &leaf.key_pem,
         )),
         decode(higuma::mtls::identities::trust_secret("mesh_ca:secret:default", &ca_pem)),

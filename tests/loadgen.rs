@@ -44,7 +44,20 @@ fn smoke(extra: &[&str]) -> serde_json::Value {
     assert_eq!(r["churn"]["lost"], 0, "{}", r["churn"]);
     assert!(r["floor"]["encode_floor_ms"].is_number());
     assert_eq!(r["token_cost"]["all_granted"], true, "{}", r["token_cost"]);
+    quiet_writes_reached_nobody(&r, 200);
     r
+}
+
+/// The field-regression writes (identical re-PUTs, read-only metadata, another mesh, the
+/// status burst on Postgres) all landed and no dataplane received anything.
+fn quiet_writes_reached_nobody(r: &serde_json::Value, dataplanes: u64) {
+    let fr = r["field_regressions"].as_object().expect("the field regressions ran");
+    assert_eq!(fr["dataplane_reput"]["writes"], dataplanes, "{}", r["field_regressions"]);
+    assert!(fr["policy_reput"]["writes"].as_u64().is_some_and(|n| n > 0), "{}", r["field_regressions"]);
+    for (name, v) in fr {
+        assert!(v["error"].is_null(), "{name}: {v}");
+        assert_eq!(v["responses"], 0, "{name} reached dataplanes: {v}");
+    }
 }
 
 #[test]
@@ -96,6 +109,10 @@ fn harness_spreads_the_fleet_over_three_instances() {
     assert_eq!(r["cold"]["configured"], 60, "{}", r["cold"]);
     assert_eq!(r["targeted"]["lost"], 0, "{}", r["targeted"]);
     assert_eq!(r["targeted"]["instances"], 3, "{}", r["targeted"]);
+    quiet_writes_reached_nobody(&r, 60);
+    // On Postgres the burst rewrites the DataplaneInsight rows written so far behind the
+    // instances' backs (checked above: no response).
+    assert!(r["field_regressions"]["status_burst"].is_object(), "{}", r["field_regressions"]);
     let cross = &r["targeted"]["cross_instance"];
     assert!(cross["count"].as_u64().is_some_and(|n| n > 0), "writes reached other instances: {cross}");
     for window in ["idle", "churn"] {

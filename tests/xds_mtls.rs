@@ -74,8 +74,14 @@ fn sds_serves_named_secrets_and_a_rotation_sends_only_them() {
     assert_eq!(trust.validation_context().trusted_ca.inline_bytes(), ca.bytes());
     let ca_cert = openssl::x509::X509::from_pem(ca.bytes()).unwrap();
     let id = s.iter().find(|s| s.name == IDENTITY).unwrap();
-    let leaf = openssl::x509::X509::from_pem(id.tls_certificate().certificate_chain.inline_bytes()).unwrap();
-    assert!(leaf.verify(&ca_cert.public_key().unwrap()).unwrap());
+    let chain = id.tls_certificate().certificate_chain.inline_bytes();
+    assert!(higuma::mtls::issuer::chain_verifies(chain, ca.bytes()), "the chain leads to the mesh CA");
+    // Leaves are signed by an issuing intermediate the CA certified (issuer.rs), which travels
+    // in the chain.
+    let certs = openssl::x509::X509::stack_from_pem(chain).unwrap();
+    assert_eq!(certs.len(), 2, "leaf and intermediate");
+    assert!(certs[1].verify(&ca_cert.public_key().unwrap()).unwrap());
+    assert!(!certs[0].verify(&ca_cert.public_key().unwrap()).unwrap_or(false));
     let serial = leaf_serial(&s);
 
     // 3 s lifetime: re-issued at 2.4 s. Within 4 s, SDS responses only, with a new serial.

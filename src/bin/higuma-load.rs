@@ -138,6 +138,21 @@ struct Pg {
     password: String,
 }
 
+impl Pg {
+    /// A connection of the harness's own to `dbname` (the figures it reads, the writes it
+    /// makes behind higuma's back); the harness cannot run without it.
+    fn connect(&self, dbname: &str) -> postgres::Client {
+        postgres::Config::new()
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("higuma")
+            .password(&self.password)
+            .dbname(dbname)
+            .connect(postgres::NoTls)
+            .unwrap_or_else(|e| panic!("the harness's connection to database {dbname:?}: {e}"))
+    }
+}
+
 fn pg_sh() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/pg.sh")
 }
@@ -348,16 +363,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         }
     }
     let pg_probe: Option<Box<dyn Fn() -> u64 + Send + Sync>> = pg.as_ref().map(|p| {
-        let client = std::sync::Mutex::new(
-            postgres::Config::new()
-                .host("127.0.0.1")
-                .port(p.port)
-                .user("higuma")
-                .password(&p.password)
-                .dbname("postgres")
-                .connect(postgres::NoTls)
-                .expect("probe connection"),
-        );
+        let client = std::sync::Mutex::new(p.connect("postgres"));
         Box::new(move || {
             let mut c = client.lock().unwrap_or_else(|e| e.into_inner());
             c.query_one(
@@ -368,12 +374,20 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
             .unwrap_or(0)
         }) as Box<dyn Fn() -> u64 + Send + Sync>
     });
+    let pg_execute: Option<higuma::loadgen::scenarios::PgExecute> = pg.as_ref().map(|p| {
+        let client = std::sync::Mutex::new(p.connect("higuma"));
+        Box::new(move |sql: &str| {
+            let mut c = client.lock().unwrap_or_else(|e| e.into_inner());
+            c.execute(sql, &[]).map_err(|e| e.to_string())
+        }) as higuma::loadgen::scenarios::PgExecute
+    });
     let target = Target {
         api: apis.first().cloned().unwrap_or_default(),
         xds,
         metrics,
         pid: cps.first().map(|c| c.child.id()).unwrap_or(0),
         pg_transactions: pg_probe,
+        pg_execute,
         cas,
         tokens: *secure,
     };
@@ -418,6 +432,9 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
     } else {
         (Value::Null, Value::Null)
     };
+    eprintln!("field regressions");
+    let field_regressions = bench.field_regressions();
+    eprintln!("{field_regressions}");
     eprintln!("mesh-wide change");
     let mesh_wide = bench.mesh_wide();
     eprintln!("{mesh_wide}");
@@ -454,6 +471,7 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         "targeted_policy": targeted_policy,
         "targeted_permission": targeted_permission,
         "rotation_wave": rotation_wave,
+        "field_regressions": field_regressions,
         "mesh_wide": mesh_wide,
         "churn": churn_r,
         "floor": floor,
@@ -468,11 +486,22 @@ fn run(cli: &Cmd) -> anyhow::Result<()> {
         let sum = |field: &str| -> u64 { scenarios.iter().map(|s| result[*s][field].as_u64().unwrap_or(1)).sum() };
         let (spurious, lost) = (sum("spurious_pushes"), sum("lost"));
         let rotated = !*mtls || !result["rotation_wave"]["all_rotated_ms"].is_null();
-        if !configured || spurious != 0 || lost != 0 || result["mesh_wide"]["all_acked_ms"].is_null() || !rotated {
+        // Every field-regression write landed and reached nobody.
+        let regressions = result["field_regressions"].as_object().cloned().unwrap_or_default();
+        let quiet = !regressions.is_empty()
+            && regressions.values().all(|r| r["error"].is_null() && r["responses"].as_u64() == Some(0));
+        if !configured
+            || spurious != 0
+            || lost != 0
+            || result["mesh_wide"]["all_acked_ms"].is_null()
+            || !rotated
+            || !quiet
+        {
             bail!(
-                "check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={} rotation={}",
+                "check failed: configured={configured} spurious={spurious} lost={lost} mesh_wide={} rotation={} field_regressions={}",
                 result["mesh_wide"],
-                result["rotation_wave"]
+                result["rotation_wave"],
+                result["field_regressions"]
             );
         }
     }
@@ -636,6 +665,28 @@ fn report(files: &[PathBuf]) -> anyhow::Result<()> {
         out += &row(
             r,
             vec![c["dataplanes"].to_string(), f(&c["all_rotated_ms"], 0), f(&c["cp_cpu_s"], 2), f(&c["cp_rss_mb"], 0)],
+        );
+    }
+    out += &header(
+        "4c. Field regressions (writes that change no config: responses must be 0)",
+        &[
+            "identical Dataplane re-PUT",
+            "identical policy re-PUT",
+            "metadata-only Dataplane PUT",
+            "another mesh's Mesh + policy",
+            "DataplaneInsight burst (SQL)",
+        ],
+    );
+    for r in runs.iter().filter(|r| !r["field_regressions"].is_null()) {
+        let c = &r["field_regressions"];
+        let cell = |key: &str| match &c[key] {
+            Value::Null => "n/a".to_string(),
+            v if !v["error"].is_null() => format!("error: {}", v["error"].as_str().unwrap_or("")),
+            v => format!("{} writes → {} responses", v["writes"], v["responses"]),
+        };
+        out += &row(
+            r,
+            ["dataplane_reput", "policy_reput", "metadata_only", "other_mesh", "status_burst"].map(cell).to_vec(),
         );
     }
     out += &header(

@@ -69,12 +69,13 @@ pub fn render(s: &Sources) -> String {
     counters(
         &r,
         "xds_generation_total",
-        "Config generation jobs by result: skip (inputs unchanged), generated (same result), changed",
+        "Config generation jobs by result: skip (inputs unchanged), generated (same result), changed, secrets (a new certificate only)",
         &["proxy_type", "result"],
         &[
             (&["dataplane", "skip"], get(&m.generation_skipped)),
             (&["dataplane", "generated"], get(&m.generation_unchanged)),
             (&["dataplane", "changed"], get(&m.generation_changed)),
+            (&["dataplane", "secrets"], get(&m.generation_secrets_only)),
         ],
     );
     counters(&r, "xds_generation_errors", "Config generation failures", &[], &[(&[], get(&m.generation_errors))]);

@@ -15,6 +15,22 @@ use crate::xds::resource_kind::ResourceKind;
 
 /// Waiting for a change longer than this counts it as lost.
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a write that must reach nobody, how long the fleet is watched for responses: well
+/// over a push's p99 and one refresh interval (1 s), so a push that would come does.
+const QUIET_WINDOW: Duration = Duration::from_millis(2500);
+/// Policy types whose stored policies the identical re-PUT writes back (the mix, the
+/// scenarios' own and Kuma's defaults).
+const REPUT_POLICY_TYPES: &[&str] = &[
+    "meshtimeouts",
+    "meshretries",
+    "meshcircuitbreakers",
+    "meshhealthchecks",
+    "meshhttproutes",
+    "meshtrafficpermissions",
+];
+
+/// Runs one SQL statement; rows affected.
+pub type PgExecute = Box<dyn Fn(&str) -> Result<u64, String> + Send + Sync>;
 
 /// The control plane under test.
 pub struct Target {
@@ -29,6 +45,9 @@ pub struct Target {
     pub pid: u32,
     /// Postgres transactions committed or rolled back so far in higuma's database, if any.
     pub pg_transactions: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
+    /// Runs one SQL statement on higuma's database (rows affected), for writes another
+    /// instance would make (the status-write burst); `None` on the memory store.
+    pub pg_execute: Option<PgExecute>,
     /// Each instance's DP server CA (as `xds`) when it speaks TLS: every simulated sidecar
     /// verifies its instance's; empty for plaintext.
     pub cas: Vec<Vec<u8>>,
@@ -467,6 +486,99 @@ impl Bench {
         v
     }
 
+    /// Runs `write`, then watches the fleet for [`QUIET_WINDOW`]: `writes` writes that must
+    /// reach nobody, and what reached whom anyway.
+    fn quiet(&mut self, writes: usize, write: impl FnOnce(&mut Bench) -> Result<(), String>) -> Value {
+        let before: Vec<u64> = self.sims.iter().map(|s| s.stats.total()).collect();
+        let started = Instant::now();
+        let result = write(self);
+        let wrote = started.elapsed();
+        std::thread::sleep(QUIET_WINDOW);
+        let (mut responses, mut receivers) = (0u64, 0usize);
+        for (s, b) in self.sims.iter().zip(&before) {
+            let n = s.stats.total().saturating_sub(*b);
+            responses += n;
+            receivers += usize::from(n > 0);
+        }
+        json!({
+            "writes": writes,
+            "write_s": secs(wrote),
+            "error": result.err(),
+            "responses": responses,
+            "dataplanes_that_received": receivers,
+        })
+    }
+
+    /// Field regressions as scenarios (Kuma #17062, Istio #60629: writes that change nothing
+    /// a proxy is configured from pushed to every proxy): each must reach nobody.
+    /// - `dataplane_reput`: up to 1,000 Dataplanes PUT again unchanged;
+    /// - `policy_reput`: every stored policy of the mesh PUT again unchanged;
+    /// - `metadata_only`: 1,000 Dataplanes PUT with the read-only `creationTime` and
+    ///   `modificationTime` a client echoes back (`kumactl get -o yaml | kumactl apply`);
+    ///   Kuma's `labels` need its 2.6 schema, which higuma does not have yet;
+    /// - `other_mesh`: a Mesh and a MeshTimeout written (and deleted) in another mesh;
+    /// - `status_burst` (Postgres): every DataplaneInsight row rewritten in one statement, as
+    ///   the status writers of other instances would, each a change event here.
+    pub fn field_regressions(&mut self) -> Value {
+        let n = self.defs.len().min(1000);
+        let dataplanes: Vec<(String, Value)> =
+            self.defs[..n].iter().map(|d| (format!("/meshes/default/dataplanes/{}", d.name), d.to_json())).collect();
+        let dataplane_reput =
+            self.quiet(n, |b| dataplanes.iter().try_for_each(|(path, body)| put(&b.agent, &b.target.api, path, body)));
+        let mut policies: Vec<(String, Value)> = Vec::new();
+        for ws in REPUT_POLICY_TYPES {
+            match get_json(&self.agent, &self.target.api, &format!("/meshes/default/{ws}")) {
+                Ok(list) => {
+                    for item in list["items"].as_array().cloned().unwrap_or_default() {
+                        policies.push((policy_path(&item), strip_read_only(item)));
+                    }
+                }
+                Err(e) => log::error!("listing {ws}: {e}"),
+            }
+        }
+        let policy_reput = self.quiet(policies.len(), |b| {
+            policies.iter().try_for_each(|(path, body)| put(&b.agent, &b.target.api, path, body))
+        });
+        let metadata_only = self.quiet(n, |b| {
+            dataplanes.iter().try_for_each(|(path, body)| {
+                let mut body = body.clone();
+                body["creationTime"] = json!("2020-01-01T00:00:00Z");
+                body["modificationTime"] = json!("2020-01-01T00:00:00Z");
+                put(&b.agent, &b.target.api, path, &body)
+            })
+        });
+        let other_mesh = self.quiet(4, |b| {
+            let api = b.target.api.clone();
+            put(&b.agent, &api, "/meshes/bench-other", &json!({"type": "Mesh", "name": "bench-other"}))?;
+            let timeout = json!({"type": "MeshTimeout", "mesh": "bench-other", "name": "bench-other-timeout",
+                "spec": {"targetRef": {"kind": "Mesh"},
+                         "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "3s"}}]}});
+            put(&b.agent, &api, "/meshes/bench-other/meshtimeouts/bench-other-timeout", &timeout)?;
+            delete(&b.agent, &api, "/meshes/bench-other/meshtimeouts/bench-other-timeout")?;
+            delete(&b.agent, &api, "/meshes/bench-other")
+        });
+        let mut v = json!({
+            "dataplane_reput": dataplane_reput,
+            "policy_reput": policy_reput,
+            "metadata_only": metadata_only,
+            "other_mesh": other_mesh,
+        });
+        if self.target.pg_execute.is_some() {
+            let rows = std::cell::Cell::new(0u64);
+            let mut burst = self.quiet(0, |b| {
+                let exec = b.target.pg_execute.as_ref().ok_or("no Postgres")?;
+                rows.set(exec(
+                    "UPDATE resources SET version = version + 1, modification_time = now() \
+                     WHERE type = 'DataplaneInsight' AND mesh = 'default'",
+                )?);
+                Ok(())
+            });
+            burst["writes"] = json!(rows.get());
+            v["status_burst"] = burst;
+        }
+        v
+    }
+
     /// Scenario 4b (mesh mTLS): a rotation wave. The Mesh's certificate lifetime changes,
     /// so every dataplane's certificate is issued again; time until every one of them has
     /// its new certificate over SDS, and higuma's CPU over the wave.
@@ -784,6 +896,26 @@ fn dataplane_token(agent: &ureq::Agent, api: &str, name: &str) -> Result<String,
         200 => Ok(text.trim().to_string()),
         s => Err(format!("POST {url} for {name}: {s} {text}")),
     }
+}
+
+fn get_json(agent: &ureq::Agent, api: &str, path: &str) -> Result<Value, String> {
+    let url = format!("{api}{path}");
+    let mut r = retry_on_stale_connection(|| agent.get(&url).call()).map_err(|e| format!("GET {url}: {e}"))?;
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().map_err(|e| format!("GET {url}: {e}"))?;
+    match status {
+        200 => serde_json::from_str(&text).map_err(|e| format!("GET {url}: {e}")),
+        s => Err(format!("GET {url}: {s} {text}")),
+    }
+}
+
+/// A listed resource as a client PUTs it back: without the fields the server sets.
+fn strip_read_only(mut item: Value) -> Value {
+    if let Some(o) = item.as_object_mut() {
+        o.remove("creationTime");
+        o.remove("modificationTime");
+    }
+    item
 }
 
 fn delete(agent: &ureq::Agent, api: &str, path: &str) -> Result<(), String> {

@@ -40,6 +40,7 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 const SEQUENCE: u8 = 0x30;
 const BOOLEAN: u8 = 0x01;
+const INTEGER: u8 = 0x02;
 const OCTET_STRING: u8 = 0x04;
 const OID: u8 = 0x06;
 const EXTENSIONS: u8 = 0xa3;
@@ -103,6 +104,27 @@ pub fn is_ca(cert_der: &[u8]) -> bool {
     matches!(tlv(content), Some((BOOLEAN, v, _)) if v.first().is_some_and(|b| *b != 0))
 }
 
+/// basicConstraints' `pathLenConstraint` of a CA: `Some(None)` when it has none (any depth
+/// below it), `Some(Some(n))` when it limits the intermediates below it to `n`, `None` when
+/// the certificate is no CA or the extension is malformed.
+pub fn ca_path_len(cert_der: &[u8]) -> Option<Option<u64>> {
+    if !is_ca(cert_der) {
+        return None;
+    }
+    let exts = extensions(cert_der)?;
+    let bc = exts.iter().find(|e| e.oid == OID_BASIC_CONSTRAINTS)?;
+    let (SEQUENCE, content, _) = tlv(bc.value)? else { return None };
+    let (_, _, rest) = tlv(content)?;
+    if rest.is_empty() {
+        return Some(None);
+    }
+    let (INTEGER, n, _) = tlv(rest)? else { return None };
+    if n.is_empty() || n.len() > 8 || n[0] & 0x80 != 0 {
+        return None;
+    }
+    Some(Some(n.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +134,7 @@ mod tests {
         for bad in [&[][..], &[0x30], &[0x30, 0x85, 1, 2, 3, 4, 5], &[0x30, 0x05, 0x30, 0x01], &[0x30, 0x82, 0xff]] {
             assert!(extensions(bad).is_none() || extensions(bad) == Some(Vec::new()));
             assert!(!is_ca(bad));
+            assert_eq!(ca_path_len(bad), None);
         }
     }
 }

@@ -100,7 +100,15 @@ struct State {
     dps: HashMap<ResourceKey, DpIdentity>,
     failures: HashMap<Issuer, Failure>,
     cas: HashMap<Issuer, (Instant, Arc<CaMaterial>)>,
+    /// The leaf signer of each CA in use (keyed by CA fingerprint; see `issuer::Signer`).
+    signers: HashMap<u64, Arc<issuer::Signer>>,
+    /// Trust secrets are the same for every dataplane of a mesh: one encoding each, keyed by
+    /// (SDS name, bundle hash).
+    trust: HashMap<(String, u64), Arc<EncodedResource>>,
 }
+
+/// Distinct trust secrets kept before the map is cleared (meshes × CA versions in use).
+const TRUST_SECRETS_KEPT: usize = 256;
 
 struct Job {
     dp: ResourceKey,
@@ -378,12 +386,47 @@ impl Identities {
         Ok(ca)
     }
 
+    /// The signer of leaves of `ca` valid from `now` for `lifetime`: kept while it covers
+    /// them, made again (one signature by the CA) when it does not or the CA changed.
+    fn signer(&self, ca: &CaMaterial, now: SystemTime, lifetime: Duration) -> Result<Arc<issuer::Signer>, MtlsError> {
+        if let Some(s) = lock(&self.state).signers.get(&ca.fingerprint) {
+            if s.covers(now, lifetime) {
+                return Ok(s.clone());
+            }
+        }
+        let signer = Arc::new(
+            issuer::Signer::for_ca(ca, now, lifetime)
+                .map_err(|source| MtlsError::Crypto { what: "an issuing intermediate", source })?,
+        );
+        let mut st = lock(&self.state);
+        let in_use: std::collections::HashSet<u64> = st.cas.values().map(|(_, c)| c.fingerprint).collect();
+        st.signers.retain(|fp, _| in_use.contains(fp));
+        st.signers.insert(ca.fingerprint, signer.clone());
+        Ok(signer)
+    }
+
+    /// The trust secret `name` carrying `bundle`, shared by every dataplane it is the same for.
+    fn trust_secret(&self, name: &str, bundle: &[u8]) -> Arc<EncodedResource> {
+        let key = (name.to_string(), xxhash_rust::xxh3::xxh3_64(bundle));
+        let mut st = lock(&self.state);
+        if let Some(s) = st.trust.get(&key) {
+            return s.clone();
+        }
+        if st.trust.len() >= TRUST_SECRETS_KEPT {
+            st.trust.clear();
+        }
+        let s = trust_secret(name, bundle);
+        st.trust.insert(key, s.clone());
+        s
+    }
+
     /// Issues `plan`'s certificate and encodes its two SDS secrets.
     #[allow(clippy::type_complexity)]
     fn make(&self, plan: &IdentityPlan) -> Result<(Vec<Arc<EncodedResource>>, SystemTime, SystemTime), MtlsError> {
         let ca = self.ca(&plan.mesh, &plan.issuer)?;
         let issued_at = SystemTime::now();
-        let cert = issuer::issue(&ca, &plan.uris, plan.lifetime, issued_at, WORKLOAD_KEY)
+        let signer = self.signer(&ca, issued_at, plan.lifetime)?;
+        let cert = issuer::issue(&signer, &plan.uris, plan.lifetime, issued_at, WORKLOAD_KEY)
             .map_err(|source| MtlsError::Crypto { what: "a workload certificate", source })?;
         let mut bundle = ca.chain_pem.clone();
         for other in &plan.trusted_issuers {
@@ -396,12 +439,13 @@ impl Identities {
             push_pem(&mut bundle, pem.as_bytes());
         }
         let mut chain = cert.cert_pem.clone();
-        // Intermediates travel with the leaf; a lone root stays out (peers have it).
-        if openssl::x509::X509::stack_from_pem(&ca.chain_pem).map(|c| c.len()).unwrap_or(0) > 1 {
-            push_pem(&mut chain, &ca.chain_pem);
+        if !signer.chain_pem.is_empty() {
+            push_pem(&mut chain, &signer.chain_pem);
         }
-        let secrets =
-            vec![identity_secret(&plan.identity_sds, &chain, &cert.key_pem), trust_secret(&plan.trust_sds, &bundle)];
+        let secrets = vec![
+            identity_secret(&plan.identity_sds, &chain, &cert.key_pem),
+            self.trust_secret(&plan.trust_sds, &bundle),
+        ];
         Ok((secrets, issued_at, cert.not_after))
     }
 }
@@ -554,7 +598,7 @@ mod tests {
             cert.subject_alt_names().unwrap().iter().filter_map(|n| n.uri().map(str::to_string)).collect();
         assert_eq!(uris[0], "spiffe://default/backend");
         let ca = ca::load_builtin(&crate::mtls::Reader(store.as_ref()), "default", "ca-1").unwrap();
-        assert!(cert.verify(&ca.cert.public_key().unwrap()).unwrap(), "signed by the mesh CA in the store");
+        assert!(issuer::chain_verifies(&pem, &ca.chain_pem), "the chain leads to the mesh CA in the store");
         // 3.9 s of 5: not due yet.
         clock.advance(Duration::from_millis(3900));
         ids.scan();
@@ -609,8 +653,9 @@ mod tests {
                 .expect("the CA is in the store under Kuma's names");
         let any = protobuf::well_known_types::any::Any::parse_from_bytes(&issued.secrets[0].any).unwrap();
         let s = Secret::parse_from_bytes(&any.value).unwrap();
-        let cert = openssl::x509::X509::from_pem(s.tls_certificate().certificate_chain.inline_bytes()).unwrap();
-        assert!(cert.verify(&ca.cert.public_key().unwrap()).unwrap());
+        let chain = s.tls_certificate().certificate_chain.inline_bytes();
+        let cert = openssl::x509::X509::from_pem(chain).unwrap();
+        assert!(issuer::chain_verifies(chain, &ca.chain_pem));
         let uris: Vec<String> =
             cert.subject_alt_names().unwrap().iter().filter_map(|n| n.uri().map(str::to_string)).collect();
         assert_eq!(uris, ["spiffe://default.default.mesh.local/workload/web"]);

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub generation_unchanged: AtomicU64,
     /// Regenerated into a different snapshot.
     pub generation_changed: AtomicU64,
+    /// Only the certificate changed: the last snapshot with the new SDS secrets.
+    pub generation_secrets_only: AtomicU64,
     pub generation_errors: AtomicU64,
     /// Nanoseconds spent in generation (regenerations only).
     pub generation_nanos: AtomicU64,
@@ -53,6 +55,7 @@ impl Default for Metrics {
             generation_skipped: AtomicU64::new(0),
             generation_unchanged: AtomicU64::new(0),
             generation_changed: AtomicU64::new(0),
+            generation_secrets_only: AtomicU64::new(0),
             generation_errors: AtomicU64::new(0),
             generation_nanos: AtomicU64::new(0),
             responses_sent: Default::default(),

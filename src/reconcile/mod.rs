@@ -172,6 +172,9 @@ pub struct StreamHandle {
 #[derive(Default)]
 struct GenState {
     input_hash: Option<u64>,
+    /// The input hash without the certificate: equal means only the certificate changed,
+    /// and the new snapshot is the last one with the new secrets.
+    config_hash: Option<u64>,
     snapshot: Option<Arc<Snapshot>>,
     waiting_logged: bool,
 }
@@ -968,19 +971,39 @@ impl Dispatcher {
         };
         let old = ctx.policies.get(key).cloned();
         let Some(next) = ctx.with_policy(key, new.clone()) else { return };
-        let connected: Vec<String> = {
+        // A policy on named services is checked against their consumers only (a MeshTimeout on
+        // one service visits ~its consumers, not the 10,000 dataplanes of the mesh).
+        let candidates = next.policy_candidates(&ctx, old.as_deref(), new.as_deref());
+        let (connected, others): (Vec<String>, Vec<String>) = {
             let dps = lock(&self.shared.dataplanes);
-            mesh_range(&dps, &key.mesh).map(|(k, _)| k.name.clone()).collect()
+            match candidates {
+                Some(names) => names.into_iter().partition(|n| {
+                    dps.contains_key(&ResourceKey::new(ResourceType::Dataplane, key.mesh.as_str(), n.as_str()))
+                }),
+                None => {
+                    let connected: Vec<String> = mesh_range(&dps, &key.mesh).map(|(k, _)| k.name.clone()).collect();
+                    let others = if track.claimed.is_some() {
+                        let here: HashSet<&str> = connected.iter().map(String::as_str).collect();
+                        next.dataplanes.keys().filter(|n| !here.contains(n.as_str())).cloned().collect()
+                    } else {
+                        Vec::new()
+                    };
+                    (connected, others)
+                }
+            }
         };
         let affected =
             next.affected_by_policy(&ctx, old.as_deref(), new.as_deref(), connected.iter().map(String::as_str));
         let mut tracked = affected.clone();
         if track.claimed.is_some() {
             // An API write also names the dataplanes it reaches that are not connected here
-            // (a user write, not a hot path: one reach check per dataplane of the mesh).
-            let here: HashSet<&str> = connected.iter().map(String::as_str).collect();
-            let others = next.dataplanes.keys().map(String::as_str).filter(|n| !here.contains(n));
-            tracked.extend(next.affected_by_policy(&ctx, old.as_deref(), new.as_deref(), others));
+            // (a user write, not a hot path).
+            tracked.extend(next.affected_by_policy(
+                &ctx,
+                old.as_deref(),
+                new.as_deref(),
+                others.iter().map(String::as_str),
+            ));
         }
         if let Some(slot) = lock(&self.shared.meshes).get_mut(&key.mesh) {
             slot.ctx = Some(Arc::new(next));
@@ -1145,12 +1168,20 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
         }
         _ => None,
     };
-    let mut input = input_hash(&ctx, &dp);
-    if let Some(i) = &issued {
-        input = input.rotate_left(1) ^ i.id;
-    }
+    let config = input_hash(&ctx, &dp);
+    let input = match &issued {
+        Some(i) => config.rotate_left(1) ^ i.id,
+        None => config,
+    };
     let snapshot = if gen.input_hash == Some(input) && gen.snapshot.is_some() {
         Metrics::inc(&shared.metrics.generation_skipped);
+        gen.snapshot.clone()
+    } else if let (true, Some(old)) = (gen.config_hash == Some(config), gen.snapshot.clone()) {
+        // A new certificate (first issuance, rotation) for unchanged config: swap the secrets.
+        Metrics::inc(&shared.metrics.generation_secrets_only);
+        let secrets = issued.as_ref().map(|i| i.secrets.clone()).unwrap_or_default();
+        gen.input_hash = Some(input);
+        gen.snapshot = Some(Arc::new(old.with_secrets(secrets)));
         gen.snapshot.clone()
     } else {
         let started = Instant::now();
@@ -1167,6 +1198,7 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
                     &shared.metrics.generation_unchanged
                 });
                 gen.input_hash = Some(input);
+                gen.config_hash = Some(config);
                 if changed {
                     gen.snapshot = Some(Arc::new(s));
                 }

@@ -369,6 +369,38 @@ impl MeshContext {
         out
     }
 
+    /// The only dataplanes a change of a policy from `old` (in `previous`) to `new` (in this
+    /// context) can affect, when both versions reach only consumers of named services
+    /// ([`reach::consumed_services`]); `None`: any dataplane may be, check them all. A
+    /// superset: [`affected_by_policy`](Self::affected_by_policy) still decides each one.
+    pub fn policy_candidates(
+        &self,
+        previous: &MeshContext,
+        old: Option<&Resource>,
+        new: Option<&Resource>,
+    ) -> Option<BTreeSet<String>> {
+        let mut out = BTreeSet::new();
+        for (ctx, p) in [(previous, old), (self, new)] {
+            let Some(p) = p else { continue };
+            for service in policies::core::reach::consumed_services(p)? {
+                ctx.add_consumers_of(&service, &mut out)?;
+            }
+        }
+        Some(out)
+    }
+
+    /// Adds the dataplanes [`consumes`](Self::consumes) says have a cluster of `service`;
+    /// `None` when that can be any dataplane with an outbound.
+    fn add_consumers_of(&self, service: &str, out: &mut BTreeSet<String>) -> Option<()> {
+        let from = self.route_targets.routed_to(service)?;
+        for s in std::iter::once(service).chain(from) {
+            if let Some(c) = self.consumers.get(s) {
+                out.extend(c.iter().cloned());
+            }
+        }
+        Some(())
+    }
+
     /// Whether `policy` can shape anything in this mesh as it is: permissions are RBAC on
     /// mesh-TLS inbounds, so without the Mesh's mTLS their plugins emit nothing and a write
     /// of one reaches nobody (Kuma regenerates anyway; nothing would change).
@@ -584,7 +616,7 @@ mod tests {
     use super::*;
     use crate::model::rest;
     use crate::store::{MemoryStore, ResourceStore};
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::time::Duration;
 
     fn dp(name: &str, service: &str, port: u32, outbound: &[&str]) -> Spec {
@@ -701,7 +733,29 @@ mod tests {
         let resolved = next.resolve(&next.dataplanes["web-1"], &web);
         assert_eq!(resolved.clusters[0].conf.timeouts.connect, Some(Duration::from_secs(9)));
         // The same content again is no change at all.
-        assert!(next.with_policy(&key, Some(created)).is_none());
+        assert!(next.with_policy(&key, Some(created.clone())).is_none());
+        // Only backend's consumers are candidates at all; moving the policy to db makes both
+        // versions' consumers candidates.
+        let only = next.policy_candidates(&ctx, None, Some(&created));
+        assert_eq!(only, Some(BTreeSet::from(["web-1".to_string()])));
+        let moved = s.update(&key, slow("slow", "db", "9s"), created.meta.version).unwrap();
+        let third = next.with_policy(&key, Some(moved.clone())).unwrap();
+        let both = third.policy_candidates(&next, Some(&created), Some(&moved));
+        assert_eq!(both, Some(BTreeSet::from(["web-1".to_string(), "web-2".to_string()])));
+        // A policy for every destination has no narrower candidates than the mesh.
+        let all = s.create("default", "all", slow("all", "*", "5s")).unwrap();
+        let fourth = third.with_policy(&all.key(), Some(all.clone())).unwrap();
+        assert_eq!(fourth.policy_candidates(&third, None, Some(&all)), None);
+        let mesh_timeout = |name: &str, to: Value| {
+            let doc = json!({"type": "MeshTimeout", "mesh": "default", "name": name, "spec": {
+                "targetRef": {"kind": "Mesh"},
+                "to": [{"targetRef": to, "default": {"connectionTimeout": "2s"}}]}});
+            s.create("default", name, rest::from_json(doc).unwrap().spec).unwrap()
+        };
+        let mesh_wide = mesh_timeout("mt", json!({"kind": "Mesh"}));
+        assert_eq!(fourth.policy_candidates(&fourth, None, Some(&mesh_wide)), None);
+        let one = mesh_timeout("mt-db", json!({"kind": "MeshService", "name": "db"}));
+        assert_eq!(fourth.policy_candidates(&fourth, None, Some(&one)), Some(BTreeSet::from(["web-2".to_string()])));
     }
 
     #[test]

@@ -26,6 +26,14 @@ impl Snapshot {
         Snapshot { sets, hash: h.digest() }
     }
 
+    /// This snapshot with its SDS secrets replaced by `secrets` (a new certificate for
+    /// config that did not change otherwise: nothing is generated again).
+    pub fn with_secrets(&self, secrets: Vec<Arc<EncodedResource>>) -> Snapshot {
+        let mut all = secrets;
+        all.extend(self.resources().filter(|r| r.kind != ResourceKind::Secret).cloned());
+        Snapshot::new(all)
+    }
+
     pub fn set(&self, kind: ResourceKind) -> &ResourceSet {
         &self.sets[kind.index()]
     }

@@ -51,3 +51,30 @@ pub fn affects(set: &PolicySet, policy: &Resource, dp: &DataplaneSpec, consumes:
     // Not a policy (or one the engine does not know): assume it matters.
     true
 }
+
+/// The services `policy`'s reach is confined to: `Some(services)` when [`affects`] can be
+/// true only for a dataplane that consumes one of them (so the consumers index names every
+/// candidate and a write need not visit the whole mesh), `None` when it may reach others.
+/// Mirrors `affects` branch by branch; anything else is `None`.
+pub fn consumed_services(policy: &Resource) -> Option<Vec<String>> {
+    if let Some(p) = policy.spec.old_style() {
+        if p.attaches_inbound() {
+            return None;
+        }
+        return oldstyle::destination_services(p.destinations());
+    }
+    let p = policy.spec.target_ref()?;
+    if policy.rtype() == ResourceType::MeshHttpRoute || !p.inbound_items().is_empty() {
+        return None;
+    }
+    let to = p.outbound_items();
+    if to.is_empty() {
+        return None;
+    }
+    to.iter()
+        .map(|item| match item.target_ref.kind() {
+            TargetKind::MeshService | TargetKind::MeshServiceSubset => Some(item.target_ref.name().to_string()),
+            _ => None,
+        })
+        .collect()
+}

@@ -29,8 +29,8 @@ impl Generator for InboundGenerator {
                 service_port: inbound.effective_service_port(),
                 conf: resolved.conf.clone(),
             };
-            out.push(encodings.local_clusters.get_or_encode(key.clone(), b::inbound_cluster));
-            out.push(encodings.inbound_listeners.get_or_encode(key, b::inbound_listener));
+            out.push(encodings.local_clusters.get_or_encode(&key, b::inbound_cluster));
+            out.push(encodings.inbound_listeners.get_or_encode(&key, b::inbound_listener));
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ impl Generator for OutboundGenerator {
     fn generate(&self, ctx: &ProxyContext<'_>, out: &mut Vec<Arc<EncodedResource>>) -> Result<(), GenerateError> {
         let encodings = &ctx.mesh.encodings;
         for cluster in &ctx.resolved.clusters {
-            out.push(encodings.clusters.get_or_encode(cluster.clone(), b::outbound_cluster));
+            out.push(encodings.clusters.get_or_encode(cluster, b::outbound_cluster));
             out.push(ctx.mesh.service(&cluster.service).load_assignment_for(&cluster.name, &cluster.tags));
         }
         for o in &ctx.resolved.outbounds {
@@ -30,7 +30,7 @@ impl Generator for OutboundGenerator {
                 routing: o.routing.clone(),
                 conf: o.conf.clone(),
             };
-            out.push(encodings.outbound_listeners.get_or_encode(key, b::outbound_listener));
+            out.push(encodings.outbound_listeners.get_or_encode(&key, b::outbound_listener));
         }
         Ok(())
     }
