@@ -21,7 +21,7 @@ use crossbeam_channel::{Receiver, Sender};
 use protobuf::MessageField;
 
 use super::ca::{self, CaMaterial};
-use super::issuer::{self, WORKLOAD_KEY};
+use super::issuer::{self, push_pem, WORKLOAD_KEY};
 use super::plan::{IdentityPlan, Issuer};
 use super::{backend, names, MtlsError};
 use crate::clock::Clock;
@@ -439,22 +439,13 @@ impl Identities {
             push_pem(&mut bundle, pem.as_bytes());
         }
         let mut chain = cert.cert_pem.clone();
-        if !signer.chain_pem.is_empty() {
-            push_pem(&mut chain, &signer.chain_pem);
-        }
+        push_pem(&mut chain, &signer.chain_pem);
         let secrets = vec![
             identity_secret(&plan.identity_sds, &chain, &cert.key_pem),
             self.trust_secret(&plan.trust_sds, &bundle),
         ];
         Ok((secrets, issued_at, cert.not_after))
     }
-}
-
-fn push_pem(out: &mut Vec<u8>, pem: &[u8]) {
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out.extend_from_slice(pem);
 }
 
 fn inline(bytes: &[u8]) -> EnvoyDataSource {

@@ -81,8 +81,8 @@ pub fn new_key(kind: KeyKind) -> Result<PKey<Private>, openssl::error::ErrorStac
 }
 
 /// How long an issuing intermediate is valid (at most the CA's remaining life, at least
-/// twice the longest leaf asked of it). A day's worth keeps the CA's RSA signature a rare
-/// event; it lives only in this process's memory, so a restart makes a new one.
+/// twice the longest leaf asked of it). A week keeps the CA's RSA signature a rare event;
+/// it lives only in this process's memory, so a restart makes a new one.
 pub const SIGNER_LIFETIME: Duration = Duration::from_secs(7 * 86400);
 
 /// What signs workload certificates: the mesh CA itself or an issuing intermediate it
@@ -95,10 +95,6 @@ pub struct Signer {
     pub chain_pem: Vec<u8>,
     /// Leaves must end before this.
     pub not_after: SystemTime,
-    /// The CA this signer belongs to ([`CaMaterial::fingerprint`]).
-    pub ca_fingerprint: u64,
-    /// The CA signs with its own key.
-    pub is_ca: bool,
     /// Ends with the CA: no later signer could cover longer leaves.
     capped: bool,
 }
@@ -135,8 +131,6 @@ impl Signer {
                 key: ca.key.clone(),
                 chain_pem: ca_chain,
                 not_after: ca_not_after,
-                ca_fingerprint: ca.fingerprint,
-                is_ca: true,
                 capped: true,
             });
         }
@@ -175,14 +169,9 @@ impl Signer {
         b.sign(&ca.key, MessageDigest::sha256())?;
         let cert = b.build();
         let mut chain_pem = cert.to_pem()?;
-        if !ca_chain.is_empty() {
-            if !chain_pem.ends_with(b"\n") {
-                chain_pem.push(b'\n');
-            }
-            chain_pem.extend_from_slice(&ca_chain);
-        }
+        push_pem(&mut chain_pem, &ca_chain);
         let capped = not_after >= ca_not_after;
-        Ok(Signer { cert, key, chain_pem, not_after, ca_fingerprint: ca.fingerprint, is_ca: false, capped })
+        Ok(Signer { cert, key, chain_pem, not_after, capped })
     }
 
     /// Whether this signer is as good as any for a leaf issued at `now` for `lifetime`: the
@@ -191,6 +180,14 @@ impl Signer {
     pub fn covers(&self, now: SystemTime, lifetime: Duration) -> bool {
         self.capped || add_saturating(now, lifetime) + CLOCK_SKEW <= self.not_after
     }
+}
+
+/// Appends the PEM `pem` to `out` on a line of its own.
+pub(super) fn push_pem(out: &mut Vec<u8>, pem: &[u8]) {
+    if !out.is_empty() && !out.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(pem);
 }
 
 /// Whether the PEM chain `chain_pem` (the leaf first, then what travels with it) verifies
@@ -331,6 +328,11 @@ mod tests {
         assert!(key.ec_key().is_ok(), "P-256");
     }
 
+    /// The CA's own certificate signs, no intermediate.
+    fn signs_itself(signer: &Signer, ca: &CaMaterial) -> bool {
+        signer.cert.to_der().unwrap() == ca.cert.to_der().unwrap()
+    }
+
     fn chains_to_root(leaf: &X509, signer: &Signer, ca: &CaMaterial) -> bool {
         let mut chain = leaf.to_pem().unwrap();
         chain.extend_from_slice(&signer.chain_pem);
@@ -351,7 +353,7 @@ mod tests {
         let short_ca = ca();
         let ca = long_ca;
         let signer = Signer::for_ca(&ca, now, Duration::from_secs(3600)).unwrap();
-        assert!(!signer.is_ca);
+        assert!(!signs_itself(&signer, &ca));
         let inter = X509::from_pem(&signer.chain_pem).unwrap();
         assert!(inter.verify(&ca.cert.public_key().unwrap()).unwrap(), "certified by the mesh CA");
         assert!(inter.public_key().unwrap().ec_key().is_ok(), "P-256");
@@ -371,7 +373,7 @@ mod tests {
         );
         // A CA ending within the wanted life caps the intermediate, which then covers any leaf.
         let capped = Signer::for_ca(&short_ca, now, Duration::from_secs(86400)).unwrap();
-        assert!(!capped.is_ca && capped.covers(now, Duration::from_secs(86400)));
+        assert!(!signs_itself(&capped, &short_ca) && capped.covers(now, Duration::from_secs(86400)));
     }
 
     #[test]
@@ -403,7 +405,7 @@ mod tests {
         for (ec, pathlen, itself) in [(true, None, true), (false, Some(0), true), (false, Some(1), false)] {
             let ca = make(ec, pathlen);
             let signer = Signer::for_ca(&ca, now, Duration::from_secs(3600)).unwrap();
-            assert_eq!(signer.is_ca, itself, "ec {ec}, pathlen {pathlen:?}");
+            assert_eq!(signs_itself(&signer, &ca), itself, "ec {ec}, pathlen {pathlen:?}");
             let leaf =
                 issue(&signer, &["spiffe://m/s".to_string()], Duration::from_secs(3600), now, WORKLOAD_KEY).unwrap();
             let leaf = X509::from_pem(&leaf.cert_pem).unwrap();

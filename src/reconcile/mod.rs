@@ -171,10 +171,11 @@ pub struct StreamHandle {
 
 #[derive(Default)]
 struct GenState {
-    input_hash: Option<u64>,
-    /// The input hash without the certificate: equal means only the certificate changed,
-    /// and the new snapshot is the last one with the new secrets.
+    /// [`input_hash`] of the last generation: equal means the config is unchanged.
     config_hash: Option<u64>,
+    /// [`Issued::id`](crate::mtls::identities::Issued) of the certificate in `snapshot`;
+    /// another one for unchanged config swaps only the secrets.
+    cert_id: Option<u64>,
     snapshot: Option<Arc<Snapshot>>,
     waiting_logged: bool,
 }
@@ -1169,19 +1170,18 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
         _ => None,
     };
     let config = input_hash(&ctx, &dp);
-    let input = match &issued {
-        Some(i) => config.rotate_left(1) ^ i.id,
-        None => config,
-    };
-    let snapshot = if gen.input_hash == Some(input) && gen.snapshot.is_some() {
-        Metrics::inc(&shared.metrics.generation_skipped);
-        gen.snapshot.clone()
-    } else if let (true, Some(old)) = (gen.config_hash == Some(config), gen.snapshot.clone()) {
-        // A new certificate (first issuance, rotation) for unchanged config: swap the secrets.
-        Metrics::inc(&shared.metrics.generation_secrets_only);
-        let secrets = issued.as_ref().map(|i| i.secrets.clone()).unwrap_or_default();
-        gen.input_hash = Some(input);
-        gen.snapshot = Some(Arc::new(old.with_secrets(secrets)));
+    let cert_id = issued.as_ref().map(|i| i.id);
+    let unchanged = gen.snapshot.clone().filter(|_| gen.config_hash == Some(config));
+    let snapshot = if let Some(old) = unchanged {
+        if gen.cert_id == cert_id {
+            Metrics::inc(&shared.metrics.generation_skipped);
+        } else {
+            // A new certificate (first issuance, rotation) for unchanged config: swap the secrets.
+            Metrics::inc(&shared.metrics.generation_secrets_only);
+            let secrets = issued.as_ref().map(|i| i.secrets.clone()).unwrap_or_default();
+            gen.cert_id = cert_id;
+            gen.snapshot = Some(Arc::new(old.with_secrets(secrets)));
+        }
         gen.snapshot.clone()
     } else {
         let started = Instant::now();
@@ -1197,8 +1197,8 @@ fn reconcile(shared: &Shared, entry: &DpEntry) {
                 } else {
                     &shared.metrics.generation_unchanged
                 });
-                gen.input_hash = Some(input);
                 gen.config_hash = Some(config);
+                gen.cert_id = cert_id;
                 if changed {
                     gen.snapshot = Some(Arc::new(s));
                 }
