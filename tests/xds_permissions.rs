@@ -60,11 +60,7 @@ fn next_lds(d: &Daemon, envoy: &mut Envoy) -> DiscoveryResponse {
     let before = acks();
     let lds = envoy.expect(LDS);
     envoy.ack(&lds, &[]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while acks() == before {
-        assert!(std::time::Instant::now() < deadline, "the LDS ACK was not taken within 10 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_until("the reconciler to take the LDS ACK", Duration::from_secs(10), || acks() != before);
     lds
 }
 
@@ -101,11 +97,9 @@ fn a_permission_change_reaches_only_the_dataplanes_it_selects() {
     // before its certificate existed, so its certificate's arrival swaps the secrets into its
     // snapshot: three swaps say all three are issued. Only then can a quiet spell say the
     // jobs settled (generating the RSA CA alone can outlast any spell).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while Metrics::get(&d.reconciler().unwrap().metrics().generation_secrets_only) < 3 {
-        assert!(std::time::Instant::now() < deadline, "the three certificates were not issued within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until("the three certificates", Duration::from_secs(60), || {
+        Metrics::get(&d.reconciler().unwrap().metrics().generation_secrets_only) >= 3
+    });
     let mut before = jobs(&d);
     loop {
         std::thread::sleep(Duration::from_millis(700));
