@@ -86,9 +86,10 @@ pub fn one(ctx: &ApiContext, id: &str, user: &User) -> Result<Reply, ApiError> {
     let log = log_of(ctx)?;
     let not_found = || {
         ApiError::not_found(format!(
-            "no change {id:?} on control-plane instance {}: ids are per instance and run, and only the latest {} are kept (xdsServer.changeHistorySize)",
+            "no change {id:?} on control-plane instance {}: ids are per instance and run, and only the latest {} are kept (xdsServer.changeHistorySize), fewer when they affected over {} dataplanes in all",
             ctx.instance_id,
-            log.capacity()
+            log.capacity(),
+            crate::reconcile::changes::MAX_TRACKED_DELIVERIES
         ))
     };
     let change = log.parse_id(id).and_then(|seq| log.get(seq)).ok_or_else(not_found)?;
@@ -147,7 +148,7 @@ fn change_json(ctx: &ApiContext, log: &ChangeLog, c: &Change, with_dataplanes: b
             .iter()
             .map(|d| {
                 let mut v = json!({"name": d.name, "state": d.state.as_str()});
-                if let Some(detail) = &d.detail {
+                if let Some(detail) = d.detail() {
                     v[if d.state == Delivery::Nacked { "error" } else { "detail" }] = json!(detail);
                 }
                 if let Some(kind) = d.rejected {

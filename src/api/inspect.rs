@@ -7,6 +7,7 @@
 //! some plugin enforces, so a type stored before its plugin exists is still shown), and
 //! `policies::core`'s selection and rules.
 
+use crate::model::Tags;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -203,7 +204,7 @@ pub fn dataplane_policies(ctx: &ApiContext, mesh: &str, name: &str) -> Result<Re
 
 /// Kuma's `DestinationClusterName`: the service alone when it is the only tag, else
 /// `<service>-<16 hex>` of SHA-256 over the sorted `key` `value` pairs.
-pub fn destination_cluster_name(tags: &BTreeMap<String, String>) -> String {
+pub fn destination_cluster_name(tags: &Tags) -> String {
     let service = tags.get(SERVICE_TAG).map(String::as_str).unwrap_or("");
     if tags.len() == 1 && !service.is_empty() {
         return service.to_string();
@@ -229,7 +230,7 @@ fn rule_json(kind: &str, policy_type: ResourceType, rule: &Rule) -> Map<String, 
     m
 }
 
-fn located(mut m: Map<String, Value>, name: String, addresses: Vec<String>, tags: &BTreeMap<String, String>) -> Value {
+fn located(mut m: Map<String, Value>, name: String, addresses: Vec<String>, tags: &Tags) -> Value {
     let service = tags.get(SERVICE_TAG).cloned().unwrap_or_default();
     let mut out = Map::new();
     out.insert("type".into(), m.remove("type").unwrap_or_default());
@@ -346,7 +347,7 @@ pub fn dataplane_xds(ctx: &ApiContext, mesh: &str, name: &str) -> Result<Reply, 
 mod tests {
     use super::*;
 
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 

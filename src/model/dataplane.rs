@@ -1,14 +1,14 @@
 //! Dataplane (`api/mesh/v1alpha1/dataplane.proto`): a sidecar's inbound and outbound
 //! interfaces, and the validation rules of Kuma's `dataplane_validator.go`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
 use super::selector::{key_path, validate_tags, PROTOCOL_TAG, SERVICE_TAG};
-use super::ValidationError;
+use super::{Tags, ValidationError};
 
 /// Where an outbound listens when it does not say.
 pub const DEFAULT_OUTBOUND_ADDRESS: &str = "127.0.0.1";
@@ -58,7 +58,7 @@ pub struct Inbound {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,14 +81,14 @@ pub struct Outbound {
     #[serde(default)]
     pub port: u32,
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Gateway {
     #[serde(default)]
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     /// Omitted when DELEGATED (the proto default).
     #[serde(rename = "type", default, skip_serializing_if = "GatewayType::is_delegated")]
     pub type_: GatewayType,
@@ -203,7 +203,7 @@ impl DataplaneSpec {
 
     /// The tag maps of the inbounds, in inbound order; policies select a dataplane when one of
     /// their selectors matches one of these.
-    pub fn tags_of_inbounds(&self) -> impl Iterator<Item = &BTreeMap<String, String>> {
+    pub fn tags_of_inbounds(&self) -> impl Iterator<Item = &Tags> {
         self.networking.inbound.iter().map(|i| &i.tags)
     }
 

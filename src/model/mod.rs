@@ -17,11 +17,13 @@ pub mod mesh;
 pub mod rest;
 pub mod secret;
 pub mod selector;
+pub mod tags;
 pub mod types;
 
 use std::time::SystemTime;
 
 pub use errors::{ValidationError, Violation};
+pub use tags::Tags;
 pub use types::{Registered, ResourceType, Spec, SpecType};
 
 /// Identifies one stored resource. Global types (Mesh) use an empty `mesh`, as Kuma's
@@ -84,13 +86,26 @@ impl Resource {
     /// cannot answer that: they restart at 1 when a resource is deleted and created again,
     /// on every backend.
     pub fn content_hash(&self) -> u64 {
+        /// Feeds the serializer's output straight into the hash: every job hashes its
+        /// Dataplane, and building a `serde_json::Value` and a byte vector first was ~5 % of
+        /// a 10,000-dataplane cold start's CPU samples.
+        struct Hashing(xxhash_rust::xxh3::Xxh3);
+        impl std::io::Write for Hashing {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.update(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Hashing(xxhash_rust::xxh3::Xxh3::new());
+        h.0.update(self.rtype().name().as_bytes());
+        h.0.update(&[0]);
         // The spec types hold ordered maps only, so equal specs serialize to equal bytes.
-        let bytes = serde_json::to_vec(&self.spec.to_json()).unwrap_or_default();
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        h.update(self.rtype().name().as_bytes());
-        h.update(&[0]);
-        h.update(&bytes);
-        h.digest()
+        // Plain data structs with string keys cannot fail to serialize.
+        let _ = self.spec.write_json(&mut h);
+        h.0.digest()
     }
 }
 

@@ -7,11 +7,9 @@
 //! present key) or made of those characters. Per-key violations are reported at
 //! `<field>["<key>"]`, as Kuma's `PathBuilder.Key` does.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
-use super::ValidationError;
+use super::{Tags, ValidationError};
 
 /// The tag every inbound, outbound and policy selector names.
 pub const SERVICE_TAG: &str = "kuma.io/service";
@@ -25,7 +23,7 @@ pub const WILDCARD: &str = "*";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Selector {
     #[serde(rename = "match", default)]
-    pub match_: BTreeMap<String, String>,
+    pub match_: Tags,
 }
 
 impl Selector {
@@ -36,7 +34,7 @@ impl Selector {
     /// Every key of the selector is present in `tags` with an equal value, or with any value
     /// when the selector says `"*"`. An empty selector matches everything (validation rejects
     /// empty selectors in stored policies).
-    pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, tags: &Tags) -> bool {
         self.match_.iter().all(|(key, want)| match tags.get(key) {
             Some(have) => want == WILDCARD || want == have,
             None => false,
@@ -86,7 +84,7 @@ fn check_key(errors: &mut ValidationError, field: &str, key: &str) {
 /// Validates Dataplane tags (inbound, outbound, gateway): keys and values non-empty and made of
 /// `[a-zA-Z0-9.\-_:/]`. Violations are reported at `field` or `field["key"]`. Does not check for
 /// `kuma.io/service`; the caller decides whether the map needs it.
-pub fn validate_tags(field: &str, tags: &BTreeMap<String, String>) -> ValidationError {
+pub fn validate_tags(field: &str, tags: &Tags) -> ValidationError {
     let mut errors = ValidationError::default();
     for (key, value) in tags {
         check_key(&mut errors, field, key);
@@ -107,7 +105,7 @@ pub fn validate_tags(field: &str, tags: &BTreeMap<String, String>) -> Validation
 
 /// Validates one selector map at `field` (e.g. `sources[0].match`): at least one tag, valid
 /// keys, values valid or exactly `"*"`, and `kuma.io/service` present when `require_service`.
-pub fn validate_selector(field: &str, tags: &BTreeMap<String, String>, require_service: bool) -> ValidationError {
+pub fn validate_selector(field: &str, tags: &Tags, require_service: bool) -> ValidationError {
     let mut errors = ValidationError::default();
     if tags.is_empty() {
         errors.add(field, "must have at least one tag");
@@ -171,7 +169,7 @@ pub fn validate_service_only_selectors(field: &str, selectors: &[Selector]) -> V
 mod tests {
     use super::*;
 
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 

@@ -146,6 +146,13 @@ macro_rules! resource_types {
                 encoded.expect("spec types serialize to JSON")
             }
 
+            /// Writes the JSON [`to_json`](Self::to_json) renders, without building it.
+            pub fn write_json(&self, out: &mut dyn std::io::Write) -> serde_json::Result<()> {
+                match self {
+                    $( Spec::$variant(s) => serde_json::to_writer(&mut *out, s), )+
+                }
+            }
+
             /// Checks the semantic rules of the spec (required fields, ranges, tag rules).
             pub fn validate(&self) -> Result<(), ValidationError> {
                 match self {

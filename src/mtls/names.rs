@@ -1,6 +1,7 @@
 //! Kuma's names for what mesh identity stores and serves: CA Secrets, SDS secret names,
 //! SPIFFE and `kuma://` identities, and the SNI a client sends.
 
+use crate::model::Tags;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::selector::SERVICE_TAG;
@@ -73,7 +74,7 @@ pub fn workload_uris(mesh: &str, tags: &BTreeMap<String, BTreeSet<String>>) -> V
 
 /// Kuma's SNI for an in-mesh cluster (pkg/xds/envoy/tls/sni.go): `<service>{k=v,...}` with
 /// the cluster's tags minus `kuma.io/service`, plus `mesh=<mesh>`, keys sorted.
-pub fn sni(service: &str, mesh: &str, tags: &BTreeMap<String, String>) -> String {
+pub fn sni(service: &str, mesh: &str, tags: &Tags) -> String {
     let mut all: BTreeMap<&str, &str> =
         tags.iter().filter(|(k, _)| k.as_str() != SERVICE_TAG).map(|(k, v)| (k.as_str(), v.as_str())).collect();
     all.insert("mesh", mesh);
@@ -106,10 +107,10 @@ mod tests {
 
     #[test]
     fn sni_sorts_tags_and_adds_the_mesh() {
-        let tags: BTreeMap<String, String> = [("role".to_string(), "master".to_string())].into();
+        let tags: Tags = [("role".to_string(), "master".to_string())].into();
         assert_eq!(sni("db", "mesh1", &tags), "db{mesh=mesh1,role=master}");
-        assert_eq!(sni("api-http", "mesh1", &BTreeMap::new()), "api-http{mesh=mesh1}");
-        let tags: BTreeMap<String, String> = [("a".to_string(), "1".to_string())].into();
+        assert_eq!(sni("api-http", "mesh1", &Tags::new()), "api-http{mesh=mesh1}");
+        let tags: Tags = [("a".to_string(), "1".to_string())].into();
         assert_eq!(sni("x", "m", &tags), "x{a=1,mesh=m}");
     }
 

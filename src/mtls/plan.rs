@@ -7,6 +7,7 @@
 //! selector wins, then the smallest name, as Kuma's `BestMatched`); otherwise the Mesh's
 //! enabled `builtin` or `provided` backend issues it; otherwise it has none.
 
+use crate::model::Tags;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -96,7 +97,7 @@ pub fn tag_set(dp: &DataplaneSpec) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 /// One value per tag (the first), as labels for MeshIdentity's selectors and templates.
-fn labels_of(dp: &DataplaneSpec) -> BTreeMap<String, String> {
+fn labels_of(dp: &DataplaneSpec) -> Tags {
     tag_set(dp).into_iter().filter_map(|(k, v)| v.into_iter().next().map(|v| (k, v))).collect()
 }
 
@@ -121,7 +122,7 @@ pub fn best_identity<'a>(policies: &'a PolicySet, dp: &DataplaneSpec) -> Option<
 /// A MeshIdentity's trust domain for mesh `mesh`.
 pub fn trust_domain(mesh: &str, spec: &MeshIdentitySpec) -> Result<String, String> {
     let fields = BTreeMap::from([("Mesh", mesh), ("Zone", STANDALONE_ZONE)]);
-    Template::parse(spec.trust_domain_template())?.render(&fields, &BTreeMap::new())
+    Template::parse(spec.trust_domain_template())?.render(&fields, &Tags::new())
 }
 
 /// What a mesh's dataplanes trust besides their own CA.

@@ -9,6 +9,7 @@
 //! Serialized form: keys sorted, each `&key=values&` with the values of that key over all
 //! inbounds sorted and comma-joined, e.g. `&kuma.io/protocol=http&&kuma.io/service=web&`.
 
+use crate::model::Tags;
 use std::collections::{BTreeMap, BTreeSet};
 
 use protobuf::{EnumOrUnknown, MessageField};
@@ -28,7 +29,7 @@ use crate::policies::{Plugin, ResolveCx};
 pub const HEADER: &str = "x-kuma-tags";
 
 /// The serialized tag set of every inbound in `tag_sets` (the dataplane's `TagSet`).
-pub fn serialize<'a>(tag_sets: impl Iterator<Item = &'a BTreeMap<String, String>>) -> String {
+pub fn serialize<'a>(tag_sets: impl Iterator<Item = &'a Tags>) -> String {
     let mut all: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for tags in tag_sets {
         for (k, v) in tags {
@@ -43,7 +44,7 @@ pub fn serialize<'a>(tag_sets: impl Iterator<Item = &'a BTreeMap<String, String>
 /// Kuma writes `[^&]*<value>[,&]` for a value, which also matches a value that merely ends
 /// with it (`xfrontend` for `frontend`, reference §2.2 "observed"); higuma anchors the value
 /// to the start of the list or a comma so that only whole values match.
-pub fn regex_of(tags: &BTreeMap<String, String>) -> String {
+pub fn regex_of(tags: &Tags) -> String {
     let mut re = String::from(".*");
     for (k, v) in tags {
         re.push('&');
@@ -95,13 +96,12 @@ impl SourceMatch {
     /// "everyone but frontend" also applies to frontend); higuma keeps each as an inverted
     /// matcher so the rules stay the partition they are.
     pub fn subset(subset: &Subset) -> SourceMatch {
-        let positive: BTreeMap<String, String> =
-            subset.0.iter().filter(|t| !t.not).map(|t| (t.key.clone(), t.value.clone())).collect();
+        let positive: Tags = subset.0.iter().filter(|t| !t.not).map(|t| (t.key.clone(), t.value.clone())).collect();
         let negative = subset
             .0
             .iter()
             .filter(|t| t.not)
-            .map(|t| regex_of(&BTreeMap::from([(t.key.clone(), t.value.clone())])))
+            .map(|t| regex_of(&Tags::from([(t.key.clone(), t.value.clone())])))
             .collect();
         SourceMatch { positive: (!positive.is_empty()).then(|| regex_of(&positive)), negative }
     }
@@ -179,7 +179,7 @@ mod tests {
     use super::*;
     use crate::policies::core::rules::Tag;
 
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 

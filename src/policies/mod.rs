@@ -58,13 +58,11 @@ pub mod mesh_tls;
 pub mod mesh_trust;
 pub mod mtls;
 
-use std::collections::BTreeMap;
-
 use crate::envoy::cluster::Cluster;
 use crate::envoy::parts::{InboundListener, OutboundListener};
 use crate::model::dataplane::{DataplaneSpec, Protocol};
 use crate::model::mesh::MeshSpec;
-use crate::model::ResourceType;
+use crate::model::{ResourceType, Tags};
 use core::set::PolicySet;
 use resolved::{
     ClusterConf, InboundConf, OutboundConf, ResolvedCluster, ResolvedInbound, ResolvedOutbound, ResolvedProxy,
@@ -193,7 +191,7 @@ fn skeleton(cx: &ResolveCx<'_>) -> ResolvedProxy {
                 clusters.push(ResolvedCluster {
                     name: service.clone(),
                     service: service.clone(),
-                    tags: BTreeMap::new(),
+                    tags: Tags::new(),
                     protocol,
                     conf: ClusterConf::default(),
                 });

@@ -10,7 +10,7 @@
 //! Every conf is plain data with `Hash + Eq`: encoded resources are cached by (what they are
 //! built from, conf), and dataplanes with equal outcomes share one encoding.
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 
 use crate::model::dataplane::Protocol;
 use crate::policies::access_log::AccessLog;
@@ -256,7 +256,7 @@ pub struct ResolvedCluster {
     pub name: String,
     pub service: String,
     /// Endpoint tags the cluster is limited to (never `kuma.io/service`); empty: all.
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     pub protocol: Protocol,
     pub conf: ClusterConf,
 }

@@ -20,8 +20,8 @@
 //!    be sent), NACKed when it rejected one, `notConnected` when it was not connected to
 //!    this instance at the time or disconnected before answering.
 //!
-//! Memory is bounded: a ring of the latest `xdsServer.changeHistorySize` changes, nothing in
-//! the store. The hot paths record ids and states only; counts and percentiles are computed
+//! Memory is bounded: a ring of the latest `xdsServer.changeHistorySize` changes holding at
+//! most [`MAX_TRACKED_DELIVERIES`] dataplane entries between them, nothing in the store. The hot paths record ids and states only; counts and percentiles are computed
 //! when a change is read.
 
 use std::collections::{HashMap, VecDeque};
@@ -80,6 +80,17 @@ pub enum Delivery {
     NotConnected,
 }
 
+impl DataplaneDelivery {
+    /// Envoy's error for `Nacked`, or why a `NotConnected` dataplane has no delivery.
+    pub fn detail(&self) -> Option<&str> {
+        match (&self.detail, self.state) {
+            (Some(d), _) => Some(d),
+            (None, Delivery::NotConnected) => Some(NOT_CONNECTED),
+            (None, _) => None,
+        }
+    }
+}
+
 impl Delivery {
     pub const ALL: [Delivery; 6] = [
         Delivery::Pending,
@@ -111,7 +122,8 @@ impl Delivery {
 pub struct DataplaneDelivery {
     pub name: String,
     pub state: Delivery,
-    /// Envoy's error for `Nacked`; why for `NotConnected`.
+    /// Envoy's error for `Nacked`; why for `NotConnected` when it is not [`NOT_CONNECTED`].
+    /// Read it through [`detail`](Self::detail).
     pub detail: Option<String>,
     /// The type Envoy rejected.
     pub rejected: Option<ResourceKind>,
@@ -169,12 +181,25 @@ impl Change {
 
 struct Ring {
     capacity: usize,
+    /// Dataplane entries over every kept change, held under [`MAX_TRACKED_DELIVERIES`].
+    deliveries: usize,
     /// `seq` of `changes[0]`; seqs are consecutive.
     first: u64,
     changes: VecDeque<Change>,
     /// Announced API writes whose store event has not been handled yet, oldest first.
     announced: HashMap<ResourceKey, VecDeque<u64>>,
 }
+
+/// At most this many dataplane entries are kept over all changes (~100 bytes each, so
+/// ~10 MB), the oldest changes going first; the newest change is always kept whatever its
+/// size. Counting changes alone does not bound memory: at 10,000 dataplanes a mesh-wide
+/// policy write holds 10,000 entries, and a policy mix applied at start (205 writes) held
+/// ~1 million, ~90 MB of a 10,000-dataplane cold start's peak heap (heaptrack, BENCHMARKS.md).
+pub const MAX_TRACKED_DELIVERIES: usize = 100_000;
+
+/// Why a dataplane that was not connected when the change ran has no delivery to track
+/// (the shared default of [`DataplaneDelivery::detail`], so no entry holds its own copy).
+pub const NOT_CONNECTED: &str = "not connected to this control-plane instance";
 
 impl Ring {
     fn get_mut(&mut self, seq: u64) -> Option<&mut Change> {
@@ -219,6 +244,7 @@ impl ChangeLog {
             clock,
             ring: Mutex::new(Ring {
                 capacity: capacity.max(1),
+                deliveries: 0,
                 first: 1,
                 changes: VecDeque::new(),
                 announced: HashMap::new(),
@@ -334,6 +360,7 @@ impl ChangeLog {
         affected.sort();
         affected.dedup_by(|a, b| a.0 == b.0);
         let mut watch = Vec::new();
+        let replaced = change.dataplanes.len();
         change.dataplanes = affected
             .into_iter()
             .enumerate()
@@ -342,14 +369,17 @@ impl ChangeLog {
                     watch.push((name.clone(), i));
                     (Delivery::Pending, None)
                 } else {
-                    (Delivery::NotConnected, Some("not connected to this control-plane instance".to_string()))
+                    (Delivery::NotConnected, None)
                 };
                 DataplaneDelivery { name, state, detail, rejected: None, latency: None }
             })
             .collect();
         change.unfinished = watch.len();
         change.observed = true;
+        let kept = change.dataplanes.len();
+        ring.deliveries = ring.deliveries - replaced + kept;
         self.unfinished.fetch_add(watch.len(), Ordering::SeqCst);
+        self.evict(&mut ring);
         Some((seq, watch))
     }
 
@@ -367,13 +397,20 @@ impl ChangeLog {
             dataplanes: Vec::new(),
             unfinished: 0,
         });
-        while ring.changes.len() > ring.capacity {
-            if let Some(old) = ring.changes.pop_front() {
-                ring.first += 1;
-                self.unfinished.fetch_sub(old.unfinished, Ordering::SeqCst);
-            }
-        }
+        self.evict(ring);
         seq
+    }
+
+    /// Drops the oldest changes while more than `capacity` changes or more than
+    /// [`MAX_TRACKED_DELIVERIES`] entries are kept, never the newest change.
+    fn evict(&self, ring: &mut Ring) {
+        while ring.changes.len() > ring.capacity || (ring.deliveries > MAX_TRACKED_DELIVERIES && ring.changes.len() > 1)
+        {
+            let Some(old) = ring.changes.pop_front() else { break };
+            ring.first += 1;
+            ring.deliveries -= old.dataplanes.len();
+            self.unfinished.fetch_sub(old.unfinished, Ordering::SeqCst);
+        }
     }
 
     /// Whether any delivery is still open (the dispatcher's fast path on every ACK).
@@ -607,6 +644,31 @@ mod tests {
         assert!(c.complete() && c.dataplanes.is_empty());
         assert_eq!(l.undelivered(), 0);
         assert!(l.observe(None, &key("x"), Operation::Update, vec![]).is_none(), "unannounced no-ops are not kept");
+    }
+
+    #[test]
+    fn the_ring_keeps_at_most_max_tracked_deliveries_entries_but_always_the_newest_change() {
+        let (l, _) = log(1024);
+        let half = MAX_TRACKED_DELIVERIES / 2;
+        let many = |prefix: &str, n: usize, connected: bool| -> Vec<(String, bool)> {
+            (0..n).map(|i| (format!("{prefix}-{i}"), connected)).collect()
+        };
+        let first = l.observe(None, &key("a"), Operation::Update, many("a", half, true)).unwrap().0;
+        let second = l.observe(None, &key("b"), Operation::Update, many("b", half, true)).unwrap().0;
+        assert!(l.get(first).is_some() && l.get(second).is_some(), "exactly at the bound: both kept");
+        assert_eq!(l.unfinished.load(Ordering::SeqCst), 2 * half);
+        let third = l.observe(None, &key("c"), Operation::Update, many("c", 10, true)).unwrap().0;
+        assert!(l.get(first).is_none(), "the oldest change goes once the entries exceed the bound");
+        assert!(l.get(second).is_some() && l.get(third).is_some());
+        assert_eq!(l.unfinished.load(Ordering::SeqCst), half + 10, "its open deliveries are forgotten with it");
+        let huge = l.announce(&key("d"), Operation::Update);
+        l.observe(l.claim(&key("d")), &key("d"), Operation::Update, many("d", MAX_TRACKED_DELIVERIES + 1, false));
+        let kept = l.get(huge).expect("the newest change is kept whatever its size");
+        assert_eq!(kept.dataplanes.len(), MAX_TRACKED_DELIVERIES + 1);
+        assert!(l.get(second).is_none() && l.get(third).is_none());
+        assert_eq!(kept.dataplanes[0].detail(), Some(NOT_CONNECTED), "not-connected entries share one text");
+        assert!(kept.dataplanes[0].detail.is_none());
+        assert_eq!(l.unfinished.load(Ordering::SeqCst), 0);
     }
 
     #[test]

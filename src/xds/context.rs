@@ -12,6 +12,7 @@
 //!   resync rebuilds everything from the store; both start a new build (`build` id) and make
 //!   the whole mesh due.
 
+use crate::model::Tags;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,11 +45,11 @@ pub struct Endpoint {
     pub protocol: Protocol,
     /// The inbound's tags: subset clusters (`backend-_0_` for `version: v2`) pick endpoints
     /// by them.
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 /// Load assignments of subset clusters by (cluster name, tags).
-type SubsetAssignments = HashMap<(String, BTreeMap<String, String>), Arc<EncodedResource>>;
+type SubsetAssignments = HashMap<(String, Tags), Arc<EncodedResource>>;
 
 /// A service of the mesh (`kuma.io/service`) with its endpoints, encoded.
 #[derive(Debug)]
@@ -94,7 +95,7 @@ impl ServiceResources {
 
     /// The load assignment of cluster `cluster` of this service: every endpoint, or those
     /// whose tags include `tags` for a subset cluster.
-    pub fn load_assignment_for(&self, cluster: &str, tags: &BTreeMap<String, String>) -> Arc<EncodedResource> {
+    pub fn load_assignment_for(&self, cluster: &str, tags: &Tags) -> Arc<EncodedResource> {
         if cluster == self.name && tags.is_empty() {
             return self.load_assignment.clone();
         }

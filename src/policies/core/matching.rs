@@ -6,6 +6,7 @@
 //! kinds the lexicographically smallest name is merged last and wins. Kuma 2.4 sorted names
 //! ascending (greatest name won); 2.6.0 reversed it as a fix, and higuma follows 2.6.
 
+use crate::model::Tags;
 use std::sync::Arc;
 
 use super::rules::{MergeOptions, RuleItem, Rules, Subset};
@@ -108,7 +109,7 @@ pub fn from_rules(
     set: &PolicySet,
     t: ResourceType,
     matched: &[u32],
-    inbound_tags: &std::collections::BTreeMap<String, String>,
+    inbound_tags: &Tags,
     options: MergeOptions,
 ) -> Arc<Rules> {
     let list = set.of(t);

@@ -8,8 +8,8 @@
 //!   its rank is strictly greater, or equal and its creation time strictly later. So: highest
 //!   rank, then newest, then the first name.
 
+use crate::model::Tags;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::model::dataplane::DataplaneSpec;
@@ -86,7 +86,7 @@ fn best_rank(selectors: &[Selector], dp: &DataplaneSpec) -> Option<Rank> {
 }
 
 /// [`best_rank`] against one tag set.
-fn best_rank_of(selectors: &[Selector], tags: &BTreeMap<String, String>) -> Option<Rank> {
+fn best_rank_of(selectors: &[Selector], tags: &Tags) -> Option<Rank> {
     selectors.iter().filter(|s| s.matches(tags)).map(Rank::of).max()
 }
 
@@ -133,10 +133,7 @@ pub fn select_outbound<'a>(
 
 /// `SelectInboundConnectionPolicy`: the single policy whose destinations best match the
 /// inbound's tags (sources play no part in the choice). `policies` must be sorted by name.
-pub fn select_inbound<'a>(
-    policies: &'a [Arc<Resource>],
-    inbound_tags: &BTreeMap<String, String>,
-) -> Option<&'a Arc<Resource>> {
+pub fn select_inbound<'a>(policies: &'a [Arc<Resource>], inbound_tags: &Tags) -> Option<&'a Arc<Resource>> {
     let mut best: Option<(Rank, &Arc<Resource>)> = None;
     for p in policies {
         let Some(spec) = spec_of(p) else { continue };
@@ -152,10 +149,7 @@ pub fn select_inbound<'a>(
 /// inbound, most specific first by the rank of its *first* source selector, newer first on
 /// ties. Kuma lists a policy once per matching destination selector; higuma lists it once,
 /// since a second copy only repeats the same filter.
-pub fn select_inbound_all<'a>(
-    policies: &'a [Arc<Resource>],
-    inbound_tags: &BTreeMap<String, String>,
-) -> Vec<&'a Arc<Resource>> {
+pub fn select_inbound_all<'a>(policies: &'a [Arc<Resource>], inbound_tags: &Tags) -> Vec<&'a Arc<Resource>> {
     let mut matched: Vec<(Rank, &Arc<Resource>)> = policies
         .iter()
         .filter_map(|p| {

@@ -11,6 +11,7 @@
 //! 4. Rules are stable-sorted by their number of positive tags, most first; a query takes the
 //!    first rule containing it.
 
+use crate::model::Tags;
 use std::collections::{BTreeMap, BTreeSet};
 
 use std::any::Any;
@@ -87,7 +88,7 @@ impl Subset {
     }
 
     /// As `{key: "value" | "!value"}` (the inspect API's shape).
-    pub fn to_map(&self) -> BTreeMap<String, String> {
+    pub fn to_map(&self) -> Tags {
         self.0.iter().map(|t| (t.key.clone(), if t.not { format!("!{}", t.value) } else { t.value.clone() })).collect()
     }
 }

@@ -2,7 +2,7 @@
 //! validation (`pkg/plugins/policies/core/matchers/validators`), and which dataplanes a
 //! policy's top-level targetRef selects (MADR 005, reference §4.1–4.2).
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,8 +53,8 @@ pub struct TargetRef {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mesh: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_types: Vec<ProxyType>,
 }
@@ -96,7 +96,7 @@ impl TargetRef {
 
     /// Whether this (top-level) targetRef selects an inbound with `tags`. MeshGateway selects
     /// no sidecar; MeshHTTPRoute is resolved by the caller (it selects what its route does).
-    pub fn selects_inbound(&self, tags: &BTreeMap<String, String>) -> bool {
+    pub fn selects_inbound(&self, tags: &Tags) -> bool {
         if !self.proxy_types.is_empty() && !self.proxy_types.contains(&ProxyType::Sidecar) {
             return false;
         }
@@ -203,7 +203,7 @@ pub fn top_of(p: &dyn TargetRefPolicy) -> TargetRef {
 mod tests {
     use super::*;
 
-    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 

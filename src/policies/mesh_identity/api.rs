@@ -1,7 +1,7 @@
 //! Kuma's MeshIdentity (`pkg/core/resources/apis/meshidentity/api/v1alpha1`) and its
 //! validation (`validator.go`), with the `bundled.ca` form of Kuma 3.0 (`SecureDataSource`s).
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ pub struct Selector {
 pub struct LabelSelector {
     /// `{}` selects every dataplane.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub match_labels: Option<BTreeMap<String, String>>,
+    pub match_labels: Option<Tags>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -121,7 +121,7 @@ pub struct CertificateParameters {
 
 impl MeshIdentitySpec {
     /// How many labels it selects by (`None`: selects nothing).
-    pub fn selects(&self, tags: &BTreeMap<String, String>) -> Option<usize> {
+    pub fn selects(&self, tags: &Tags) -> Option<usize> {
         let labels = self.selector.as_ref()?.dataplane.as_ref()?.match_labels.as_ref();
         let labels = labels.map(|l| l.iter().collect::<Vec<_>>()).unwrap_or_default();
         labels.iter().all(|(k, v)| tags.get(*k) == Some(*v)).then_some(labels.len())

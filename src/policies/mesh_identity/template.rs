@@ -2,6 +2,7 @@
 //! text with `{{ .Field }}` and `{{ label "key" }}` actions. Anything else is refused when
 //! the MeshIdentity is written, as Kuma refuses a template that does not parse.
 
+use crate::model::Tags;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl Template {
 
     /// The text with `fields` and `labels` substituted; a missing label is an error, a
     /// missing field renders empty (Go's zero value).
-    pub fn render(&self, fields: &BTreeMap<&str, &str>, labels: &BTreeMap<String, String>) -> Result<String, String> {
+    pub fn render(&self, fields: &BTreeMap<&str, &str>, labels: &Tags) -> Result<String, String> {
         let mut out = String::new();
         for p in &self.0 {
             match p {
@@ -84,11 +85,11 @@ mod tests {
     fn renders_fields_and_labels() {
         let t = Template::parse("{{ .Mesh }}.{{.Zone}}.mesh.local").unwrap();
         let fields = BTreeMap::from([("Mesh", "default"), ("Zone", "east")]);
-        assert_eq!(t.render(&fields, &BTreeMap::new()).unwrap(), "default.east.mesh.local");
+        assert_eq!(t.render(&fields, &Tags::new()).unwrap(), "default.east.mesh.local");
         let t = Template::parse("/workload/{{ label \"kuma.io/workload\" }}").unwrap();
-        let labels = BTreeMap::from([("kuma.io/workload".to_string(), "web".to_string())]);
+        let labels = Tags::from([("kuma.io/workload".to_string(), "web".to_string())]);
         assert_eq!(t.render(&fields, &labels).unwrap(), "/workload/web");
-        assert_eq!(t.render(&fields, &BTreeMap::new()).unwrap_err(), "label kuma.io/workload not found");
+        assert_eq!(t.render(&fields, &Tags::new()).unwrap_err(), "label kuma.io/workload not found");
     }
 
     #[test]

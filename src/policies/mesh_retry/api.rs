@@ -4,7 +4,7 @@
 //! Validation follows Kuma's `validator.go`, including its field paths: Kuma validates each
 //! `default` rooted at `conf`, so its violations read `spec.to[0].default.conf.http.retryOn[0]`.
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -137,7 +137,7 @@ pub struct Predicate {
     #[serde(default)]
     pub predicate: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
+    pub tags: Option<Tags>,
     #[serde(default, skip_serializing_if = "is_zero_i32")]
     pub update_frequency: i32,
 }

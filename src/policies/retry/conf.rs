@@ -5,6 +5,7 @@
 //! route's policy over its virtual host's, which is how the successor wins where both apply
 //! (reference §4.4). Both set the TCP proxy's connect attempts, MeshRetry after Retry.
 
+use crate::model::Tags;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -86,7 +87,7 @@ pub enum HostPredicate {
     /// `envoy.retry_host_predicates.previous_hosts`.
     PreviousHosts,
     /// `envoy.retry_host_predicates.omit_host_metadata` on these `envoy.lb` tags.
-    OmitHostMetadata(BTreeMap<String, String>),
+    OmitHostMetadata(Tags),
 }
 
 /// `retry_on` with `retriable-status-codes` appended unless it is there.
@@ -216,7 +217,7 @@ fn header_matcher(h: &HeaderMatch) -> EnvoyHeaderMatcher {
 /// fields are a map, which rust-protobuf encodes in hash order; the bytes are written by
 /// hand from one-entry Structs in tag order instead, so equal tags give equal bytes (and
 /// equal versions).
-fn omit_host_metadata(tags: &BTreeMap<String, String>) -> Any {
+fn omit_host_metadata(tags: &Tags) -> Any {
     let mut fields = Vec::new();
     for (k, v) in tags {
         let mut value = Value::new();
@@ -262,7 +263,7 @@ mod tests {
 
     #[test]
     fn omitted_host_metadata_decodes_and_is_deterministic() {
-        let tags: BTreeMap<String, String> = (0..20).map(|i| (format!("k{i:02}"), format!("v{i}"))).collect();
+        let tags: Tags = (0..20).map(|i| (format!("k{i:02}"), format!("v{i}"))).collect();
         let a = omit_host_metadata(&tags);
         let b = omit_host_metadata(&tags.clone());
         assert_eq!(a.value, b.value);

@@ -1,7 +1,7 @@
 //! `backendRefs` of MeshHTTPRoute and MeshTCPRoute (Kuma's `common_api.BackendRef`): a
 //! MeshService or MeshServiceSubset with a weight, and the weighted clusters they become.
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +22,8 @@ pub struct BackendRef {
     pub kind: Option<TargetKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
+    pub tags: Tags,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
 }
@@ -34,7 +34,7 @@ impl BackendRef {
         BackendRef {
             kind: Some(TargetKind::MeshService),
             name: Some(service.to_string()),
-            tags: BTreeMap::new(),
+            tags: Tags::new(),
             weight: Some(weight),
         }
     }
@@ -76,7 +76,7 @@ pub fn split(
         if !allowed((cx.protocol_of)(service)) {
             return None;
         }
-        let tags = if r.kind == Some(TargetKind::MeshServiceSubset) { r.tags.clone() } else { BTreeMap::new() };
+        let tags = if r.kind == Some(TargetKind::MeshServiceSubset) { r.tags.clone() } else { Tags::new() };
         let name = cluster_for(cx, out, service, super::subset_tags(&tags));
         clusters.push(WeightedCluster { name, weight: r.weight() });
     }

@@ -2,7 +2,7 @@
 //! for the clusters of service subsets, the common protocol of an outbound's clusters, and
 //! installing a routing on an outbound.
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 
 use super::resolved::{ClusterConf, ResolvedCluster, ResolvedProxy, RoutedBy, Routing};
 use super::ResolveCx;
@@ -18,12 +18,7 @@ mod tests;
 /// to `out` unless one with the same service and tags exists. Kuma's names: the service's
 /// own name for all its endpoints, `<service>-_<n>_` for a subset, `n` counting the subsets
 /// of the whole dataplane so names never clash across outbounds; equal tags reuse a name.
-pub fn cluster_for(
-    cx: &ResolveCx<'_>,
-    out: &mut ResolvedProxy,
-    service: &str,
-    tags: BTreeMap<String, String>,
-) -> String {
+pub fn cluster_for(cx: &ResolveCx<'_>, out: &mut ResolvedProxy, service: &str, tags: Tags) -> String {
     if let Some(c) = out.clusters.iter().find(|c| c.service == service && c.tags == tags) {
         return c.name.clone();
     }
@@ -89,7 +84,7 @@ pub fn install(out: &mut ResolvedProxy, at: usize, routing: Routing, by: RoutedB
 
 /// `tags` without `kuma.io/service` (and `kuma.io/mesh`, which names a cross-mesh
 /// destination higuma does not route to): what a subset cluster filters endpoints by.
-pub fn subset_tags(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn subset_tags(tags: &Tags) -> Tags {
     use crate::model::selector::SERVICE_TAG;
     tags.iter().filter(|(k, _)| *k != SERVICE_TAG && *k != MESH_TAG).map(|(k, v)| (k.clone(), v.clone())).collect()
 }

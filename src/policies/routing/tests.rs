@@ -2,7 +2,7 @@
 //! wins, in which order rules merge, who routes an outbound, what the others then leave
 //! alone, subset endpoints and the route targets that carry endpoint changes.
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ fn first_clusters(o: &ResolvedOutbound) -> Vec<String> {
     clusters.iter().map(|c| format!("{}:{}", c.name, c.weight)).collect()
 }
 
-fn tags_of(p: &ResolvedProxy, cluster: &str) -> BTreeMap<String, String> {
+fn tags_of(p: &ResolvedProxy, cluster: &str) -> Tags {
     p.clusters.iter().find(|c| c.name == cluster).map(|c| c.tags.clone()).unwrap_or_default()
 }
 
@@ -177,7 +177,7 @@ fn subset_names_count_per_dataplane_and_equal_tags_share_one() {
     assert_eq!(first_clusters(outbound(&p, "backend")), ["backend-_0_:3", "backend-_1_:1"]);
     assert_eq!(first_clusters(outbound(&p, "legacy")), ["backend-_1_:1"]);
     assert_eq!(first_clusters(outbound(&p, "db")), ["db-_2_:1"]);
-    assert_eq!(tags_of(&p, "db-_2_"), BTreeMap::from([("role".to_string(), "replica".to_string())]));
+    assert_eq!(tags_of(&p, "db-_2_"), Tags::from([("role".to_string(), "replica".to_string())]));
     // Unused skeleton clusters are gone.
     let names: Vec<&str> = p.clusters.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["backend-_0_", "backend-_1_", "db-_2_"]);
@@ -465,9 +465,8 @@ fn subset_clusters_get_only_their_endpoints_and_follow_new_instances() {
     let s = store(&resources);
     let ctx = MeshContext::build(&s, "default", None).unwrap();
     let endpoints = |ctx: &MeshContext| {
-        let la = ctx
-            .service("backend")
-            .load_assignment_for("backend-_0_", &BTreeMap::from([("version".into(), "v2".into())]));
+        let la =
+            ctx.service("backend").load_assignment_for("backend-_0_", &Tags::from([("version".into(), "v2".into())]));
         let json = crate::xds::debug::resource_to_json(&la);
         assert_eq!(json["clusterName"], "backend-_0_");
         json["endpoints"][0]["lbEndpoints"].as_array().map_or(0, Vec::len)

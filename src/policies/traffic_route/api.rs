@@ -3,6 +3,7 @@
 //!
 //! Validation follows Kuma's `pkg/core/resources/apis/mesh/*_validator.go`.
 
+use crate::model::Tags;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -29,7 +30,7 @@ pub struct TrafficRouteConf {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<Split>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination: Option<BTreeMap<String, String>>,
+    pub destination: Option<Tags>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancer>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -42,7 +43,7 @@ pub struct Split {
     #[serde(default)]
     pub weight: u32,
     #[serde(default)]
-    pub destination: BTreeMap<String, String>,
+    pub destination: Tags,
 }
 
 /// A oneof: exactly one key (`{roundRobin: {}}`, `{leastRequest: {choiceCount: 3}}`, ...).
@@ -100,7 +101,7 @@ pub struct HttpRoute {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modify: Option<Modify>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub destination: Option<BTreeMap<String, String>>,
+    pub destination: Option<Tags>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<Split>,
 }
@@ -242,12 +243,7 @@ impl SpecType for TrafficRouteSpec {
     }
 }
 
-fn validate_split_and_destination(
-    errors: &mut ValidationError,
-    at: &str,
-    split: &[Split],
-    destination: Option<&BTreeMap<String, String>>,
-) {
+fn validate_split_and_destination(errors: &mut ValidationError, at: &str, split: &[Split], destination: Option<&Tags>) {
     match (split.is_empty(), destination) {
         (true, None) => errors.add(at, "requires either \"destination\" or \"split\""),
         (false, Some(_)) => errors.add(at, "\"split\" cannot be defined at the same time as \"destination\""),

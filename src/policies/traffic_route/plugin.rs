@@ -16,7 +16,7 @@
 //! there still reaches its service. Outbounds a MeshHTTPRoute or MeshTCPRoute routes are
 //! left alone, as Kuma's old generator skips them.
 
-use std::collections::BTreeMap;
+use crate::model::Tags;
 
 use super::api::{self, HttpMatch, Split, StringMatcher, TrafficRouteSpec};
 use crate::model::selector::{SERVICE_TAG, WILDCARD};
@@ -32,7 +32,7 @@ use crate::policies::routing::{self, cluster_for, subset_tags};
 use crate::policies::{Plugin, ResolveCx};
 
 /// `destination` (a split of one) or `split`, as TrafficRoute's conf and entries have.
-fn splits_of(split: &[Split], destination: Option<&BTreeMap<String, String>>) -> Vec<Split> {
+fn splits_of(split: &[Split], destination: Option<&Tags>) -> Vec<Split> {
     match destination {
         Some(d) if split.is_empty() => vec![Split { weight: 1, destination: d.clone() }],
         _ => split.to_vec(),
@@ -41,11 +41,13 @@ fn splits_of(split: &[Split], destination: Option<&BTreeMap<String, String>>) ->
 
 /// Kuma's wildcard resolution: `*` values dropped, keys the destination lacks taken from the
 /// outbound's tags (so `kuma.io/service: '*'` becomes the outbound's own service).
-fn resolve_wildcards(dest: &BTreeMap<String, String>, outbound: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> =
+fn resolve_wildcards(dest: &Tags, outbound: &Tags) -> Tags {
+    let mut out: Tags =
         dest.iter().filter(|(_, v)| v.as_str() != WILDCARD).map(|(k, v)| (k.clone(), v.clone())).collect();
     for (k, v) in outbound {
-        out.entry(k.clone()).or_insert_with(|| v.clone());
+        if !out.contains_key(k) {
+            out.insert(k.clone(), v.clone());
+        }
     }
     out
 }
@@ -55,7 +57,7 @@ fn clusters_of(
     cx: &ResolveCx<'_>,
     out: &mut ResolvedProxy,
     splits: &[Split],
-    outbound_tags: &BTreeMap<String, String>,
+    outbound_tags: &Tags,
     lb: &LoadBalancer,
 ) -> Vec<WeightedCluster> {
     let mut clusters = Vec::new();

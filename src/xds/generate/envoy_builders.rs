@@ -5,7 +5,6 @@
 //! Only ordered collections go into messages (no multi-entry maps), which keeps the encoded
 //! bytes, and so the versions, deterministic.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use protobuf::{EnumOrUnknown, MessageField};
@@ -499,5 +498,5 @@ pub fn join_host_port(host: &str, port: u32) -> String {
     }
 }
 
-/// Endpoint tags as `BTreeMap`s compare and hash in order.
-pub type Tags = BTreeMap<String, String>;
+/// Endpoint tags; `Tags` compare and hash in key order.
+pub use crate::model::Tags;
