@@ -227,7 +227,10 @@ fn wait_for_next<T: Transport>(t: &mut T, ctx: &ConnCtx<'_>) -> bool {
     let deadline = deadline_after(Instant::now(), ctx.limits.idle_timeout);
     loop {
         if (ctx.should_yield)() {
-            return false;
+            // A request already on its way is served, not reset: closing with unread bytes
+            // makes the kernel answer RST, and the client loses a request it may have sent
+            // before our last response told it nothing about closing.
+            return t.wait_readable(Duration::ZERO) == Readiness::Ready;
         }
         let now = Instant::now();
         if now >= deadline {
@@ -738,6 +741,76 @@ mod tests {
         };
         let (out, reqs) = run(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", limits);
         assert_eq!(reqs.len(), 2, "{out}");
+    }
+
+    /// Hands out one request per read, as a client that waits for each response does.
+    struct OneRequestPerRead {
+        requests: std::collections::VecDeque<Vec<u8>>,
+        output: Vec<u8>,
+    }
+
+    impl Read for OneRequestPerRead {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some(next) = self.requests.pop_front() else { return Ok(0) };
+            buf[..next.len()].copy_from_slice(&next);
+            Ok(next.len())
+        }
+    }
+
+    impl Write for OneRequestPerRead {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for OneRequestPerRead {
+        fn set_read_deadline(&mut self, _: Instant) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_write_timeout(&mut self, _: Duration) -> io::Result<()> {
+            Ok(())
+        }
+        fn wait_readable(&mut self, _: Duration) -> Readiness {
+            if self.requests.is_empty() {
+                Readiness::Closed
+            } else {
+                Readiness::Ready
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_already_arriving_is_served_when_the_worker_yields_its_idle_connection() {
+        // Regression: a worker that had to yield (another client queued) closed its kept-alive
+        // connection with the client's next request unread, and the kernel reset it.
+        let handler: Handler = Arc::new(|_: &Request| Response::text(200, "ok"));
+        let counters = LimitCounters::default();
+        let asked = std::cell::Cell::new(0);
+        // Not busy while the first response is written, busy from then on.
+        let busy = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        };
+        let ctx = ConnCtx {
+            handler: &handler,
+            limits: Limits::default(),
+            errors: super::super::text_error,
+            counters: &counters,
+            peer: None,
+            secure: false,
+            should_yield: &busy,
+        };
+        let mut t = OneRequestPerRead {
+            requests: [b"GET /a HTTP/1.1\r\n\r\n".to_vec(), b"GET /b HTTP/1.1\r\n\r\n".to_vec()].into(),
+            output: Vec::new(),
+        };
+        serve(&mut t, &ctx);
+        let out = String::from_utf8_lossy(&t.output);
+        assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+        assert!(out.ends_with("ok") && out.matches("Connection: close").count() == 1, "{out}");
     }
 
     #[test]
