@@ -10,11 +10,9 @@
 //! subscription's `generation` every half `metrics.dataplane.idleTimeout`, which is how the
 //! leader's finalizer tells it from the stream of an instance that died. Each beat writes all
 //! that is due as one batch — a read and a write statement or two for thousands of
-//! dataplanes on Postgres, not two per dataplane. A beat looks only at the streams that
-//! connected or disconnected since; every stream is looked at once per [`full_scan_every`]
-//! (a quarter flush interval), so an idle fleet costs the beat nothing per dataplane.
+//! dataplanes on Postgres, not two per dataplane.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,14 +37,6 @@ const BEAT: Duration = Duration::from_millis(250);
 /// Insights per batch: bounds one statement's size (an insight is about half a kilobyte).
 const BATCH_LIMIT: usize = 2000;
 
-/// How often every stream is checked for changed counters and due generation bumps: a
-/// quarter of the flush interval, so a change is written at most 1¼ intervals after the last
-/// write, and never more often than the beat. Checking all of them every beat was ~30 % of an
-/// idle 10,000-dataplane control plane's CPU samples (BENCHMARKS.md).
-fn full_scan_every(flush_interval: Duration) -> Duration {
-    (flush_interval / 4).max(BEAT)
-}
-
 pub enum StatusEvent {
     Connected(Arc<StreamHandle>),
     Disconnected(Arc<StreamHandle>, SystemTime),
@@ -69,17 +59,7 @@ impl StatusWriter {
     ) -> StatusWriter {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = threads::spawn(threads::XDS_STATUS.to_string(), move || {
-            Tracker {
-                store,
-                instance_id,
-                settings,
-                metrics,
-                identities,
-                streams: HashMap::new(),
-                events: HashSet::new(),
-                next_full_scan: Instant::now(),
-            }
-            .run(rx)
+            Tracker { store, instance_id, settings, metrics, identities, streams: HashMap::new() }.run(rx)
         });
         StatusWriter { tx, thread: Some(thread) }
     }
@@ -120,10 +100,6 @@ struct Tracker {
     /// Where the insight's `mTLS` comes from.
     identities: Arc<Identities>,
     streams: HashMap<u64, Tracked>,
-    /// Streams that connected or disconnected and are not written as such yet: what a beat
-    /// looks at between full scans.
-    events: HashSet<u64>,
-    next_full_scan: Instant,
 }
 
 impl Tracker {
@@ -135,7 +111,6 @@ impl Tracker {
                     Ok(StatusEvent::Connected(h)) => {
                         let Some(dp) = lock(&h.dataplane).clone() else { continue };
                         // Never written, so due on the next beat.
-                        self.events.insert(h.id);
                         self.streams.insert(h.id, Tracked {
                             handle: h,
                             dataplane: dp,
@@ -153,7 +128,6 @@ impl Tracker {
                         if let Some(t) = self.streams.get_mut(&h.id) {
                             t.disconnected = Some(at);
                             t.disconnect_due = Some(Instant::now() + delay);
-                            self.events.insert(h.id);
                         }
                     }
                     Ok(StatusEvent::Settings(s)) => self.settings = s,
@@ -173,39 +147,29 @@ impl Tracker {
         let interval = self.settings.status_flush_interval;
         let bump_every = self.settings.idle_timeout / 2;
         let now = Instant::now();
-        let full = all || now >= self.next_full_scan;
-        if full {
-            self.next_full_scan = now + full_scan_every(interval);
-            for t in self.streams.values_mut() {
-                if t.disconnected.is_none()
-                    && !bump_every.is_zero()
-                    && now.saturating_duration_since(t.bumped) >= bump_every
-                {
-                    t.generation = t.generation.wrapping_add(1);
-                    t.bumped = now;
-                }
+        for t in self.streams.values_mut() {
+            if t.disconnected.is_none() && !bump_every.is_zero() && t.bumped.elapsed() >= bump_every {
+                t.generation = t.generation.wrapping_add(1);
+                t.bumped = now;
             }
         }
         let disconnect_due = |t: &Tracked| all || t.disconnect_due.is_some_and(|d| d <= now);
-        let is_due = |t: &Tracked| {
-            t.last_write.is_none()
-                || (t.disconnected.is_some() && disconnect_due(t))
-                || t.written.as_ref().is_some_and(|w| w.generation != t.generation)
-                || (t.handle.activity.load(std::sync::atomic::Ordering::Relaxed) != t.written_activity
-                    && (all || t.last_write.is_some_and(|w| now.saturating_duration_since(w) >= interval)))
-        };
-        let due: Vec<u64> = if full {
-            self.streams.iter().filter(|(_, t)| is_due(t)).map(|(id, _)| *id).collect()
-        } else {
-            self.events.iter().filter(|id| self.streams.get(id).is_some_and(is_due)).copied().collect()
-        };
+        let due: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, t)| {
+                t.last_write.is_none()
+                    || (t.disconnected.is_some() && disconnect_due(t))
+                    || t.written.as_ref().is_some_and(|w| w.generation != t.generation)
+                    || (t.handle.activity.load(std::sync::atomic::Ordering::Relaxed) != t.written_activity
+                        && (all || t.last_write.is_some_and(|w| w.elapsed() >= interval)))
+            })
+            .map(|(id, _)| *id)
+            .collect();
         for chunk in due.chunks(BATCH_LIMIT) {
             self.write(chunk, now, all);
         }
         self.streams.retain(|_, t| t.disconnected.is_none() || !disconnect_due(t));
-        // Written now: a connect is done with; a disconnect waiting for its delay stays.
-        let streams = &self.streams;
-        self.events.retain(|id| streams.get(id).is_some_and(|t| t.disconnected.is_some()));
     }
 
     fn subscription(&self, t: &Tracked, now: Instant, all: bool) -> DiscoverySubscription {
