@@ -628,17 +628,40 @@ fn write_response<T: Transport>(
 pub struct MemoryTransport {
     pub input: std::io::Cursor<Vec<u8>>,
     pub output: Vec<u8>,
+    /// Offsets in `input` no read crosses, ascending.
+    read_ends: std::collections::VecDeque<u64>,
 }
 
 impl MemoryTransport {
     pub fn new(input: Vec<u8>) -> Self {
-        MemoryTransport { input: std::io::Cursor::new(input), output: Vec::new() }
+        MemoryTransport { input: std::io::Cursor::new(input), ..MemoryTransport::default() }
+    }
+
+    /// Hands out `reads` one per read at most, as a client that waits for each answer
+    /// before it sends the next request.
+    pub fn with_reads(reads: &[&[u8]]) -> Self {
+        let mut t = MemoryTransport::new(reads.concat());
+        let mut end = 0u64;
+        t.read_ends = reads
+            .iter()
+            .map(|r| {
+                end += r.len() as u64;
+                end
+            })
+            .collect();
+        t
     }
 }
 
 impl Read for MemoryTransport {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
+        let at = self.input.position();
+        while self.read_ends.front().is_some_and(|&end| end <= at) {
+            self.read_ends.pop_front();
+        }
+        let room = self.read_ends.front().map_or(buf.len(), |&end| usize::try_from(end - at).unwrap_or(usize::MAX));
+        let n = buf.len().min(room);
+        self.input.read(&mut buf[..n])
     }
 }
 
@@ -743,45 +766,6 @@ mod tests {
         assert_eq!(reqs.len(), 2, "{out}");
     }
 
-    /// Hands out one request per read, as a client that waits for each response does.
-    struct OneRequestPerRead {
-        requests: std::collections::VecDeque<Vec<u8>>,
-        output: Vec<u8>,
-    }
-
-    impl Read for OneRequestPerRead {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let Some(next) = self.requests.pop_front() else { return Ok(0) };
-            buf[..next.len()].copy_from_slice(&next);
-            Ok(next.len())
-        }
-    }
-
-    impl Write for OneRequestPerRead {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.output.write(buf)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Transport for OneRequestPerRead {
-        fn set_read_deadline(&mut self, _: Instant) -> io::Result<()> {
-            Ok(())
-        }
-        fn set_write_timeout(&mut self, _: Duration) -> io::Result<()> {
-            Ok(())
-        }
-        fn wait_readable(&mut self, _: Duration) -> Readiness {
-            if self.requests.is_empty() {
-                Readiness::Closed
-            } else {
-                Readiness::Ready
-            }
-        }
-    }
-
     #[test]
     fn a_request_already_arriving_is_served_when_the_worker_yields_its_idle_connection() {
         // Regression: a worker that had to yield (another client queued) closed its kept-alive
@@ -803,10 +787,7 @@ mod tests {
             secure: false,
             should_yield: &busy,
         };
-        let mut t = OneRequestPerRead {
-            requests: [b"GET /a HTTP/1.1\r\n\r\n".to_vec(), b"GET /b HTTP/1.1\r\n\r\n".to_vec()].into(),
-            output: Vec::new(),
-        };
+        let mut t = MemoryTransport::with_reads(&[b"GET /a HTTP/1.1\r\n\r\n", b"GET /b HTTP/1.1\r\n\r\n"]);
         serve(&mut t, &ctx);
         let out = String::from_utf8_lossy(&t.output);
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");

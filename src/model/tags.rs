@@ -8,7 +8,6 @@
 //! serialization, equality, ordering and hashing agree with the map it replaces).
 
 use std::borrow::Borrow;
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{MapAccess, Visitor};
@@ -95,15 +94,16 @@ impl Tags {
     fn from_pairs(mut pairs: Vec<(String, String)>) -> Self {
         // Stable: among equal keys the input order survives, so the last one is last.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match unique.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => unique.push(pair),
+        // `later` goes, `kept` stays: a repeated key leaves its later value in `kept`.
+        pairs.dedup_by(|later, kept| {
+            let repeated = later.0 == kept.0;
+            if repeated {
+                std::mem::swap(later, kept);
             }
-        }
-        unique.shrink_to_fit();
-        Tags(unique)
+            repeated
+        });
+        pairs.shrink_to_fit();
+        Tags(pairs)
     }
 }
 
@@ -142,13 +142,6 @@ impl Extend<(String, String)> for Tags {
 impl<const N: usize> From<[(String, String); N]> for Tags {
     fn from(pairs: [(String, String); N]) -> Self {
         Tags::from_pairs(pairs.into())
-    }
-}
-
-impl From<BTreeMap<String, String>> for Tags {
-    fn from(map: BTreeMap<String, String>) -> Self {
-        // Already sorted and unique.
-        Tags(map.into_iter().collect())
     }
 }
 
@@ -206,6 +199,8 @@ impl<'de> Deserialize<'de> for Tags {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn pair(k: &str, v: &str) -> (String, String) {
@@ -223,7 +218,6 @@ mod tests {
         assert!(tags.contains_key("a") && !tags.contains_key("b"));
         assert_eq!(serde_json::to_string(&tags).unwrap(), serde_json::to_string(&map).unwrap());
         assert_eq!(format!("{tags:?}"), format!("{map:?}"));
-        assert_eq!(Tags::from(map.clone()), tags);
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //!    this instance at the time or disconnected before answering.
 //!
 //! Memory is bounded: a ring of the latest `xdsServer.changeHistorySize` changes holding at
-//! most [`MAX_TRACKED_DELIVERIES`] dataplane entries between them, nothing in the store. The hot paths record ids and states only; counts and percentiles are computed
+//! most [`MAX_TRACKED_DELIVERIES`] dataplane entries between them, nothing in the store.
+//! The hot paths record ids and states only; counts and percentiles are computed
 //! when a change is read.
 
 use std::collections::{HashMap, VecDeque};
